@@ -1,0 +1,12 @@
+#include "builders/common.h"
+
+namespace mz::detail {
+
+std::int64_t num_classes(const std::optional<std::int64_t>& given, const std::optional<Weights>& w,
+                         std::int64_t fallback) {
+  if (!w) return given.value_or(fallback);
+  return override_param<std::int64_t>(given, static_cast<std::int64_t>(w->meta().categories.size()), "num_classes",
+                                      w->name());
+}
+
+}  // namespace mz::detail

@@ -1,0 +1,84 @@
+// Checkpoints: torch.save zip, legacy torch.save and safetensors, read into modules.
+//
+//   auto report = mz::load_checkpoint(*model, "resnet50.pth");         // strict: throws mz::LoadError
+//   auto report = mz::load_checkpoint(*model, f, {.strict = false});   // report.missing, .unexpected, ...
+//   mz::save_safetensors("out.safetensors", mz::read_checkpoint("in.pth"));
+//
+// Parameters are filled straight from the mapped file (no intermediate tensors when dtypes agree).
+// Untrusted input: parse failures throw mz::CheckpointError naming the file and the reason.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/nn/module.h>
+
+#include "modelzoo/weights.h"
+
+namespace mz {
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+struct LoadOptions {
+  bool strict = true;                 // any missing, unexpected or mismatched key is an error
+  bool strip_module_prefix = false;   // "module.layer1..." (DataParallel) -> "layer1..."
+  std::vector<std::string> skip;      // fnmatch globs of module keys left untouched (e.g. "fc.*")
+  std::function<std::string(const std::string&)> rename;  // checkpoint key -> module key
+};
+
+struct LoadReport {
+  std::string file;
+  std::vector<std::string> loaded;
+  std::vector<std::string> missing;     // in the module, not in the checkpoint
+  std::vector<std::string> unexpected;  // in the checkpoint, not in the module
+  std::vector<std::string> mismatched;  // "name: checkpoint [a, b] vs module [c, d]"
+  std::vector<std::string> skipped;     // matched LoadOptions::skip
+  bool ok() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
+  std::string summary() const;          // every problem key, by name
+};
+
+// An opened (memory-mapped, parsed) checkpoint.
+class Checkpoint {
+ public:
+  explicit Checkpoint(const std::string& path);
+  ~Checkpoint();
+  Checkpoint(Checkpoint&&) noexcept;
+  const std::string& path() const;
+  std::string format() const;  // "torch-zip", "torch-legacy" or "safetensors"
+  std::vector<std::string> names() const;
+  torch::Tensor tensor(const std::string& name) const;  // an owned copy
+  NamedTensors tensors() const;                          // every tensor, owned, in file order
+  LoadReport load_into(torch::nn::Module& module, const LoadOptions& options = {}) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+NamedTensors read_checkpoint(const std::string& path);
+LoadReport load_checkpoint(torch::nn::Module& module, const std::string& path, const LoadOptions& options = {});
+// Fetches the weights through the hub (download, verify, cache) and loads them.
+LoadReport load_weights(torch::nn::Module& module, const Weights& weights, const LoadOptions& options = {});
+
+// Inside this scope, builders given weights build the architecture those weights need but load
+// nothing and download nothing (e.g. to count each weight's parameters). Per thread.
+class ArchitectureOnly {
+ public:
+  ArchitectureOnly();
+  ~ArchitectureOnly();
+  ArchitectureOnly(const ArchitectureOnly&) = delete;
+  ArchitectureOnly& operator=(const ArchitectureOnly&) = delete;
+
+ private:
+  bool previous_;
+};
+bool architecture_only();
+
+// Writes tensors (any dtype; made contiguous) as safetensors, atomically (temp file + rename).
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const std::vector<std::pair<std::string, std::string>>& metadata = {});
+
+}  // namespace mz

@@ -1,0 +1,12 @@
+// modelzoo: torchvision's models and weights for LibTorch. Include this one header.
+#pragma once
+
+#include "modelzoo/checkpoint.h"
+#include "modelzoo/errors.h"
+#include "modelzoo/hub.h"
+#include "modelzoo/nn.h"
+#include "modelzoo/options.h"
+#include "modelzoo/registry.h"
+#include "modelzoo/weights.h"
+
+#include "modelzoo/resnet.h"

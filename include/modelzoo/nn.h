@@ -1,0 +1,82 @@
+// Layers whose parameters are allocated but not initialised: a builder that loads a checkpoint
+// never pays for random initialisation. Without weights, builders call mz::nn::reset_parameters()
+// (PyTorch's default init for every layer here) and then their family's own init, as torchvision does.
+// State-dict names equal PyTorch's: weight, bias, running_mean, running_var, num_batches_tracked.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/options/batchnorm.h>
+#include <torch/nn/options/conv.h>
+#include <torch/nn/options/linear.h>
+#include <torch/nn/options/normalization.h>
+#include <torch/nn/pimpl.h>
+
+namespace mz::nn {
+
+// Implemented by every layer with parameters; reset_parameters() applies PyTorch's default init.
+class Resettable {
+ public:
+  virtual ~Resettable() = default;
+  virtual void reset_parameters() = 0;
+};
+
+class Conv2dImpl : public torch::nn::Module, public Resettable {
+ public:
+  explicit Conv2dImpl(torch::nn::Conv2dOptions options);
+  torch::Tensor forward(const torch::Tensor& x);
+  void reset_parameters() override;
+  void pretty_print(std::ostream& stream) const override;
+  torch::nn::Conv2dOptions options;
+  torch::Tensor weight, bias;  // bias undefined when options.bias() is false
+};
+TORCH_MODULE(Conv2d);
+
+class LinearImpl : public torch::nn::Module, public Resettable {
+ public:
+  explicit LinearImpl(torch::nn::LinearOptions options);
+  LinearImpl(std::int64_t in, std::int64_t out) : LinearImpl(torch::nn::LinearOptions(in, out)) {}
+  torch::Tensor forward(const torch::Tensor& x);
+  void reset_parameters() override;
+  void pretty_print(std::ostream& stream) const override;
+  torch::nn::LinearOptions options;
+  torch::Tensor weight, bias;
+};
+TORCH_MODULE(Linear);
+
+class BatchNorm2dImpl : public torch::nn::Module, public Resettable {
+ public:
+  explicit BatchNorm2dImpl(torch::nn::BatchNormOptions options);
+  explicit BatchNorm2dImpl(std::int64_t features) : BatchNorm2dImpl(torch::nn::BatchNormOptions(features)) {}
+  torch::Tensor forward(const torch::Tensor& x);
+  void reset_parameters() override;
+  void pretty_print(std::ostream& stream) const override;
+  torch::nn::BatchNormOptions options;
+  torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+};
+TORCH_MODULE(BatchNorm2d);
+
+class LayerNormImpl : public torch::nn::Module, public Resettable {
+ public:
+  explicit LayerNormImpl(torch::nn::LayerNormOptions options);
+  torch::Tensor forward(const torch::Tensor& x);
+  void reset_parameters() override;
+  void pretty_print(std::ostream& stream) const override;
+  torch::nn::LayerNormOptions options;
+  torch::Tensor weight, bias;
+};
+TORCH_MODULE(LayerNorm);
+
+// PyTorch's default initialisation for every Resettable layer in `module` (recursively).
+void reset_parameters(torch::nn::Module& module);
+
+// Applies fn to every submodule of type Impl (recursively, the module itself included).
+template <class Impl, class Fn>
+void for_each(torch::nn::Module& module, Fn fn) {
+  for (const auto& m : module.modules(/*include_self=*/true))
+    if (auto* typed = dynamic_cast<Impl*>(m.get())) fn(*typed);
+}
+
+// Counts parameters (not buffers), as torchvision's num_params does.
+std::int64_t num_params(const torch::nn::Module& module);
+
+}  // namespace mz::nn

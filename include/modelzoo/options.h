@@ -1,0 +1,48 @@
+// Builder options as JSON, by their Python keyword names. Each options struct declares its fields
+// once: MZ_OPTIONS(ResNetOptions, num_classes, zero_init_residual, groups, ...).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "modelzoo/errors.h"
+
+namespace nlohmann {
+template <class T>
+struct adl_serializer<std::optional<T>> {
+  static void to_json(json& j, const std::optional<T>& v) { j = v ? json(*v) : json(nullptr); }
+  static void from_json(const json& j, std::optional<T>& v) {
+    if (j.is_null()) v.reset();
+    else v = j.get<T>();
+  }
+};
+}  // namespace nlohmann
+
+#define MZ_OPTIONS(Type, ...) NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Type, __VA_ARGS__)
+
+namespace mz {
+
+// Options from JSON: unknown keys and wrongly typed values are mz::UsageError naming the model,
+// the key and the valid keys; missing keys keep their defaults.
+template <class Options>
+Options options_from_json(const nlohmann::json& j, const std::string& model) {
+  const nlohmann::json defaults = Options{};
+  if (!j.is_object()) throw UsageError(model, "options must be a JSON object");
+  for (const auto& [key, value] : j.items()) {
+    if (defaults.contains(key)) continue;
+    std::string valid;
+    for (const auto& [k, v] : defaults.items()) valid += (valid.empty() ? "" : ", ") + k;
+    throw UsageError(model, "unknown option '" + key + "' (valid: " + valid + ")");
+  }
+  nlohmann::json merged = defaults;
+  merged.update(j);
+  try {
+    return merged.get<Options>();
+  } catch (const nlohmann::json::exception& e) {
+    throw UsageError(model, std::string("bad option value: ") + e.what());
+  }
+}
+
+}  // namespace mz

@@ -1,0 +1,55 @@
+// Models and weights by name. Each builder is registered by one line next to it:
+//   MZ_REGISTER_MODEL(resnet50, "classification");
+// which links the builder to its weights enum (deduced from its signature) and options struct.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <nlohmann/json.hpp>
+
+#include "modelzoo/weights.h"
+
+namespace mz {
+
+// Named outputs of a forward pass: {"output": logits} for a plain tensor, or the model's own keys
+// ({"out", "aux"} for segmentation), in order.
+using TensorDict = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// A type-erased model: the module (for state_dict, eval, to(...)) plus its forward.
+struct Model {
+  std::string name;
+  std::shared_ptr<torch::nn::Module> module;
+  std::function<TensorDict(const torch::Tensor&)> forward;
+};
+
+struct ModelInfo {
+  std::string name;          // builder name, "resnet50"
+  std::string task;          // "classification", ...
+  std::string weights_enum;  // "ResNet50_Weights"
+  nlohmann::json default_options;  // the options struct with its defaults, by Python kwarg names
+  // Builds with the weights ("" for none; any accepted spelling) and options JSON (kwarg names).
+  std::function<Model(const std::string& weights, const nlohmann::json& options)> build;
+};
+
+// All registered models sorted by name; include/exclude are fnmatch globs ("resnet*"), task "" = any.
+std::vector<const ModelInfo*> list_models(const std::vector<std::string>& include = {},
+                                          const std::vector<std::string>& exclude = {},
+                                          const std::string& task = "");
+const ModelInfo* find_model(const std::string& name);  // nullptr when unknown
+const ModelInfo& model_info(const std::string& name);  // throws mz::UsageError listing close names
+Model get_model(const std::string& name, const std::string& weights = "",
+                const nlohmann::json& options = nlohmann::json::object());
+const WeightsRecord& get_weight(const std::string& full_name);  // "ResNet50_Weights.IMAGENET1K_V2"
+std::vector<const WeightsRecord*> get_model_weights(const std::string& model);
+
+namespace detail {
+void register_model(ModelInfo info);  // a duplicate name throws
+}  // namespace detail
+
+}  // namespace mz

@@ -1,0 +1,42 @@
+// mz: list, inspect, download, verify, convert and run every model and weight in the registry.
+#include <unistd.h>
+
+#include <iostream>
+
+#include <c10/util/Exception.h>
+
+#include "modelzoo/errors.h"
+#include "registry/cli.h"
+
+namespace mz::cli {
+bool stderr_is_tty() { return ::isatty(2) == 1; }
+}  // namespace mz::cli
+
+namespace {
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mz: torchvision's models and weights for LibTorch.\n"
+               "Environment: MZ_CACHE_DIR, MZ_OFFLINE=1, MZ_MIRROR, MZ_MANIFEST, MZ_CA_BUNDLE (see README)."};
+  app.name("mz");
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Help for every subcommand");
+  mz::cli::add_model_commands(app);
+  mz::cli::add_hub_commands(app);
+  try {
+    app.parse(argc, argv);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const mz::Error& e) {
+    std::cerr << "mz: " << first_line(e.what()) << "\n";
+    return e.exit_code();
+  } catch (const c10::Error& e) {
+    std::cerr << "mz: " << first_line(e.what_without_backtrace()) << "\n";
+    return 6;
+  } catch (const std::exception& e) {
+    std::cerr << "mz: " << first_line(e.what()) << "\n";
+    return 1;
+  }
+}
