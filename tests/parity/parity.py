@@ -1,0 +1,157 @@
+#!/usr/bin/python3
+"""Numerical parity of every registered builder with torchvision 0.14.1.
+
+For each model in the registry (`mz list --models --json`), build torchvision's model with random
+weights and randomised BatchNorm statistics, save it as a checkpoint (torch.save zip, legacy
+torch.save or safetensors, rotating; some models in all three), run `mz forward --checkpoint` on a
+random input, and require relative error <= 1e-4. `mz forward` loads strictly, so state-dict names
+and shapes (buffers included) must equal torchvision's too.
+
+Usage: parity.py --mz build/mz --work DIR [--shard I/N] [--extended|--only-extended] [MODEL...]
+Per-model special cases live in the SPECIAL table, nowhere else.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torchvision.models as tvm
+from torchvision.models import segmentation  # noqa: F401  (registers segmentation builders)
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "oracle"))
+import st  # noqa: E402
+
+FORMATS = ("zip", "legacy", "safetensors")
+TOLERANCE = 1e-4
+
+# name -> {"size": input side, "kwargs": builder kwargs (both sides), "extended": only in --extended,
+#          "formats": formats to test (default: one, rotating)}
+SPECIAL = {
+    "resnet18": {"formats": FORMATS},
+    "resnet50": {"formats": FORMATS, "kwargs": {"replace_stride_with_dilation": [False, True, True]}},
+    "resnext101_32x8d": {"size": 32},
+    "resnext101_64x4d": {"size": 32},
+    "resnet152": {"size": 32},
+    "wide_resnet101_2": {"size": 32},
+}
+DEFAULT_SIZE = 64
+
+
+def randomize(model, gen):
+    with torch.no_grad():
+        for name, p in model.state_dict().items():
+            if not p.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
+            elif name.endswith("running_mean"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+            elif name.endswith(".weight") and p.dim() == 1:  # norm scales: away from 1
+                p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
+            elif name.endswith(".bias"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+
+
+def save_checkpoint(sd, path, fmt):
+    if fmt == "zip":
+        torch.save(sd, path)
+    elif fmt == "legacy":
+        torch.save(sd, path, _use_new_zipfile_serialization=False)
+    else:
+        st.save(path, dict(sd))
+
+
+def outputs_of(out):
+    if isinstance(out, torch.Tensor):
+        return {"output": out}
+    if isinstance(out, dict):
+        return dict(out)
+    if hasattr(out, "_asdict"):  # GoogLeNetOutputs / InceptionOutputs in train mode
+        return {"output": out[0]}
+    raise TypeError(type(out))
+
+
+def check(mz, model, fmt, work, index):
+    spec = SPECIAL.get(model, {})
+    kwargs = spec.get("kwargs", {})
+    size = spec.get("size", DEFAULT_SIZE)
+    gen = torch.Generator().manual_seed(1000 + index)
+    torch.manual_seed(index)
+    net = tvm.get_model(model, weights=None, **kwargs).eval()
+    randomize(net, gen)
+    x = torch.randn(1, 3, size, size, generator=gen)
+    with torch.no_grad():
+        ref = outputs_of(net(x))
+    ckpt = os.path.join(work, f"{model}.{fmt}")
+    save_checkpoint(net.state_dict(), ckpt, fmt)
+    inp, out = os.path.join(work, f"{model}.in.safetensors"), os.path.join(work, f"{model}.out.safetensors")
+    st.save(inp, {"input": x})
+    cmd = [mz, "forward", model, "--checkpoint", ckpt, "--input", inp, "--output", out,
+           "--options", json.dumps(kwargs)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"mz forward failed ({r.returncode}): {r.stderr.strip()}"
+    got = st.load(out)
+    if set(got) != set(ref):
+        return f"output keys {sorted(got)} != torchvision's {sorted(ref)}"
+    worst = 0.0
+    for k in ref:
+        if got[k].shape != ref[k].shape:
+            return f"output '{k}' shape {list(got[k].shape)} != torchvision's {list(ref[k].shape)}"
+        err = ((got[k].double() - ref[k].double()).abs().max() / ref[k].double().abs().max().clamp_min(1e-12)).item()
+        worst = max(worst, err)
+    for p in (ckpt, inp, out):
+        os.remove(p)
+    return None if worst <= TOLERANCE else f"relative error {worst:.3g} > {TOLERANCE}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mz", required=True)
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--shard", default="0/1")
+    ap.add_argument("--extended", action="store_true", help="include the models marked extended")
+    ap.add_argument("--only-extended", action="store_true")
+    ap.add_argument("models", nargs="*")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    listed = json.loads(subprocess.check_output([a.mz, "list", "--models", "--json"]))
+    models = [m["model"] for m in listed]
+    if a.models:
+        models = [m for m in models if m in a.models]
+    ext = lambda m: SPECIAL.get(m, {}).get("extended", False)  # noqa: E731
+    if a.only_extended:
+        models = [m for m in models if ext(m)]
+    elif not a.extended:
+        models = [m for m in models if not ext(m)]
+    i, n = map(int, a.shard.split("/"))
+    jobs = []
+    for idx, m in enumerate(models):
+        for fmt in SPECIAL.get(m, {}).get("formats", (FORMATS[idx % 3],)):
+            jobs.append((idx, m, fmt))
+    jobs = jobs[i::n]
+    work = a.work or tempfile.mkdtemp(prefix="mz-parity-")
+    os.makedirs(work, exist_ok=True)
+    failures = 0
+    for idx, m, fmt in jobs:
+        t0 = time.time()
+        try:
+            err = check(a.mz, m, fmt, work, idx)
+        except Exception as e:  # a torchvision-side failure is a test failure too
+            err = f"{type(e).__name__}: {e}"
+        status = "ok" if err is None else "FAIL " + err
+        print(f"{m:28s} {fmt:12s} {time.time() - t0:6.1f}s  {status}", flush=True)
+        failures += err is not None
+    print(f"parity: {len(jobs) - failures} passed, {failures} failed")
+    if not jobs and not a.only_extended:
+        print("parity: no models selected", file=sys.stderr)
+        return 1
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
