@@ -49,10 +49,12 @@ bool starts_with(ByteView b, const char* magic, std::size_t n) {
   return b.size >= n && std::memcmp(b.data, magic, n) == 0;
 }
 
-// PROTO n, LONG1 10 bytes: the legacy magic number 0x1950a86a20f9469cfc6c.
+// PROTO n, optional FRAME, LONG1 10 bytes: the legacy magic number 0x1950a86a20f9469cfc6c.
 bool is_legacy(ByteView b) {
   static const std::uint8_t magic[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
-  return b.size >= 14 && b.data[0] == 0x80 && std::memcmp(b.data + 2, magic, sizeof magic) == 0;
+  std::size_t at = 2;
+  if (b.size > at && b.data[at] == 0x95) at += 9;
+  return b.size >= at + sizeof magic && b.data[0] == 0x80 && std::memcmp(b.data + at, magic, sizeof magic) == 0;
 }
 
 // A safetensors file starts with its 8-byte header length followed by the JSON object.

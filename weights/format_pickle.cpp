@@ -418,7 +418,7 @@ Description describe_state_dict(Format format, const Pickle& p, const std::vecto
     const Value& value = p[dict.items[i + 1]];
     if (key.kind != Kind::Str) detail::fail(file, std::string("state dict key is a ") + kind_name(key.kind));
     if (value.kind != Kind::Tensor)
-      detail::fail(file, "entry " + printable(key.text) + " is a " + kind_name(value.kind) + ", not a tensor");
+      detail::fail(file, "entry " + printable(key.text) + " is not a tensor (" + kind_name(value.kind) + ")");
     const TensorRef& t = p.tensors[static_cast<std::size_t>(value.num)];
     const StorageSpan& s = storages.at(static_cast<std::size_t>(p[t.storage].num));
     TensorDesc d;
