@@ -110,7 +110,7 @@ class Unpickler {
   std::string line(const char* what);
   void long_int(std::size_t n);
   void text_int(bool is_long);
-  void global(const std::string& module, const std::string& name);
+  void global(std::string module, std::string name);  // by value: make() may move values
   void memo_put(std::uint32_t key);
   void memo_get(std::uint32_t key);
   void call(std::uint32_t callable, std::uint32_t args);
@@ -155,7 +155,7 @@ void Unpickler::text_int(bool is_long) {
   push_int(v);
 }
 
-void Unpickler::global(const std::string& module, const std::string& name) {
+void Unpickler::global(std::string module, std::string name) {
   const std::string full = module + "." + name;
   std::uint32_t g = make(Kind::Global);
   at(g).text = full;
