@@ -118,8 +118,7 @@ void LayerNormImpl::pretty_print(std::ostream& s) const {
 }
 
 void reset_parameters(torch::nn::Module& module) {
-  for (const auto& m : module.modules(/*include_self=*/true))
-    if (auto* r = dynamic_cast<Resettable*>(m.get())) r->reset_parameters();
+  for_each<Resettable>(module, [](Resettable& r) { r.reset_parameters(); });
 }
 
 std::int64_t num_params(const torch::nn::Module& module) {

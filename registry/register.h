@@ -35,6 +35,7 @@ bool register_builder(const char* name, const char* task, Holder (*builder)(std:
   info.task = task;
   info.weights_enum = W::enum_name;
   info.default_options = O{};
+  info.default_weights = [] { return W::DEFAULT.name(); };
   info.build = [builder, model = std::string(name)](const std::string& weights, const nlohmann::json& options) {
     std::optional<W> w;
     if (!weights.empty()) w = W::from_name(weights);

@@ -84,6 +84,10 @@ Model get_model(const std::string& name, const std::string& weights, const nlohm
 
 const WeightsRecord& get_weight(const std::string& full_name) {
   if (const WeightsRecord* r = find_weights(full_name)) return *r;
+  const auto dot = full_name.find('.');
+  if (dot != std::string::npos && full_name.substr(dot + 1) == "DEFAULT")
+    for (const auto& [name, info] : models())
+      if (info.weights_enum == full_name.substr(0, dot)) return get_weight(info.default_weights());
   std::vector<std::string> names;
   for (const WeightsRecord* r : all_weights()) names.push_back(r->name());
   throw UsageError(full_name, "unknown weights" + suggestions(full_name, names));

@@ -123,8 +123,12 @@ WeightsRecord record_from_json(const json& e, const std::string& source) {
     r.meta.min_size = std::make_pair(ms[0], ms[1]);
   }
   r.meta.categories = optional_field<std::vector<std::string>>(meta, "categories", {}, where);
-  for (const auto& [dataset, values] : optional_field<json>(meta, "metrics", json::object(), where).items())
-    for (const auto& [k, v] : values.items()) r.meta.metrics[dataset][k] = v.is_null() ? NAN : v.get<double>();
+  const json metrics = optional_field<json>(meta, "metrics", json::object(), where);
+  for (const auto& [dataset, values] : metrics.items())
+    for (const auto& [k, v] : values.items()) {
+      if (!v.is_null() && !v.is_number()) throw UsageError(where, "metric '" + dataset + "." + k + "' is not a number");
+      r.meta.metrics[dataset][k] = v.is_null() ? NAN : v.get<double>();
+    }
   r.meta.recipe = optional_field<std::string>(meta, "recipe", "", where);
   r.meta.docs = optional_field<std::string>(meta, "docs", "", where);
   for (const auto& [k, v] : meta.items())

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,10 +33,36 @@ struct CacheEntry {
   std::string sha256;
   std::uint64_t size = 0;
   std::string weights;  // "Enum.VALUE" of a known record with this url, "" if none
+  std::string source;   // where the bytes came from: the URL, a mirror URL or a torch.hub file
 };
 std::vector<CacheEntry> cache_list();
 
 // Re-hashes a cached file against its recorded and expected digest; true when it verifies.
 bool verify_cached(const CacheEntry& entry, std::string* reason = nullptr);
+
+// ---- further queries and maintenance ------------------------------------------------------------
+
+// Where the record's file lives in the cache (whether or not it is there yet).
+std::string cache_path(const WeightsRecord& record);
+// The record's cache entry when its file is cached and passes the cheap check (size + stamp).
+std::optional<CacheEntry> cached(const WeightsRecord& record);
+// True when MZ_OFFLINE is 1/true/yes/on: no network at all.
+bool offline();
+// The MZ_MIRROR base URLs in order (whitespace- or ';'-separated), each ending in '/'.
+std::vector<std::string> mirrors();
+// Every URL fetch() tries for the record, in order: mirrors, then the record's own URL.
+std::vector<std::string> sources(const WeightsRecord& record);
+
+// Removes cached files named by a weight ("Enum.VALUE") or by a path (the file or its directory).
+// Returns the removed files; empty when nothing matched.
+std::vector<std::string> remove_cached(const std::string& weight_or_path);
+
+// Removes partial downloads not in use, temp files, files without a record of their digest, records
+// without a file, and files that fail their recorded digest. Returns what was removed.
+struct PruneResult {
+  std::vector<std::string> removed;
+  std::uint64_t bytes = 0;
+};
+PruneResult prune();
 
 }  // namespace mz::hub

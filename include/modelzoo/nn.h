@@ -69,11 +69,12 @@ TORCH_MODULE(LayerNorm);
 // PyTorch's default initialisation for every Resettable layer in `module` (recursively).
 void reset_parameters(torch::nn::Module& module);
 
-// Applies fn to every submodule of type Impl (recursively, the module itself included).
+// Applies fn to every submodule of type Impl (recursively, the module itself included). Works on
+// modules not owned by a shared_ptr too.
 template <class Impl, class Fn>
 void for_each(torch::nn::Module& module, Fn fn) {
-  for (const auto& m : module.modules(/*include_self=*/true))
-    if (auto* typed = dynamic_cast<Impl*>(m.get())) fn(*typed);
+  if (auto* typed = dynamic_cast<Impl*>(&module)) fn(*typed);
+  for (const auto& child : module.children()) for_each<Impl>(*child, fn);
 }
 
 // Counts parameters (not buffers), as torchvision's num_params does.

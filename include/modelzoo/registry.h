@@ -33,6 +33,7 @@ struct ModelInfo {
   std::string task;          // "classification", ...
   std::string weights_enum;  // "ResNet50_Weights"
   nlohmann::json default_options;  // the options struct with its defaults, by Python kwarg names
+  std::function<std::string()> default_weights;  // full name of the typed enum's DEFAULT
   // Builds with the weights ("" for none; any accepted spelling) and options JSON (kwarg names).
   std::function<Model(const std::string& weights, const nlohmann::json& options)> build;
 };
