@@ -173,6 +173,27 @@ TEST_CASE("safetensors_header round-trips a torch checkpoint") {
   }
 }
 
+TEST_CASE("in-memory hostile inputs") {
+  auto safetensors = [](const std::string& json) {
+    Bytes b(8, 0);
+    for (int i = 0; i < 8; ++i) b[i] = static_cast<std::uint8_t>(json.size() >> (8 * i));
+    b.insert(b.end(), json.begin(), json.end());
+    return b;
+  };
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  CHECK_THROWS_WITH_AS(parse(safetensors("{\"a\":" + deep + "}"), "deep.safetensors"),
+                       "deep.safetensors: safetensors header nested deeper than 8 levels", mz::CheckpointError);
+  CHECK_THROWS_WITH_AS(parse(safetensors(R"({"a":{"dtype":"U16","shape":[1],"data_offsets":[0,2]}})"), "u16"),
+                       "u16: tensor 'a' has unsupported dtype 'U16'", mz::CheckpointError);
+  CHECK_THROWS_WITH_AS(parse(safetensors(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,0]},"a":{}})"), "dup"),
+                       "dup: safetensors header names 'a' twice", mz::CheckpointError);
+  CHECK_THROWS_WITH_AS(parse(safetensors(R"({"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}})"),
+                             "big"),
+                       "big: tensor 'a' shape overflows", mz::CheckpointError);
+  CHECK_THROWS_WITH_AS(parse(safetensors(R"({"a":)"), "cut"), doctest::Contains("cut: safetensors header is not valid JSON"),
+                       mz::CheckpointError);
+}
+
 // One test per hostile fixture; the expected reason is in expected.json (written with the file).
 namespace {
 void check_refused(const std::string& file) {
