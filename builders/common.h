@@ -28,9 +28,10 @@ std::int64_t num_classes(const std::optional<std::int64_t>& given, const std::op
 // Loads weights into a freshly built module (strict), or, without weights, runs `init`.
 // Inside an ArchitectureOnly scope nothing is loaded (used to size a model for a weight).
 template <class Init>
-void load_or_init(torch::nn::Module& module, const std::optional<Weights>& weights, Init init) {
+void load_or_init(torch::nn::Module& module, const std::optional<Weights>& weights, Init init,
+                  const LoadOptions& options = {}) {
   if (!weights) return init();
-  if (!architecture_only()) load_weights(module, *weights);
+  if (!architecture_only()) load_weights(module, *weights, options);
 }
 
 }  // namespace mz::detail

@@ -103,12 +103,18 @@ torch::nn::Sequential ResNetImpl::make_layer(ResNetBlock block, std::int64_t pla
   return layer;
 }
 
-torch::Tensor ResNetImpl::forward(torch::Tensor x) {
-  x = torch::relu(bn1(conv1(x)));
-  x = torch::max_pool2d(x, 3, 2, 1);
-  x = layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
-  x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
-  return fc(x);
+std::vector<Step> ResNetImpl::steps() {
+  return {step("conv1", conv1),
+          step("bn1", bn1),
+          {"relu", [](torch::Tensor x) { return torch::relu(x); }},
+          {"maxpool", [](torch::Tensor x) { return torch::max_pool2d(x, 3, 2, 1); }},
+          step("layer1", layer1),
+          step("layer2", layer2),
+          step("layer3", layer3),
+          step("layer4", layer4),
+          {"avgpool", [](torch::Tensor x) { return torch::adaptive_avg_pool2d(x, {1, 1}); }},
+          {"flatten", [](torch::Tensor x) { return x.flatten(1); }},
+          step("fc", fc)};
 }
 
 namespace {

@@ -1,6 +1,7 @@
 // modelzoo: torchvision's models and weights for LibTorch. Include this one header.
 #pragma once
 
+#include "modelzoo/chain.h"
 #include "modelzoo/checkpoint.h"
 #include "modelzoo/errors.h"
 #include "modelzoo/hub.h"

@@ -6,6 +6,7 @@
 
 #include <torch/nn/modules/container/sequential.h>
 
+#include "modelzoo/chain.h"
 #include "modelzoo/nn.h"
 #include "modelzoo/options.h"
 #include "modelzoo/weights.h"
@@ -48,11 +49,12 @@ TORCH_MODULE(Bottleneck);
 
 enum class ResNetBlock { Basic, Bottleneck };
 
-class ResNetImpl : public torch::nn::Module {
+class ResNetImpl : public torch::nn::Module, public Chain {
  public:
   // Parameters are left uninitialised; the builders initialise or load them.
   ResNetImpl(ResNetBlock block, std::vector<std::int64_t> layers, const ResNetOptions& options);
-  torch::Tensor forward(torch::Tensor x);
+  torch::Tensor forward(torch::Tensor x) { return run_steps(std::move(x)); }
+  std::vector<Step> steps() override;
   nn::Conv2d conv1{nullptr};
   nn::BatchNorm2d bn1{nullptr};
   torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
