@@ -46,8 +46,8 @@ def wait_for_port(port, proc, timeout=10):
 class Nginx:
     """nginx-light on 127.0.0.1, one process, everything (pid, logs, temp) inside `workdir`."""
 
-    def __init__(self, root, workdir):
-        self.root, self.workdir = root, workdir
+    def __init__(self, root, workdir, tls=None):
+        self.root, self.workdir, self.tls = root, workdir, tls  # tls: (cert.pem, key.pem)
         self.access_log = os.path.join(workdir, "access.log")
         for _ in range(5):
             self.port = free_port()
@@ -77,14 +77,16 @@ http {{
   access_log {self.access_log} mz;
 {temps}  sendfile on;
   server {{
-    listen 127.0.0.1:{self.port};
+    listen 127.0.0.1:{self.port}{" ssl" if self.tls else ""};
     root {self.root};
+{f"    ssl_certificate {self.tls[0]};{chr(10)}    ssl_certificate_key {self.tls[1]};" if self.tls else ""}
   }}
 }}
 """
 
     def url(self, path):
-        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/{path.lstrip('/')}"
 
     def requests(self):
         if not os.path.exists(self.access_log):

@@ -1,10 +1,12 @@
 """The cache, verify, offline mode, mirrors, torch.hub reuse and `mz cache` (nginx + fault server)."""
 import json
 import os
+import pty
 import random
+import subprocess
 import unittest
 
-from hubtest import HubCase, read, sha256
+from hubtest import MZ, HubCase, Nginx, read, sha256
 
 MiB = 1 << 20
 
@@ -39,6 +41,31 @@ class Cache(HubCase):
         b = self.download(self.name)
         self.assertEqual(a, b)
         self.assertEqual(len(self.full_downloads()), 1)
+
+    def test_progress_bar_only_on_a_tty(self):
+        p = self.mz("download", self.name)
+        self.assertEqual(p.stderr, "")
+        self.mz("cache", "rm", self.name)
+        master, slave = pty.openpty()
+        e = dict(self.env)
+        proc = subprocess.Popen([MZ, "download", self.name], env=e, stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        proc.communicate(timeout=60)
+        os.close(master)
+        self.assertEqual(proc.returncode, 0)
+        text = out.decode()
+        self.assertIn(self.name, text)
+        self.assertIn("100%", text)
+        self.assertIn("/s", text)
 
     def test_download_json(self):
         p = self.mz("download", self.name, "--json")
@@ -186,6 +213,34 @@ class Cache(HubCase):
         p = self.mz("verify", self.name, check=False)
         self.assert_fails(p, 5, "1 of 1 files failed verification")
         self.assertIn("not in the cache", p.stdout)
+
+
+class Https(HubCase):
+    """A self-signed loopback HTTPS server: fails with a hint, works once MZ_CA_BUNDLE names the CA."""
+
+    def setUp(self):
+        super().setUp()
+        cert, key = self.path("cert.pem"), self.path("key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        self.cert = cert
+        os.makedirs(self.path("tls"))
+        self.nginx = Nginx(self.www, self.path("tls"), tls=(cert, key))
+        for k in ("CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"):
+            self.env.pop(k, None)
+        self.data = self.put("s.pth", b"secure" * 1000)
+        self.name = self.add("S", self.nginx.url("s.pth"), self.data)
+
+    def test_untrusted_certificate_names_the_fix(self):
+        p = self.mz("download", self.name, check=False)
+        self.assert_fails(p, 5, self.name, self.nginx.url("s.pth"), "MZ_CA_BUNDLE")
+
+    def test_ca_bundle_variables(self):
+        for var in ("MZ_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+            path = self.download(self.name, env={var: self.cert})
+            self.assertEqual(read(path), self.data)
+            self.mz("cache", "rm", self.name)
 
 
 class Manifests(HubCase):
