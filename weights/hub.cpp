@@ -442,6 +442,7 @@ PruneResult prune() {
       res.bytes += static_cast<std::uint64_t>(st.st_size);
     }
   };
+  if (!list_dir(blobs).empty()) detail::make_dirs(root + "/locks");
   for (const std::string& key : list_dir(blobs)) {
     const std::string dir = blobs + "/" + key;
     const auto lock = detail::FileLock::try_lock(root + "/locks/" + key + ".lock");

@@ -158,6 +158,8 @@ class Cache(HubCase):
         self.assertEqual(read(path), self.data)
         self.assertEqual(self.nginx.requests(), [])
         self.assertEqual(json.loads(read(path + ".json"))["source"], os.path.join(ckpt, "w-1234abcd.pth"))
+        self.assertIn("pruned 0 file(s)", self.mz("cache", "prune").stdout)
+        self.assertEqual(read(path), self.data)
         # A torch.hub file that does not verify is left alone and the file is downloaded.
         self.mz("cache", "rm", self.name)
         with open(os.path.join(ckpt, "w-1234abcd.pth"), "wb") as f:
