@@ -111,7 +111,7 @@ TEST_CASE("environment: cache root, offline, mirrors") {
   setenv("XDG_CACHE_HOME", "/x/xdg", 1);
   CHECK(hub::cache_dir() == "/x/xdg/modelzoo");
   unsetenv("XDG_CACHE_HOME");
-  CHECK(hub::cache_dir() == std::string(std::getenv("HOME")) + "/.cache/modelzoo");
+  CHECK(hub::cache_dir() == detail::env_str("HOME", "/root") + "/.cache/modelzoo");
   for (const char* on : {"1", "true", "yes", "on"}) {
     setenv("MZ_OFFLINE", on, 1);
     CHECK(hub::offline());
