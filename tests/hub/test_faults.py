@@ -158,7 +158,7 @@ class Faults(HubCase):
         self.assertEqual([f for f in self.cached_files() if ".part" in f], [])
 
     def test_eight_processes_one_transfer(self):
-        data = self.put("shared.pth", payload(4 * MiB, 5))
+        data = self.put("shared.pth", payload(8 * MiB, 5))  # ~4 s at the slow rate: all 8 overlap
         name = self.add("W", self.faults.url("slow/shared.pth"), data)
         procs = [self.mz_popen("download", name) for _ in range(8)]
         outs = [p.communicate(timeout=120) for p in procs]
