@@ -11,3 +11,8 @@
 #include "modelzoo/weights.h"
 
 #include "modelzoo/resnet.h"
+#include "modelzoo/mnasnet.h"
+#include "modelzoo/mobilenetv2.h"
+#include "modelzoo/mobilenetv3.h"
+#include "modelzoo/ops.h"
+#include "modelzoo/shufflenet.h"

@@ -37,6 +37,17 @@ SPECIAL = {
     "resnext101_64x4d": {"size": 32},
     "resnet152": {"size": 32},
     "wide_resnet101_2": {"size": 32},
+    "mobilenet_v2": {"size": 32, "formats": FORMATS},
+    "mobilenet_v3_large": {"size": 32, "formats": FORMATS},
+    "mobilenet_v3_small": {"size": 32, "kwargs": {"dilated": True, "reduced_tail": True}},
+    "mnasnet0_5": {"size": 32},
+    "mnasnet0_75": {"size": 32},
+    "mnasnet1_0": {"size": 32, "formats": FORMATS},
+    "mnasnet1_3": {"size": 32},
+    "shufflenet_v2_x0_5": {"size": 32},
+    "shufflenet_v2_x1_0": {"size": 32, "formats": FORMATS},
+    "shufflenet_v2_x1_5": {"size": 32},
+    "shufflenet_v2_x2_0": {"size": 32},
 }
 DEFAULT_SIZE = 64
 
