@@ -26,12 +26,13 @@ std::int64_t num_classes(const std::optional<std::int64_t>& given, const std::op
                          std::int64_t fallback = 1000);
 
 // Loads weights into a freshly built module (strict), or, without weights, runs `init`.
-// Inside an ArchitectureOnly scope nothing is loaded (used to size a model for a weight).
+// Inside an ArchitectureOnly scope it does neither: the caller fills every tensor itself.
 template <class Init>
 void load_or_init(torch::nn::Module& module, const std::optional<Weights>& weights, Init init,
                   const LoadOptions& options = {}) {
+  if (architecture_only()) return;
   if (!weights) return init();
-  if (!architecture_only()) load_weights(module, *weights, options);
+  load_weights(module, *weights, options);
 }
 
 }  // namespace mz::detail

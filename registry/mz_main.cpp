@@ -25,10 +25,24 @@ int main(int argc, char** argv) {
   mz::cli::add_model_commands(app);
   mz::cli::add_hub_commands(app);
   try {
+    if (argc > 1 && argv[1][0] != '-') {
+      std::string names;
+      bool known = false;
+      for (const auto* sub : app.get_subcommands({})) {
+        names += (names.empty() ? "" : ", ") + sub->get_name();
+        known = known || sub->get_name() == argv[1];
+      }
+      if (!known) throw mz::UsageError("", std::string("unknown command '") + argv[1] + "' (commands: " + names + ")");
+    }
     app.parse(argc, argv);
     return 0;
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {  // one line, as every other failure
+    std::cerr << "mz: " << first_line(e.what()) << " (see mz --help)\n";
+    return e.get_exit_code() > 0 && e.get_exit_code() < 128 ? e.get_exit_code() : 2;
   } catch (const mz::Error& e) {
     std::cerr << "mz: " << first_line(e.what()) << "\n";
     return e.exit_code();

@@ -63,8 +63,10 @@ LoadReport load_checkpoint(torch::nn::Module& module, const std::string& path, c
 // Fetches the weights through the hub (download, verify, cache) and loads them.
 LoadReport load_weights(torch::nn::Module& module, const Weights& weights, const LoadOptions& options = {});
 
-// Inside this scope, builders given weights build the architecture those weights need but load
-// nothing and download nothing (e.g. to count each weight's parameters). Per thread.
+// Inside this scope, builders build the architecture (for the given weights' configuration, if
+// any) but neither initialise nor load parameters, and download nothing: their values are
+// undefined until the caller fills them, e.g. with a strict load_checkpoint. Used to load a
+// checkpoint file without paying for random init, and to count each weight's parameters. Per thread.
 class ArchitectureOnly {
  public:
   ArchitectureOnly();

@@ -1,0 +1,158 @@
+#!/usr/bin/python3
+"""The mz CLI contract: exit codes with one-line errors, hostile checkpoints, convert, JSON schemas,
+forward options, and list/info/bench for every registered model (generic over the registry).
+
+Usage: test_cli.py --mz build/mz --fixtures build/fixtures/formats --work DIR
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import torch
+import torchvision.models as tvm
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "oracle"))
+sys.path.insert(0, os.path.join(HERE, "..", "parity"))
+import st  # noqa: E402
+from parity import SPECIAL, DEFAULT_SIZE  # noqa: E402
+
+ENTRY_KEYS = {"weight", "model", "task", "default", "url", "hash_prefix", "sha256", "file_size", "meta",
+              "transforms", "source"}
+META_KEYS = {"num_params", "min_size", "categories", "metrics", "recipe", "docs"}
+passed, failed = 0, []
+
+
+def check(cond, what):
+    global passed
+    if cond:
+        passed += 1
+    else:
+        failed.append(what)
+        print("FAIL", what, flush=True)
+
+
+def mz(*args):
+    return subprocess.run([A.mz, *args], capture_output=True, text=True)
+
+
+def fails_with(r, code, needle, what):
+    lines = r.stderr.strip().splitlines()
+    ok = 0 < r.returncode < 128 if code is None else r.returncode == code
+    check(ok, f"{what}: exit {r.returncode}, want {code or '1..127'} ({r.stderr.strip()[:200]})")
+    check(len(lines) == 1 and lines[0].startswith("mz: ") and needle in lines[0],
+          f"{what}: stderr should be one line containing {needle!r}, got {r.stderr!r}")
+
+
+def test_hostile_checkpoints():
+    expected = json.load(open(os.path.join(A.fixtures, "expected.json")))
+    bad = {b["file"]: b["error"] for b in expected["bad"]}
+    check(len(bad) >= 10, f"hostile fixtures present ({len(bad)})")
+    out = os.path.join(A.work, "x.safetensors")
+    inp = os.path.join(A.work, "in.safetensors")
+    st.save(inp, {"input": torch.randn(1, 3, 32, 32)})
+    for name, reason in sorted(bad.items()):
+        path = os.path.join(A.fixtures, name)
+        fails_with(mz("convert", path, out), 3, f"{path}: {reason}", f"convert {name}")
+        fails_with(mz("forward", "resnet18", "--checkpoint", path, "--input", inp, "--output", out), 3,
+                   reason, f"forward {name}")
+        check(not os.path.exists(out), f"{name}: no output written")
+
+
+def test_convert_round_trip():
+    sd = tvm.resnet18().state_dict()
+    for fmt in ("zip", "legacy"):
+        src = os.path.join(A.work, f"r18.{fmt}")
+        torch.save(sd, src, **({} if fmt == "zip" else {"_use_new_zipfile_serialization": False}))
+        dst = os.path.join(A.work, f"r18.{fmt}.safetensors")
+        r = mz("convert", src, dst)
+        check(r.returncode == 0 and r.stdout.strip().splitlines()[-1] == dst, f"convert {fmt}: {r.stderr}")
+        got = st.load(dst)
+        check(list(got) == list(sd) and all(torch.equal(got[k], sd[k]) for k in sd), f"convert {fmt}: tensors")
+
+
+def test_forward_options_and_errors():
+    net = tvm.resnet18(num_classes=10).eval()
+    ckpt = os.path.join(A.work, "r18_10.pth")
+    torch.save(net.state_dict(), ckpt)
+    inp, out = os.path.join(A.work, "in.safetensors"), os.path.join(A.work, "out.safetensors")
+    x = torch.randn(2, 3, 32, 32)
+    st.save(inp, {"input": x})
+    r = mz("forward", "resnet18", "--checkpoint", ckpt, "--input", inp, "--output", out, "--num-classes", "10")
+    check(r.returncode == 0, f"forward --num-classes: {r.stderr}")
+    if r.returncode == 0:
+        with torch.no_grad():
+            check(torch.allclose(st.load(out)["output"], net(x), rtol=1e-4, atol=1e-5), "forward --num-classes values")
+    r = mz("forward", "resnet18", "--checkpoint", ckpt, "--input", inp, "--output", out, "--options",
+           '{"num_classes": 10}')
+    check(r.returncode == 0, f"forward --options: {r.stderr}")
+    fails_with(mz("forward", "resnet18", "--checkpoint", ckpt, "--input", inp, "--output", out), 4,
+               "2 mismatched: fc.weight: checkpoint [10, 512] vs module [1000, 512], fc.bias", "class-count mismatch")
+    fails_with(mz("forward", "resnet34", "--checkpoint", ckpt, "--input", inp, "--output", out,
+                  "--num-classes", "10"), 4, "missing: layer1.2.conv1.weight", "wrong architecture")
+    fails_with(mz("forward", "resnet18", "--checkpoint", ckpt, "--input", inp, "--output", out, "--options",
+                  '{"num_clases": 10}'), 2, "unknown option 'num_clases'", "unknown option")
+    fails_with(mz("forward", "resnet18", "--checkpoint", ckpt, "--input", inp, "--output", out, "--options",
+                  "{not json"), 2, "--options: not valid JSON", "bad JSON")
+    fails_with(mz("forward", "resnet18", "--checkpoint", ckpt, "--weights", "ResNet18_Weights.IMAGENET1K_V1",
+                  "--input", inp, "--output", out), None, "excludes", "both --checkpoint and --weights")
+    fails_with(mz("forward", "resnet18", "--checkpoint", ckpt, "--input", ckpt, "--output", out,
+                  "--num-classes", "10"), 3,
+               "no tensor named 'input'", "input without 'input'")
+    fails_with(mz("info", "resnet51"), 2, "resnet51: unknown model (did you mean: resnet50", "unknown model")
+    fails_with(mz("info", "ResNet50_Weights.V9"), 2, "unknown weights", "unknown weight")
+    fails_with(mz("frobnicate"), 2, "unknown command 'frobnicate'", "unknown subcommand")
+    fails_with(mz("forward", "resnet18"), None, "required", "missing required option")
+    check(mz("--help").returncode == 0 and "forward" in mz("--help").stdout, "--help lists subcommands")
+
+
+def test_json_schemas():
+    entries = json.loads(mz("list", "--json").stdout)
+    check(len(entries) > 0, "list --json has entries")
+    for e in entries:
+        check(set(e) == ENTRY_KEYS, f"{e['weight']}: entry keys {sorted(e)}")
+        check(META_KEYS <= set(e["meta"]), f"{e['weight']}: meta keys {sorted(e['meta'])}")
+    one = json.loads(mz("list", "resnet50", "--json").stdout)
+    check([e["weight"] for e in one] == ["ResNet50_Weights.IMAGENET1K_V1", "ResNet50_Weights.IMAGENET1K_V2"],
+          "list GLOB filters")
+    info = json.loads(mz("info", "ResNet50_Weights.IMAGENET1K_V2", "--json").stdout)
+    check(info == next(e for e in entries if e["weight"] == "ResNet50_Weights.IMAGENET1K_V2"), "info == list entry")
+    check(info["meta"]["metrics"]["ImageNet-1K"]["acc@1"] == 80.858 and info["default"], "info values")
+    table = mz("list", "--markdown").stdout.splitlines()
+    check(len(table) == len(entries) + 2, "markdown table has a row per weight")
+
+
+def test_every_model():
+    """list, info and bench work for every registered model (extended ones are left to --extended)."""
+    models = json.loads(mz("list", "--models", "--json").stdout)
+    for m in models:
+        name = m["model"]
+        if SPECIAL.get(name, {}).get("extended") and not A.extended:
+            continue
+        info = json.loads(mz("info", name, "--json").stdout)
+        check(info["model"] == name and info["default"] in info["weights"], f"info {name}")
+        size = SPECIAL.get(name, {}).get("size", DEFAULT_SIZE)
+        r = mz("bench", name, "--size", str(size), "--repeat", "1", "--json")
+        ok = r.returncode == 0
+        check(ok, f"bench {name}: {r.stderr.strip()}")
+        if ok:
+            b = json.loads(r.stdout)
+            check(all(k in b for k in ("load_ms", "forward_ms", "peak_rss_mb")), f"bench {name} fields")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mz", required=True)
+    ap.add_argument("--fixtures", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--extended", action="store_true")
+    A = ap.parse_args()
+    os.makedirs(A.work, exist_ok=True)
+    torch.manual_seed(0)
+    for t in (test_hostile_checkpoints, test_convert_round_trip, test_forward_options_and_errors, test_json_schemas,
+              test_every_model):
+        t()
+    print(f"cli: {passed} passed, {len(failed)} failed")
+    sys.exit(1 if failed else 0)
