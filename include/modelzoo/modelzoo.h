@@ -11,6 +11,12 @@
 #include "modelzoo/weights.h"
 
 #include "modelzoo/resnet.h"
+#include "modelzoo/alexnet.h"
+#include "modelzoo/densenet.h"
+#include "modelzoo/googlenet.h"
+#include "modelzoo/inception.h"
+#include "modelzoo/squeezenet.h"
+#include "modelzoo/vgg.h"
 #include "modelzoo/mnasnet.h"
 #include "modelzoo/mobilenetv2.h"
 #include "modelzoo/mobilenetv3.h"
