@@ -78,6 +78,7 @@ struct Conv2dNormActivationOptions {
 class Conv2dNormActivationImpl : public SequentialBlockImpl {
  public:
   explicit Conv2dNormActivationImpl(Conv2dNormActivationOptions options);
+  void pretty_print(std::ostream& stream) const override { stream << "Conv2dNormActivation"; }
   Conv2dNormActivationOptions options;
 };
 TORCH_MODULE(Conv2dNormActivation);
@@ -98,6 +99,7 @@ class SqueezeExcitationImpl : public torch::nn::Module {
  public:
   explicit SqueezeExcitationImpl(SqueezeExcitationOptions options);
   torch::Tensor forward(const torch::Tensor& x);
+  void pretty_print(std::ostream& stream) const override { stream << "SqueezeExcitation"; }
   SqueezeExcitationOptions options;
   nn::Conv2d fc1{nullptr}, fc2{nullptr};
 };

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <map>
+#include <sstream>
 #include <unistd.h>
 
 #include "modelzoo/modelzoo.h"
@@ -73,6 +74,10 @@ TEST_CASE("Conv2dNormActivation: children 0 conv, 1 norm, 2 activation, as in to
   CHECK(shapes(*full).count("1.running_var") == 1);
   CHECK(shapes(*full).count("0.bias") == 0);
   CHECK(full->forward(torch::randn({1, 4, 5, 5})).sizes() == torch::IntArrayRef{1, 8, 5, 5});
+  std::ostringstream printed;
+  printed << *full;
+  CHECK(printed.str().rfind("Conv2dNormActivation(", 0) == 0);
+  CHECK(printed.str().find("(2): ReLU()") != std::string::npos);
 
   SUBCASE("no norm: the activation takes index 1 and the conv gets a bias") {
     Conv2dNormActivation m(Conv2dNormActivationOptions(4, 8, 1).norm_layer(nullptr).activation_layer(Act::SiLU));
