@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -62,7 +63,7 @@ def main():
         for field, (got, want) in checks.items():
             if not close(got, want):
                 problems.append(f"{name}: {field} is {json.dumps(got)[:200]}, torchvision has {json.dumps(want)[:200]}")
-        if not e["url"].rsplit("/", 1)[-1].split(".")[0].endswith(e["hash_prefix"]):
+        if not re.search(r"-" + re.escape(e["hash_prefix"]) + r"[0-9a-f]*\.[A-Za-z]+$", e["url"]):
             problems.append(f"{name}: hash_prefix {e['hash_prefix']} is not the suffix of the URL's file name")
     for name, ref in sorted(tv.items()):
         if name in ours:
