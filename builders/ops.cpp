@@ -82,4 +82,31 @@ torch::Tensor SqueezeExcitationImpl::forward(const torch::Tensor& x) {
   return scale * x;
 }
 
+torch::Tensor stochastic_depth(const torch::Tensor& x, double p, const std::string& mode, bool training) {
+  TORCH_CHECK(p >= 0.0 && p <= 1.0, "drop probability has to be between 0 and 1, but got ", p);
+  TORCH_CHECK(mode == "row" || mode == "batch", "mode has to be either 'batch' or 'row', but got ", mode);
+  if (!training || p == 0.0) return x;
+  const double survival = 1.0 - p;
+  std::vector<std::int64_t> shape(x.dim(), 1);
+  if (mode == "row") shape[0] = x.size(0);
+  auto noise = torch::empty(shape, x.options()).bernoulli_(survival);
+  if (survival > 0.0) noise.div_(survival);
+  return x * noise;
+}
+
+MLPImpl::MLPImpl(MLPOptions o) : options(std::move(o)) {
+  std::int64_t in = options.in_channels();
+  const auto& hidden = options.hidden_channels();
+  TORCH_CHECK(!hidden.empty(), "MLP needs at least one layer");
+  for (std::size_t i = 0; i + 1 < hidden.size(); ++i) {
+    push_back(nn::Linear(torch::nn::LinearOptions(in, hidden[i]).bias(options.bias())));
+    if (options.norm_layer()) push_back(options.norm_layer()(hidden[i]));
+    push_back(Activation(options.activation_layer()));
+    push_back(torch::nn::Dropout(options.dropout()));
+    in = hidden[i];
+  }
+  push_back(nn::Linear(torch::nn::LinearOptions(in, hidden.back()).bias(options.bias())));
+  push_back(torch::nn::Dropout(options.dropout()));
+}
+
 }  // namespace mz::ops

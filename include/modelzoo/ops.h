@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include <torch/arg.h>
 #include <torch/expanding_array.h>
@@ -110,5 +112,63 @@ TORCH_MODULE(SqueezeExcitation);
 inline torch::Tensor residual(bool use_res_connect, const torch::Tensor& x, torch::Tensor out) {
   return use_res_connect ? out + x : out;
 }
+
+// torchvision.ops.StochasticDepth: in training, drops the residual branch per sample ("row") or
+// for the whole batch ("batch") with probability p, scaling survivors by 1/(1-p); identity in eval.
+torch::Tensor stochastic_depth(const torch::Tensor& x, double p, const std::string& mode, bool training);
+class StochasticDepthImpl : public torch::nn::Module {
+ public:
+  StochasticDepthImpl(double p, std::string mode) : p(p), mode(std::move(mode)) {}
+  torch::Tensor forward(const torch::Tensor& x) { return stochastic_depth(x, p, mode, is_training()); }
+  void pretty_print(std::ostream& stream) const override {
+    stream << "StochasticDepth(p=" << p << ", mode=" << mode << ")";
+  }
+  double p;
+  std::string mode;
+};
+TORCH_MODULE(StochasticDepth);
+
+// torchvision.ops.misc.Permute: x.permute(dims), as a module (a Sequential child).
+class PermuteImpl : public torch::nn::Module {
+ public:
+  explicit PermuteImpl(std::vector<std::int64_t> dims) : dims(std::move(dims)) {}
+  torch::Tensor forward(const torch::Tensor& x) { return x.permute(dims); }
+  void pretty_print(std::ostream& stream) const override { stream << "Permute(" << dims << ")"; }
+  std::vector<std::int64_t> dims;
+};
+TORCH_MODULE(Permute);
+
+// torchvision.models.convnext.LayerNorm2d: LayerNorm over the channels of an NCHW tensor
+// (state-dict names weight, bias, as nn.LayerNorm).
+class LayerNorm2dImpl : public nn::LayerNormImpl {
+ public:
+  explicit LayerNorm2dImpl(std::int64_t channels, double eps = 1e-6)
+      : nn::LayerNormImpl(torch::nn::LayerNormOptions({channels}).eps(eps)) {}
+  torch::Tensor forward(const torch::Tensor& x) {
+    return nn::LayerNormImpl::forward(x.permute({0, 2, 3, 1})).permute({0, 3, 1, 2});
+  }
+};
+TORCH_MODULE(LayerNorm2d);
+
+// Arguments of torchvision.ops.MLP.
+struct MLPOptions {
+  MLPOptions(std::int64_t in_channels, std::vector<std::int64_t> hidden_channels)
+      : in_channels_(in_channels), hidden_channels_(std::move(hidden_channels)) {}
+  TORCH_ARG(std::int64_t, in_channels);
+  TORCH_ARG(std::vector<std::int64_t>, hidden_channels);
+  TORCH_ARG(NormLayer, norm_layer) = nullptr;  // applied after every hidden Linear but the last
+  TORCH_ARG(Act, activation_layer) = Act::ReLU;
+  TORCH_ARG(bool, bias) = true;
+  TORCH_ARG(double, dropout) = 0.0;
+};
+// torchvision.ops.MLP: a Sequential of [Linear, norm?, activation, Dropout] per hidden layer but
+// the last, then Linear and Dropout; child indices (and state-dict names) as in Python.
+class MLPImpl : public SequentialBlockImpl {
+ public:
+  explicit MLPImpl(MLPOptions options);
+  void pretty_print(std::ostream& stream) const override { stream << "MLP"; }
+  MLPOptions options;
+};
+TORCH_MODULE(MLP);
 
 }  // namespace mz::ops
