@@ -64,7 +64,11 @@ for model in models:
             fixes.append(f"r.transforms.mean = {{{', '.join(map(repr, t['mean']))}}};")
             fixes.append(f"r.transforms.std = {{{', '.join(map(repr, t['std']))}}};")
         for k in e["extra_meta_keys"]:
-            raise SystemExit(f"extra meta key {k} in {e['weight']}: extend the generator")
+            if k != "license":
+                raise SystemExit(f"extra meta key {k} in {e['weight']}: extend the generator")
+            import torchvision.models  # the dump lists extra keys only; their values come from torchvision
+            value = torchvision.models.get_weight(e["weight"]).meta[k]
+            fixes.append(f"r.meta.extra[{json.dumps(k)}] = {json.dumps(value)};")
         if m["min_size"] != [1, 1]:
             fixes.append(f"r.meta.min_size = std::make_pair({m['min_size'][0]}, {m['min_size'][1]});")
         if fixes:
