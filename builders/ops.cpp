@@ -109,4 +109,13 @@ MLPImpl::MLPImpl(MLPOptions o) : options(std::move(o)) {
   push_back(torch::nn::Dropout(options.dropout()));
 }
 
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& bias, double dropout, bool training) {
+  auto scores = torch::matmul(q, k.transpose(-2, -1));
+  if (bias.defined()) scores = scores + bias;
+  scores = torch::softmax(scores, -1);
+  if (training && dropout > 0.0) scores = torch::dropout(scores, dropout, /*train=*/true);
+  return torch::matmul(scores, v);
+}
+
 }  // namespace mz::ops

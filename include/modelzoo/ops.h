@@ -171,4 +171,11 @@ class MLPImpl : public SequentialBlockImpl {
 };
 TORCH_MODULE(MLP);
 
+// The attention product of the transformer families (ViT, Swin, MaxViT): softmax(q @ k^T + bias) @ v
+// over the last two dimensions (q, k, v: [..., N, head_dim]; bias, if defined, broadcasts to
+// [..., N, N]). Callers scale q or k (or normalise them, Swin V2) first. Dropout on the attention
+// weights applies only when training.
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& bias = {}, double dropout = 0.0, bool training = false);
+
 }  // namespace mz::ops
