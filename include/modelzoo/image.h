@@ -1,0 +1,48 @@
+// Image decoding: JPEG (libjpeg-turbo) and PNG (libpng) to 8-bit RGB, as PIL's
+// `Image.open(path).convert("RGB")` gives it.
+//
+//   mz::Image im = mz::decode_image("cat.jpg");      // {width, height, channels = 3, pixels (HWC)}
+//   torch::Tensor t = mz::read_image("cat.jpg");     // uint8 [3, H, W] (<modelzoo/transforms.h>)
+//
+// Conversions follow PIL: grayscale is replicated, palette looked up, alpha dropped (not composited),
+// CMYK/YCCK JPEGs (Adobe-inverted as Photoshop writes them) converted with PIL's formula, 16-bit PNG
+// samples keep their high byte (16-bit grayscale is clipped to 255, as PIL's mode "I" is).
+// This part is LibTorch-free, so it builds on its own for the fuzzer (tests/images/fuzz).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "modelzoo/errors.h"
+
+namespace mz {
+
+// An image that cannot be decoded: not an image, an unsupported format, corrupt or truncated
+// data, or too many pixels. subject() is the file name.                             exit 7
+class ImageError : public Error {
+ public:
+  ImageError(std::string file, std::string reason) : Error(std::move(file), std::move(reason), 7) {}
+  const std::string& file() const noexcept { return subject(); }
+};
+
+struct Image {
+  int width = 0;
+  int height = 0;
+  int channels = 3;                 // always 3 (RGB) from the decoders below
+  std::vector<std::uint8_t> pixels;  // row-major, interleaved: (y * width + x) * channels + c
+};
+
+struct DecodeOptions {
+  // Larger images are refused (PIL's DecompressionBombError limit: 2 * 89478485 pixels).
+  std::uint64_t max_pixels = 2ull * 89478485ull;
+};
+
+// Decodes a JPEG or PNG (recognised by its signature, not by the file name) to RGB.
+// `name` is only used in error messages. Throws mz::ImageError, never crashes or exits.
+Image decode_image(const std::uint8_t* data, std::size_t size, const std::string& name,
+                   const DecodeOptions& options = {});
+Image decode_image(const std::string& path, const DecodeOptions& options = {});
+
+}  // namespace mz

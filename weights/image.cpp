@@ -1,0 +1,258 @@
+// JPEG and PNG decoding to RGB as PIL's Image.open(...).convert("RGB") does it. LibTorch-free (the
+// fuzzer builds this file on its own). libjpeg and libpng report errors through callbacks that
+// must not return; ours longjmp back into a frame that holds no C++ objects with destructors, and
+// the error becomes an mz::ImageError naming the file.
+#include "modelzoo/image.h"
+
+#include <csetjmp>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include <jpeglib.h>
+#include <jerror.h>
+#include <png.h>
+
+namespace mz {
+namespace {
+
+constexpr std::uint8_t kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+// PIL's MULDIV255 and cmyk2rgb (libImaging/Convert.c).
+inline std::uint8_t muldiv255(int a, int b) {
+  const int tmp = a * b + 128;
+  return static_cast<std::uint8_t>(((tmp >> 8) + tmp) >> 8);
+}
+inline std::uint8_t clip8(int v) { return v <= 0 ? 0 : v >= 255 ? 255 : static_cast<std::uint8_t>(v); }
+
+// Shared by both decoders: everything that must survive a longjmp lives here, owned by the caller.
+struct DecodeState {
+  const std::uint8_t* data;
+  std::size_t size;
+  std::size_t pos;  // PNG read position
+  std::uint64_t max_pixels;
+  std::vector<std::uint8_t>* pixels;
+  std::vector<std::uint8_t>* scratch;
+  std::vector<std::uint8_t*>* rows;
+  int width, height;
+  char message[JMSG_LENGTH_MAX + 64];
+};
+
+void check_size(DecodeState& s, std::uint64_t w, std::uint64_t h, const char** err) {
+  if (w == 0 || h == 0) *err = "image has zero width or height";
+  else if (w * h > s.max_pixels) *err = "image too large (more pixels than the decompression-bomb limit)";
+}
+
+// ---- JPEG -------------------------------------------------------------------------------------
+struct JpegError {
+  jpeg_error_mgr pub;
+  std::jmp_buf jump;
+  DecodeState* state;
+};
+
+[[noreturn]] void jpeg_fail(j_common_ptr cinfo) {
+  auto* err = reinterpret_cast<JpegError*>(cinfo->err);
+  char buffer[JMSG_LENGTH_MAX];
+  (*cinfo->err->format_message)(cinfo, buffer);
+  std::snprintf(err->state->message, sizeof err->state->message, "%s", buffer);
+  std::longjmp(err->jump, 1);
+}
+
+// Warnings are silent, except a premature end of data: PIL refuses truncated JPEGs, and so do we
+// (libjpeg would pad the image with grey).
+void jpeg_message(j_common_ptr cinfo, int level) {
+  if (level == -1 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
+    auto* err = reinterpret_cast<JpegError*>(cinfo->err);
+    std::snprintf(err->state->message, sizeof err->state->message, "truncated JPEG data");
+    std::longjmp(err->jump, 1);
+  }
+  if (level == -1) cinfo->err->num_warnings++;
+}
+
+void jpeg_silent(j_common_ptr) {}
+
+// Returns nullptr on success, else an error message (in state.message or a literal).
+const char* decode_jpeg(DecodeState& s) {
+  // Only trivially destructible locals below: longjmp may skip this frame's end.
+  jpeg_decompress_struct cinfo;
+  JpegError err;
+  cinfo.err = jpeg_std_error(&err.pub);
+  err.pub.error_exit = jpeg_fail;
+  err.pub.emit_message = jpeg_message;
+  err.pub.output_message = jpeg_silent;
+  err.state = &s;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return s.message;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, s.data, static_cast<unsigned long>(s.size));
+  jpeg_read_header(&cinfo, TRUE);
+  const char* error = nullptr;
+  check_size(s, cinfo.image_width, cinfo.image_height, &error);
+  if (error) {
+    jpeg_destroy_decompress(&cinfo);
+    return error;
+  }
+  // PIL: 1 component -> "L", 3 -> "RGB" (libjpeg's YCbCr->RGB), 4 -> "CMYK" ("CMYK;I" with an
+  // Adobe marker); YCCK is converted to CMYK by libjpeg.
+  bool inverted = false;
+  switch (cinfo.jpeg_color_space) {
+    case JCS_GRAYSCALE: cinfo.out_color_space = JCS_GRAYSCALE; break;
+    case JCS_CMYK:
+    case JCS_YCCK:
+      cinfo.out_color_space = JCS_CMYK;
+      inverted = cinfo.saw_Adobe_marker;
+      break;
+    default: cinfo.out_color_space = JCS_RGB; break;
+  }
+  jpeg_start_decompress(&cinfo);
+  const int w = static_cast<int>(cinfo.output_width), h = static_cast<int>(cinfo.output_height);
+  const int n = cinfo.output_components;
+  if (n != 1 && n != 3 && n != 4) {
+    jpeg_destroy_decompress(&cinfo);
+    return "unsupported number of JPEG components";
+  }
+  s.width = w;
+  s.height = h;
+  s.pixels->resize(static_cast<std::size_t>(w) * h * 3);
+  s.scratch->resize(static_cast<std::size_t>(w) * n);
+  while (cinfo.output_scanline < cinfo.output_height) {
+    const std::size_t y = cinfo.output_scanline;
+    std::uint8_t* out = s.pixels->data() + y * w * 3;
+    JSAMPROW row = n == 3 ? out : s.scratch->data();
+    jpeg_read_scanlines(&cinfo, &row, 1);
+    if (n == 1) {
+      for (int x = 0; x < w; ++x) out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = row[x];
+    } else if (n == 4) {
+      for (int x = 0; x < w; ++x) {
+        int c = row[4 * x], m = row[4 * x + 1], yy = row[4 * x + 2], k = row[4 * x + 3];
+        if (inverted) c = 255 - c, m = 255 - m, yy = 255 - yy, k = 255 - k;
+        const int nk = 255 - k;
+        out[3 * x] = clip8(nk - muldiv255(c, nk));
+        out[3 * x + 1] = clip8(nk - muldiv255(m, nk));
+        out[3 * x + 2] = clip8(nk - muldiv255(yy, nk));
+      }
+    }
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return nullptr;
+}
+
+// ---- PNG --------------------------------------------------------------------------------------
+[[noreturn]] void png_fail(png_structp png, png_const_charp message) {
+  auto* s = static_cast<DecodeState*>(png_get_error_ptr(png));
+  std::snprintf(s->message, sizeof s->message, "%s", message);
+  png_longjmp(png, 1);
+}
+void png_warn(png_structp, png_const_charp) {}
+
+void png_read_memory(png_structp png, png_bytep out, png_size_t n) {
+  auto* s = static_cast<DecodeState*>(png_get_io_ptr(png));
+  if (n > s->size - s->pos) png_error(png, "truncated PNG data");
+  std::memcpy(out, s->data + s->pos, n);
+  s->pos += n;
+}
+
+const char* decode_png(DecodeState& s) {
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &s, png_fail, png_warn);
+  if (!png) return "out of memory";
+  png_infop info = png_create_info_struct(png);
+  if (!info) {
+    png_destroy_read_struct(&png, nullptr, nullptr);
+    return "out of memory";
+  }
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    return s.message;
+  }
+  png_set_read_fn(png, &s, png_read_memory);
+  png_read_info(png, info);
+  png_uint_32 w = 0, h = 0;
+  int depth = 0, color = 0;
+  png_get_IHDR(png, info, &w, &h, &depth, &color, nullptr, nullptr, nullptr);
+  const char* error = nullptr;
+  check_size(s, w, h, &error);
+  if (error) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    return error;
+  }
+  // PIL: palette -> lookup (transparency dropped); 1/2/4-bit grey scaled to 8 bits; 16-bit samples
+  // keep their high byte, except 16-bit grey (mode "I") which PIL clips to 255 on convert("RGB").
+  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+  const bool grey16 = color == PNG_COLOR_TYPE_GRAY && depth == 16;
+  if (depth == 16 && !grey16) png_set_strip_16(png);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  const int n = png_get_channels(png, info);
+  const std::size_t rowbytes = png_get_rowbytes(png, info);
+  if (rowbytes != static_cast<std::size_t>(w) * n * (grey16 ? 2 : 1)) png_error(png, "unexpected PNG row layout");
+  s.width = static_cast<int>(w);
+  s.height = static_cast<int>(h);
+  s.scratch->resize(rowbytes * h);
+  s.rows->resize(h);
+  for (png_uint_32 y = 0; y < h; ++y) (*s.rows)[y] = s.scratch->data() + y * rowbytes;
+  png_read_image(png, s.rows->data());
+  png_read_end(png, nullptr);
+  png_destroy_read_struct(&png, &info, nullptr);
+
+  s.pixels->resize(static_cast<std::size_t>(w) * h * 3);
+  const std::uint8_t* in = s.scratch->data();
+  std::uint8_t* out = s.pixels->data();
+  const std::size_t count = static_cast<std::size_t>(w) * h;
+  if (grey16) {
+    for (std::size_t i = 0; i < count; ++i) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = clip8((in[2 * i] << 8) | in[2 * i + 1]);
+  } else if (n == 1 || n == 2) {
+    for (std::size_t i = 0; i < count; ++i) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = in[n * i];
+  } else if (n == 3) {
+    std::memcpy(out, in, count * 3);
+  } else {
+    for (std::size_t i = 0; i < count; ++i)
+      out[3 * i] = in[4 * i], out[3 * i + 1] = in[4 * i + 1], out[3 * i + 2] = in[4 * i + 2];
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Image decode_image(const std::uint8_t* data, std::size_t size, const std::string& name, const DecodeOptions& options) {
+  Image image;
+  std::vector<std::uint8_t> scratch;
+  std::vector<std::uint8_t*> rows;
+  DecodeState s{};
+  s.data = data;
+  s.size = size;
+  s.max_pixels = options.max_pixels;
+  s.pixels = &image.pixels;
+  s.scratch = &scratch;
+  s.rows = &rows;
+  const char* error;
+  if (size == 0) {
+    throw ImageError(name, "empty file, not an image");
+  } else if (size >= 3 && data[0] == 0xff && data[1] == 0xd8 && data[2] == 0xff) {
+    error = decode_jpeg(s);
+    if (error) throw ImageError(name, std::string("corrupt JPEG: ") + error);
+  } else if (size >= 8 && std::memcmp(data, kPngSignature, 8) == 0) {
+    error = decode_png(s);
+    if (error) throw ImageError(name, std::string("corrupt PNG: ") + error);
+  } else {
+    throw ImageError(name, "not a JPEG or PNG image (unrecognised signature)");
+  }
+  image.width = s.width;
+  image.height = s.height;
+  image.channels = 3;
+  return image;
+}
+
+Image decode_image(const std::string& path, const DecodeOptions& options) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw ImageError(path, std::string("cannot open: ") + std::strerror(errno));
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (f.bad()) throw ImageError(path, "cannot read (is it a directory?)");
+  return decode_image(bytes.data(), bytes.size(), path, options);
+}
+
+}  // namespace mz
