@@ -4,6 +4,8 @@
 // the error becomes an mz::ImageError naming the file.
 #include "modelzoo/image.h"
 
+#include <algorithm>
+#include <cmath>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
@@ -254,5 +256,152 @@ Image decode_image(const std::string& path, const DecodeOptions& options) {
   if (f.bad()) throw ImageError(path, "cannot read (is it a directory?)");
   return decode_image(bytes.data(), bytes.size(), path, options);
 }
+
+// ---- Resampling (PIL's libImaging/Resample.c for 8-bit images) -------------------------------
+// Per axis, the filter support grows with the downscale factor (antialiasing); coefficients are
+// normalised in double and rounded to 22-bit fixed point; the horizontal pass runs first and both
+// passes round to uint8. Only the requested output window is computed.
+namespace {
+
+constexpr int kPrecisionBits = 32 - 8 - 2;
+
+double bilinear_filter(double x) {
+  if (x < 0.0) x = -x;
+  return x < 1.0 ? 1.0 - x : 0.0;
+}
+double bicubic_filter(double x) {
+  constexpr double a = -0.5;
+  if (x < 0.0) x = -x;
+  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0.0;
+}
+
+struct Coeffs {
+  int ksize = 0;
+  std::vector<int> xmin, count;    // per output index in the window
+  std::vector<std::int32_t> k;     // ksize per output index, fixed point
+};
+
+// PIL's precompute_coeffs + normalize_coeffs_8bpc for output indices [o0, o0 + n).
+Coeffs precompute(int in_size, int out_size, int o0, int n, double (*filter)(double), double support0) {
+  const double scale = static_cast<double>(in_size) / out_size;
+  const double filterscale = std::max(scale, 1.0);
+  const double support = support0 * filterscale;
+  Coeffs c;
+  c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  c.xmin.resize(n);
+  c.count.resize(n);
+  c.k.assign(static_cast<std::size_t>(n) * c.ksize, 0);
+  std::vector<double> w(c.ksize);
+  for (int i = 0; i < n; ++i) {
+    const int xx = o0 + i;
+    const double center = (xx + 0.5) * scale;
+    const double ss = 1.0 / filterscale;
+    int xmin = static_cast<int>(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    int xmax = static_cast<int>(center + support + 0.5);
+    if (xmax > in_size) xmax = in_size;
+    xmax -= xmin;
+    double ww = 0.0;
+    for (int x = 0; x < xmax; ++x) {
+      w[x] = filter((x + xmin - center + 0.5) * ss);
+      ww += w[x];
+    }
+    for (int x = 0; x < xmax; ++x) {
+      const double v = ww != 0.0 ? w[x] / ww : w[x];
+      c.k[static_cast<std::size_t>(i) * c.ksize + x] =
+          static_cast<std::int32_t>(v < 0 ? -0.5 + v * (1 << kPrecisionBits) : 0.5 + v * (1 << kPrecisionBits));
+    }
+    c.xmin[i] = xmin;
+    c.count[i] = xmax;
+  }
+  return c;
+}
+
+inline std::uint8_t clip_fixed(std::int32_t in) {
+  if (in >= (1 << kPrecisionBits << 8)) return 255;
+  if (in <= 0) return 0;
+  return static_cast<std::uint8_t>(in >> kPrecisionBits);
+}
+
+// PIL's NEAREST resize (ImagingScaleAffine): source coordinates accumulate `scale` from the first
+// pixel center in double, exactly as PIL steps through them, and truncate.
+std::vector<int> nearest_table(int in_size, int new_size, int o0, int n) {
+  const double scale = static_cast<double>(in_size) / new_size;
+  std::vector<int> table(n);
+  double pos = scale * 0.5;
+  for (int i = 0; i < o0 + n; ++i, pos += scale)
+    if (i >= o0) table[i - o0] = std::min(in_size - 1, pos < 0.0 ? 0 : static_cast<int>(pos));
+  return table;
+}
+
+Image resize_nearest(const Image& in, int new_w, int new_h, int x0, int y0, int out_w, int out_h) {
+  Image out{out_w, out_h, 3, std::vector<std::uint8_t>(static_cast<std::size_t>(out_w) * out_h * 3)};
+  const std::vector<int> xs = nearest_table(in.width, new_w, x0, out_w), ys = nearest_table(in.height, new_h, y0, out_h);
+  for (int y = 0; y < out_h; ++y)
+    for (int x = 0; x < out_w; ++x)
+      std::copy_n(&in.pixels[(static_cast<std::size_t>(ys[y]) * in.width + xs[x]) * 3], 3,
+                  &out.pixels[(static_cast<std::size_t>(y) * out_w + x) * 3]);
+  return out;
+}
+
+}  // namespace
+
+Image resize_window(const Image& in, int new_w, int new_h, int x0, int y0, int out_w, int out_h,
+                    const std::string& filter) {
+  if (in.channels != 3) throw UsageError("resize", "expects an RGB image");
+  if (filter == "nearest") return resize_nearest(in, new_w, new_h, x0, y0, out_w, out_h);
+  double (*f)(double) = nullptr;
+  double support = 0;
+  if (filter == "bilinear") f = bilinear_filter, support = 1.0;
+  else if (filter == "bicubic") f = bicubic_filter, support = 2.0;
+  else throw UsageError(filter, "unsupported interpolation (bilinear, bicubic, nearest)");
+
+  const Coeffs h = precompute(in.width, new_w, x0, out_w, f, support);
+  const Coeffs v = precompute(in.height, new_h, y0, out_h, f, support);
+  // Input rows the vertical pass reads.
+  const int row_first = v.xmin.front();
+  int row_last = 0;
+  for (int i = 0; i < out_h; ++i) row_last = std::max(row_last, v.xmin[i] + v.count[i]);
+  const int rows = row_last - row_first;
+
+  // Horizontal pass: rows [row_first, row_last) x output columns of the window.
+  std::vector<std::uint8_t> tmp(static_cast<std::size_t>(rows) * out_w * 3);
+  for (int y = 0; y < rows; ++y) {
+    const std::uint8_t* src = &in.pixels[static_cast<std::size_t>(row_first + y) * in.width * 3];
+    std::uint8_t* dst = &tmp[static_cast<std::size_t>(y) * out_w * 3];
+    for (int x = 0; x < out_w; ++x) {
+      const std::int32_t* k = &h.k[static_cast<std::size_t>(x) * h.ksize];
+      const std::uint8_t* p = src + static_cast<std::size_t>(h.xmin[x]) * 3;
+      std::int32_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
+      for (int j = 0, n = h.count[x]; j < n; ++j, p += 3) {
+        s0 += p[0] * k[j];
+        s1 += p[1] * k[j];
+        s2 += p[2] * k[j];
+      }
+      dst[3 * x] = clip_fixed(s0);
+      dst[3 * x + 1] = clip_fixed(s1);
+      dst[3 * x + 2] = clip_fixed(s2);
+    }
+  }
+  // Vertical pass.
+  Image out{out_w, out_h, 3, std::vector<std::uint8_t>(static_cast<std::size_t>(out_w) * out_h * 3)};
+  const std::size_t stride = static_cast<std::size_t>(out_w) * 3;
+  std::vector<std::int32_t> acc(stride);
+  for (int y = 0; y < out_h; ++y) {
+    std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
+    const std::int32_t* k = &v.k[static_cast<std::size_t>(y) * v.ksize];
+    const std::uint8_t* src = &tmp[static_cast<std::size_t>(v.xmin[y] - row_first) * stride];
+    for (int j = 0, n = v.count[y]; j < n; ++j, src += stride) {
+      const std::int32_t kj = k[j];
+      for (std::size_t i = 0; i < stride; ++i) acc[i] += src[i] * kj;
+    }
+    std::uint8_t* dst = &out.pixels[static_cast<std::size_t>(y) * stride];
+    for (std::size_t i = 0; i < stride; ++i) dst[i] = clip_fixed(acc[i]);
+  }
+  return out;
+}
+
 
 }  // namespace mz

@@ -7,7 +7,7 @@
 // Conversions follow PIL: grayscale is replicated, palette looked up, alpha dropped (not composited),
 // CMYK/YCCK JPEGs (Adobe-inverted as Photoshop writes them) converted with PIL's formula, 16-bit PNG
 // samples keep their high byte (16-bit grayscale is clipped to 255, as PIL's mode "I" is).
-// This part is LibTorch-free, so it builds on its own for the fuzzer (tests/images/fuzz).
+// This part (decoding and resampling) is LibTorch-free, so it builds on its own for the fuzzer (tests/images/fuzz).
 #pragma once
 
 #include <cstddef>
@@ -44,5 +44,12 @@ struct DecodeOptions {
 Image decode_image(const std::uint8_t* data, std::size_t size, const std::string& name,
                    const DecodeOptions& options = {});
 Image decode_image(const std::string& path, const DecodeOptions& options = {});
+
+// PIL's Image.resize for 8-bit RGB (ImagingResample: separable, fixed point, filter support scaled
+// by the downscale factor, i.e. antialiased), limited to the output window
+// [x0, x0 + out_w) x [y0, y0 + out_h) of a full resize to (new_w, new_h). filter: "bilinear",
+// "bicubic" or "nearest". Output pixels are bit-identical to PIL's for the same window.
+Image resize_window(const Image& in, int new_w, int new_h, int x0, int y0, int out_w, int out_h,
+                    const std::string& filter);
 
 }  // namespace mz
