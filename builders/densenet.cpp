@@ -31,8 +31,9 @@ torch::Tensor DenseLayerImpl::forward(torch::Tensor x) {
 DenseBlockImpl::DenseBlockImpl(std::int64_t num_layers, std::int64_t num_input_features, std::int64_t bn_size,
                                std::int64_t growth_rate, double drop_rate) {
   for (std::int64_t i = 0; i < num_layers; ++i)
-    layers.push_back(register_module("denselayer" + std::to_string(i + 1),
-                                     DenseLayer(num_input_features + i * growth_rate, growth_rate, bn_size, drop_rate)));
+    layers.push_back(register_module(
+        "denselayer" + std::to_string(i + 1),
+        DenseLayer(num_input_features + i * growth_rate, growth_rate, bn_size, drop_rate)));
 }
 
 torch::Tensor DenseBlockImpl::forward(torch::Tensor x) {

@@ -46,7 +46,8 @@ torch::Tensor InceptionAuxImpl::forward(torch::Tensor x) {
   return fc2(dropout(torch::relu(fc1(x))));
 }
 
-GoogLeNetImpl::GoogLeNetImpl(const GoogLeNetOptions& options) : transform_input(options.transform_input.value_or(false)) {
+GoogLeNetImpl::GoogLeNetImpl(const GoogLeNetOptions& options)
+    : transform_input(options.transform_input.value_or(false)) {
   const std::int64_t num_classes = options.num_classes.value_or(1000);
   auto pool = [](std::int64_t k) {
     return torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(k).stride(2).ceil_mode(true));

@@ -75,7 +75,8 @@ void init_vgg(VGGImpl& model) {
 VGG make_vgg(const std::vector<std::int64_t>& cfg, bool batch_norm, const std::optional<Weights>& weights,
              VGGOptions options) {
   // Weights without categories (VGG16's IMAGENET1K_FEATURES) leave num_classes to the caller.
-  if (!weights || !weights->meta().categories.empty()) options.num_classes = detail::num_classes(options.num_classes, weights);
+  if (!weights || !weights->meta().categories.empty())
+    options.num_classes = detail::num_classes(options.num_classes, weights);
   VGG model(cfg, batch_norm, options);
   detail::load_or_init(*model, weights, [&] {
     nn::reset_parameters(*model);
