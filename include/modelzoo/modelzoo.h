@@ -22,3 +22,6 @@
 #include "modelzoo/mobilenetv3.h"
 #include "modelzoo/ops.h"
 #include "modelzoo/shufflenet.h"
+#include "modelzoo/vision_transformer.h"
+#include "modelzoo/swin_transformer.h"
+#include "modelzoo/maxvit.h"
