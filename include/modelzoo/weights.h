@@ -22,6 +22,10 @@
 
 #include "modelzoo/errors.h"
 
+namespace at {
+class Tensor;  // torch::Tensor; the preset's call operator is defined in weights/transforms.cpp
+}  // namespace at
+
 namespace mz {
 
 // Parameters of a preprocessing preset, named as torchvision's preset classes name them.
@@ -32,6 +36,10 @@ struct Transforms {
   std::vector<double> mean;
   std::vector<double> std;
   std::string interpolation;           // "bilinear", "bicubic" or "nearest"
+
+  // The preset as a callable, giving torchvision 0.14's numbers for a PIL image: a uint8 [3, H, W]
+  // image or [N, 3, H, W] batch in, a float32 tensor out (see <modelzoo/transforms.h>).
+  at::Tensor operator()(const at::Tensor& uint8_chw_or_nchw) const;
 };
 
 // dataset -> metric -> value, e.g. {"ImageNet-1K": {"acc@1": 80.858}}; NaN is allowed.
