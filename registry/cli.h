@@ -7,6 +7,7 @@ namespace mz::cli {
 
 void add_model_commands(CLI::App& app);  // list, info, convert, forward, bench   (cli_models.cpp)
 void add_hub_commands(CLI::App& app);    // download, verify, cache              (cli_hub.cpp)
+void add_predict_commands(CLI::App& app);  // predict, preprocess                (cli_predict.cpp)
 
 // True when stderr is a terminal (progress bars only then).
 bool stderr_is_tty();

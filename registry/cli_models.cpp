@@ -11,6 +11,7 @@
 
 #include "modelzoo/modelzoo.h"
 #include "registry/cli.h"
+#include "registry/cli_build.h"
 
 namespace mz::cli {
 namespace {
@@ -127,26 +128,6 @@ json parse_options(const std::string& text, const std::optional<std::int64_t>& n
   return options;
 }
 
-// Builds the model as the CLI's --checkpoint / --weights contract says.
-Model build(const std::string& name, const std::string& checkpoint, const std::string& weights, json options) {
-  if (checkpoint.empty() == weights.empty())
-    throw UsageError(name, "give exactly one of --checkpoint FILE and --weights NAME");
-  const ModelInfo& info = model_info(name);
-  if (!checkpoint.empty()) {
-    // No weights at all: backbone weights off too, then the file is loaded strictly.
-    if (info.default_options.contains("weights_backbone") && !options.contains("weights_backbone"))
-      options["weights_backbone"] = nullptr;
-    std::optional<Model> m;
-    {
-      ArchitectureOnly uninitialised;  // the strict load below fills every parameter and buffer
-      m = info.build("", options);
-    }
-    load_checkpoint(*m->module, checkpoint);
-    return *m;
-  }
-  return info.build(weights, options);
-}
-
 void run_forward(const ForwardArgs& a) {
   Model m = build(a.model, a.checkpoint, a.weights, parse_options(a.options, a.num_classes));
   const torch::Tensor input = Checkpoint(a.input).tensor("input");
@@ -194,8 +175,7 @@ void run_bench(const BenchArgs& a) {
   for (std::int64_t i = 0; i < std::max<std::int64_t>(a.repeat, 1); ++i) {
     model.reset();  // free the previous copy before measuring the next load
     const auto t0 = clock::now();
-    model = a.checkpoint.empty() && a.weights.empty() ? model_info(a.model).build("", options)
-                                                      : build(a.model, a.checkpoint, a.weights, options);
+    model = build(a.model, a.checkpoint, a.weights, options, /*weights_required=*/false);
     load_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
     if (i == 0) load_peak = rss_mb("VmHWM:");  // the first load: what a process that loads once sees
   }

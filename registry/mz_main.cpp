@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Help for every subcommand");
   mz::cli::add_model_commands(app);
   mz::cli::add_hub_commands(app);
+  mz::cli::add_predict_commands(app);
   try {
     if (argc > 1 && argv[1][0] != '-') {
       std::string names;

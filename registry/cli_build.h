@@ -1,0 +1,38 @@
+// Building a model the way the CLI's --checkpoint / --weights contract says (mz forward, bench, predict).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "modelzoo/checkpoint.h"
+#include "modelzoo/registry.h"
+
+namespace mz::cli {
+
+// --weights NAME loads those weights (through the hub). --checkpoint FILE builds with no weights at
+// all (backbone weights off too, parameters left uninitialised) and then loads the file strictly.
+// Neither (allowed only when weights_required is false, e.g. mz bench) gives torchvision's random
+// init, again without downloading backbone weights.
+inline Model build(const std::string& name, const std::string& checkpoint, const std::string& weights,
+                   nlohmann::json options, bool weights_required = true) {
+  if (!checkpoint.empty() && !weights.empty())
+    throw UsageError(name, "give only one of --checkpoint FILE and --weights NAME");
+  if (weights_required && checkpoint.empty() && weights.empty())
+    throw UsageError(name, "give one of --checkpoint FILE and --weights NAME");
+  const ModelInfo& info = model_info(name);
+  if (!weights.empty()) return info.build(weights, options);
+  if (info.default_options.contains("weights_backbone") && !options.contains("weights_backbone"))
+    options["weights_backbone"] = nullptr;
+  if (checkpoint.empty()) return info.build("", options);
+  std::optional<Model> m;
+  {
+    ArchitectureOnly uninitialised;  // the strict load below fills every parameter and buffer
+    m = info.build("", options);
+  }
+  load_checkpoint(*m->module, checkpoint);
+  return *m;
+}
+
+}  // namespace mz::cli
