@@ -10,7 +10,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <iterator>
+
+#include <sys/stat.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
@@ -250,10 +251,14 @@ Image decode_image(const std::uint8_t* data, std::size_t size, const std::string
 }
 
 Image decode_image(const std::string& path, const DecodeOptions& options) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw ImageError(path, std::string("cannot open: ") + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw ImageError(path, "not a regular file");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw ImageError(path, std::string("cannot open: ") + std::strerror(errno));
-  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (f.bad()) throw ImageError(path, "cannot read (is it a directory?)");
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(st.st_size));
+  if (!bytes.empty() && !f.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())))
+    throw ImageError(path, "cannot read the whole file");
   return decode_image(bytes.data(), bytes.size(), path, options);
 }
 
