@@ -38,6 +38,7 @@ struct DecodeState {
   std::vector<std::uint8_t>* pixels;
   std::vector<std::uint8_t>* scratch;
   std::vector<std::uint8_t*>* rows;
+  const std::function<std::array<int, 4>(int, int)>* region;
   int width, height;
   char message[JMSG_LENGTH_MAX + 64];
 };
@@ -121,15 +122,33 @@ const char* decode_jpeg(DecodeState& s) {
   s.height = h;
   s.pixels->resize(static_cast<std::size_t>(w) * h * 3);
   s.scratch->resize(static_cast<std::size_t>(w) * n);
-  while (cinfo.output_scanline < cinfo.output_height) {
+  // Only the caller's region (plus a margin, so that upsampling at the crop edges cannot differ
+  // from a full decode) is decoded; rows below are still entropy-decoded, so truncation is seen.
+  JDIMENSION col0 = 0, cols = static_cast<JDIMENSION>(w);
+  int row0 = 0, row1 = h;
+  if (s.region && *s.region) {
+    const std::array<int, 4> r = (*s.region)(w, h);
+    constexpr int kMargin = 16;
+    const int x0 = std::max(0, r[0] - kMargin), x1 = std::min(w, r[0] + r[2] + kMargin);
+    row0 = std::max(0, r[1] - kMargin);
+    row1 = std::min(h, r[1] + r[3] + kMargin);
+    if (x0 > 0 || x1 < w) {
+      col0 = static_cast<JDIMENSION>(x0);
+      cols = static_cast<JDIMENSION>(std::max(1, x1 - x0));
+      jpeg_crop_scanline(&cinfo, &col0, &cols);
+    }
+    if (row0 > 0) jpeg_skip_scanlines(&cinfo, static_cast<JDIMENSION>(row0));
+  }
+  const int cw = static_cast<int>(cols);
+  while (cinfo.output_scanline < static_cast<JDIMENSION>(row1)) {
     const std::size_t y = cinfo.output_scanline;
-    std::uint8_t* out = s.pixels->data() + y * w * 3;
+    std::uint8_t* out = s.pixels->data() + (y * w + col0) * 3;
     JSAMPROW row = n == 3 ? out : s.scratch->data();
     jpeg_read_scanlines(&cinfo, &row, 1);
     if (n == 1) {
-      for (int x = 0; x < w; ++x) out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = row[x];
+      for (int x = 0; x < cw; ++x) out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = row[x];
     } else if (n == 4) {
-      for (int x = 0; x < w; ++x) {
+      for (int x = 0; x < cw; ++x) {
         int c = row[4 * x], m = row[4 * x + 1], yy = row[4 * x + 2], k = row[4 * x + 3];
         if (inverted) c = 255 - c, m = 255 - m, yy = 255 - yy, k = 255 - k;
         const int nk = 255 - k;
@@ -139,6 +158,8 @@ const char* decode_jpeg(DecodeState& s) {
       }
     }
   }
+  if (cinfo.output_scanline < cinfo.output_height)
+    jpeg_skip_scanlines(&cinfo, cinfo.output_height - cinfo.output_scanline);
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
   return nullptr;
@@ -232,6 +253,7 @@ Image decode_image(const std::uint8_t* data, std::size_t size, const std::string
   s.pixels = &image.pixels;
   s.scratch = &scratch;
   s.rows = &rows;
+  s.region = &options.region;
   const char* error;
   if (size == 0) {
     throw ImageError(name, "empty file, not an image");
@@ -352,6 +374,19 @@ Image resize_nearest(const Image& in, int new_w, int new_h, int x0, int y0, int 
 }
 
 }  // namespace
+
+std::array<int, 4> resize_input_region(int in_w, int in_h, int new_w, int new_h, int x0, int y0, int out_w,
+                                       int out_h, const std::string& filter) {
+  if (filter != "bilinear" && filter != "bicubic") return {0, 0, in_w, in_h};
+  double (*f)(double) = filter == "bilinear" ? bilinear_filter : bicubic_filter;
+  const double support = filter == "bilinear" ? 1.0 : 2.0;
+  const Coeffs h = precompute(in_w, new_w, x0, out_w, f, support);
+  const Coeffs v = precompute(in_h, new_h, y0, out_h, f, support);
+  int xa = in_w, xb = 0, ya = in_h, yb = 0;
+  for (int i = 0; i < out_w; ++i) xa = std::min(xa, h.xmin[i]), xb = std::max(xb, h.xmin[i] + h.count[i]);
+  for (int i = 0; i < out_h; ++i) ya = std::min(ya, v.xmin[i]), yb = std::max(yb, v.xmin[i] + v.count[i]);
+  return {xa, ya, std::max(0, xb - xa), std::max(0, yb - ya)};
+}
 
 Image resize_window(const Image& in, int new_w, int new_h, int x0, int y0, int out_w, int out_h,
                     const std::string& filter) {

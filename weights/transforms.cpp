@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 namespace mz {
 
@@ -60,64 +61,87 @@ torch::Tensor to_tensor(const Image& image) {
 
 torch::Tensor read_image(const std::string& path) { return to_tensor(decode_image(path)); }
 
+namespace {
+
+// Where the preset's output comes from: the resize (new_w x new_h), the window of it that is
+// computed (x0, y0, win_w, win_h) and where that window lands in the output (off_x, off_y).
+struct Geometry {
+  bool resize = false;
+  int new_w = 0, new_h = 0, x0 = 0, y0 = 0, win_w = 0, win_h = 0, out_w = 0, out_h = 0, off_x = 0, off_y = 0;
+};
+
+Geometry geometry(const Transforms& t, int w, int h) {
+  Geometry g;
+  g.new_w = g.win_w = g.out_w = w;
+  g.new_h = g.win_h = g.out_h = h;
+  if (t.preset == "ObjectDetection") return g;
+  const bool classify = t.preset == "ImageClassification";
+  const std::int64_t size = t.resize_size.value_or(classify ? 256 : 520);
+  std::tie(g.new_w, g.new_h) = shorter_side_size(w, h, size);
+  g.win_w = g.out_w = g.new_w;
+  g.win_h = g.out_h = g.new_h;
+  if (classify) {
+    // torchvision's center_crop: zero padding when the crop is larger, then
+    // top = int(round((h - crop) / 2.0)) with Python's round half to even.
+    g.out_w = g.out_h = static_cast<int>(*t.crop_size);
+    auto place = [](int size, int crop, int& src0, int& dst0, int& n) {
+      const int pad_before = crop > size ? (crop - size) / 2 : 0;
+      const int padded = crop > size ? crop : size;
+      const int top = static_cast<int>(std::nearbyint((padded - crop) / 2.0)) - pad_before;
+      src0 = std::max(0, top);
+      dst0 = src0 - top;
+      n = std::min(size, top + crop) - src0;
+    };
+    place(g.new_w, g.out_w, g.x0, g.off_x, g.win_w);
+    place(g.new_h, g.out_h, g.y0, g.off_y, g.win_h);
+  }
+  g.resize = !(g.new_w == w && g.new_h == h && g.x0 == 0 && g.y0 == 0 && g.win_w == w && g.win_h == h);
+  return g;
+}
+
+}  // namespace
+
 torch::Tensor preprocess(const Transforms& t, const Image& im) {
   check_preset(t);
   if (im.width <= 0 || im.height <= 0 || im.channels != 3) throw UsageError("preset input", "expects a non-empty RGB image");
-  const bool classify = t.preset == "ImageClassification";
   const Normaliser norm(t, t.preset != "ObjectDetection");
-  Image window;
-  int out_w = im.width, out_h = im.height, off_x = 0, off_y = 0;  // window position in the output
-  if (t.preset == "ObjectDetection") {
-    window = im;
-  } else {
-    const std::int64_t size = t.resize_size.value_or(classify ? 256 : 520);
-    auto [new_w, new_h] = shorter_side_size(im.width, im.height, size);
-    int x0 = 0, y0 = 0, win_w = new_w, win_h = new_h;
-    if (classify) {
-      // torchvision's center_crop: zero padding when the crop is larger, then
-      // top = int(round((h - crop) / 2.0)) with Python's round half to even.
-      out_w = out_h = static_cast<int>(*t.crop_size);
-      auto place = [](int size, int crop, int& src0, int& dst0, int& n) {
-        const int pad_before = crop > size ? (crop - size) / 2 : 0;
-        const int padded = crop > size ? crop : size;
-        const int top = static_cast<int>(std::nearbyint((padded - crop) / 2.0)) - pad_before;
-        src0 = std::max(0, top);
-        dst0 = src0 - top;
-        n = std::min(size, top + crop) - src0;
-      };
-      place(new_w, out_w, x0, off_x, win_w);
-      place(new_h, out_h, y0, off_y, win_h);
-    } else {
-      out_w = new_w, out_h = new_h;
-    }
-    if (new_w == im.width && new_h == im.height && x0 == 0 && y0 == 0 && win_w == im.width && win_h == im.height)
-      window = im;
-    else
-      window = resize_window(im, new_w, new_h, x0, y0, win_w, win_h, t.interpolation);
-  }
-  torch::Tensor out = torch::empty({3, out_h, out_w}, torch::kFloat32);
+  const Geometry g = geometry(t, im.width, im.height);
+  const Image resized = g.resize ? resize_window(im, g.new_w, g.new_h, g.x0, g.y0, g.win_w, g.win_h, t.interpolation) : Image{};
+  const Image& window = g.resize ? resized : im;
+  torch::Tensor out = torch::empty({3, g.out_h, g.out_w}, torch::kFloat32);
   float* o = out.data_ptr<float>();
-  const std::size_t plane = static_cast<std::size_t>(out_w) * out_h;
-  if (window.width != out_w || window.height != out_h)  // padded: zero pixels, normalised
+  const std::size_t plane = static_cast<std::size_t>(g.out_w) * g.out_h;
+  if (window.width != g.out_w || window.height != g.out_h)  // padded: zero pixels, normalised
     for (int c = 0; c < 3; ++c) std::fill(o + c * plane, o + (c + 1) * plane, norm.lut[c][0]);
   for (int y = 0; y < window.height; ++y) {
     const std::uint8_t* p = &window.pixels[static_cast<std::size_t>(y) * window.width * 3];
-    float* r = o + static_cast<std::size_t>(y + off_y) * out_w + off_x;
-    float* g = r + plane;
-    float* b = g + plane;
+    float* r = o + static_cast<std::size_t>(y + g.off_y) * g.out_w + g.off_x;
+    float* gr = r + plane;
+    float* b = gr + plane;
     for (int x = 0; x < window.width; ++x, p += 3) {
       r[x] = norm.lut[0][p[0]];
-      g[x] = norm.lut[1][p[1]];
+      gr[x] = norm.lut[1][p[1]];
       b[x] = norm.lut[2][p[2]];
     }
   }
   return out;
 }
 
+torch::Tensor preprocess(const Transforms& t, const std::string& path) {
+  check_preset(t);
+  DecodeOptions options;
+  options.region = [&t](int w, int h) -> std::array<int, 4> {
+    const Geometry g = geometry(t, w, h);
+    if (!g.resize) return {0, 0, w, h};
+    return resize_input_region(w, h, g.new_w, g.new_h, g.x0, g.y0, g.win_w, g.win_h, t.interpolation);
+  };
+  return preprocess(t, decode_image(path, options));
+}
+
 torch::Tensor preprocess(const Transforms& t, const std::vector<std::string>& paths) {
   std::vector<torch::Tensor> items;
   items.reserve(paths.size());
-  for (const std::string& p : paths) items.push_back(preprocess(t, decode_image(p)));
+  for (const std::string& p : paths) items.push_back(preprocess(t, p));
   for (const auto& x : items)
     if (x.sizes() != items.front().sizes())
       throw UsageError(t.preset, "preprocessed images differ in size; cannot batch them");

@@ -10,8 +10,10 @@
 // This part (decoding and resampling) is LibTorch-free, so it builds on its own for the fuzzer (tests/images/fuzz).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,6 +39,10 @@ struct Image {
 struct DecodeOptions {
   // Larger images are refused (PIL's DecompressionBombError limit: 2 * 89478485 pixels).
   std::uint64_t max_pixels = 2ull * 89478485ull;
+  // Optional: given the image size, the part {x, y, width, height} the caller will read. JPEG
+  // decoding then skips the rest (IDCT, upsampling and colour conversion of unneeded blocks); those
+  // pixels are left 0. Pixels inside the region are identical to a full decode.
+  std::function<std::array<int, 4>(int width, int height)> region;
 };
 
 // Decodes a JPEG or PNG (recognised by its signature, not by the file name) to RGB.
@@ -51,5 +57,8 @@ Image decode_image(const std::string& path, const DecodeOptions& options = {});
 // "bicubic" or "nearest". Output pixels are bit-identical to PIL's for the same window.
 Image resize_window(const Image& in, int new_w, int new_h, int x0, int y0, int out_w, int out_h,
                     const std::string& filter);
+// The input pixels {x, y, width, height} that resize_window reads for the same arguments.
+std::array<int, 4> resize_input_region(int in_w, int in_h, int new_w, int new_h, int x0, int y0, int out_w,
+                                       int out_h, const std::string& filter);
 
 }  // namespace mz

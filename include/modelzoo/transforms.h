@@ -31,6 +31,8 @@ torch::Tensor read_image(const std::string& path);
 
 // Applies the preset straight to a decoded image (no intermediate tensors; what mz predict uses).
 torch::Tensor preprocess(const Transforms& preset, const Image& image);
+// Reads and preprocesses one file; JPEGs are decoded only where the preset reads (same numbers).
+torch::Tensor preprocess(const Transforms& preset, const std::string& path);
 // Reads, preprocesses and stacks images: float32 [N, 3, H, W]. Images must come out the same size
 // (always true for ImageClassification).
 torch::Tensor preprocess(const Transforms& preset, const std::vector<std::string>& paths);

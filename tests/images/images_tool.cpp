@@ -17,9 +17,8 @@ int main(int argc, char** argv) try {
     const bool decode_only = std::strcmp(argv[2], "decode") == 0;
     mz::NamedTensors out;
     for (int i = 4; i < argc; ++i) {
-      const mz::Image im = mz::decode_image(argv[i]);
-      out.emplace_back(std::to_string(i - 4),
-                       decode_only ? mz::to_tensor(im) : mz::preprocess(mz::get_weight(argv[2]).transforms, im));
+      out.emplace_back(std::to_string(i - 4), decode_only ? mz::read_image(argv[i])
+                                                          : mz::preprocess(mz::get_weight(argv[2]).transforms, argv[i]));
     }
     mz::save_safetensors(argv[3], out);
     return 0;
@@ -30,7 +29,7 @@ int main(int argc, char** argv) try {
     double best = 1e30, checksum = 0;
     for (int r = 0; r < repeat; ++r) {
       const auto start = std::chrono::steady_clock::now();
-      for (int i = 4; i < argc; ++i) checksum += mz::preprocess(preset, mz::decode_image(argv[i]))[0][0][0].item<float>();
+      for (int i = 4; i < argc; ++i) checksum += mz::preprocess(preset, std::string(argv[i]))[0][0][0].item<float>();
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
     const int n = argc - 4;

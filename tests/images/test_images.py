@@ -205,7 +205,7 @@ def part_errors(a, env):
     good = good_images(a.data)[0]
     ckpt = os.path.join(a.work, "resnet18_random.pth")
     torch.save(torchvision.models.resnet18().state_dict(), ckpt)
-    for n in sorted(os.listdir(d)) + ["does_not_exist.png"]:
+    for n in sorted(os.listdir(d)) + ["does_not_exist.png", ".."]:  # "..": a directory
         path = os.path.join(d, n)
         cmds = [["preprocess", "ResNet18_Weights.IMAGESTEST_BILINEAR_256_224", good, path, "--output",
                  os.path.join(a.work, "bad.safetensors")]]
