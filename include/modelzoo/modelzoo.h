@@ -25,3 +25,6 @@
 #include "modelzoo/vision_transformer.h"
 #include "modelzoo/swin_transformer.h"
 #include "modelzoo/maxvit.h"
+#include "modelzoo/efficientnet.h"
+#include "modelzoo/regnet.h"
+#include "modelzoo/convnext.h"
