@@ -16,7 +16,9 @@ step "One weight's record (what ResNet50_Weights::IMAGENET1K_V2 carries)" \
   "$MZ" info ResNet50_Weights.IMAGENET1K_V2
 
 # A checkpoint made here (torchvision's resnet18 with random weights), published on a local mirror.
+# Its entry borrows the ImageNet categories of the builtin record, so predictions read as labels.
 mkdir -p "$work/mirror"
+"$MZ" info ResNet18_Weights.IMAGENET1K_V1 --json >"$work/imagenet.json"
 /usr/bin/python3 - "$work" <<'PY'
 import hashlib, json, os, sys
 import torch, torchvision
@@ -29,10 +31,11 @@ torch.save(torchvision.models.resnet18().state_dict(), tmp)
 digest = hashlib.sha256(open(tmp, "rb").read()).hexdigest()
 name = f"resnet18-demo-{digest[:8]}.pth"
 os.rename(tmp, os.path.join(work, "mirror", name))
+categories = json.load(open(os.path.join(work, "imagenet.json")))["meta"]["categories"]
 entry = {"weight": "ResNet18_Weights.DEMO_V1", "model": "resnet18",
          "url": f"https://models.example.invalid/weights/{name}", "sha256": digest,
          "file_size": os.path.getsize(os.path.join(work, "mirror", name)),
-         "meta": {"num_params": 11689512, "min_size": [1, 1], "categories": [f"class {i}" for i in range(1000)],
+         "meta": {"num_params": 11689512, "min_size": [1, 1], "categories": categories,
                   "docs": "Random weights published on a local mirror by scripts/demo.sh."},
          "transforms": {"preset": "ImageClassification", "crop_size": 224, "resize_size": 256,
                         "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"}}
@@ -58,4 +61,9 @@ PY
 step "Re-hash everything in the cache" "$MZ" verify
 step "Time loading from the cache and a forward pass" \
   "$MZ" bench resnet18 --weights ResNet18_Weights.DEMO_V1 --repeat 3
+step "Predict: decode a PNG, apply the weight's preset (resize 256, crop 224, normalise), top-5 labels
+(random weights, so the labels are arbitrary; tests/images/sample.png is generated, no third-party content)" \
+  "$MZ" predict ResNet18_Weights.DEMO_V1 tests/images/sample.png --topk 5
+step "What the model saw: the preprocessed batch as safetensors (tensor 'input')" \
+  "$MZ" preprocess ResNet18_Weights.DEMO_V1 tests/images/sample.png --output "$work/sample_input.safetensors"
 echo -e "\ndemo: ok"
