@@ -20,18 +20,18 @@ TEST_CASE("weights.transforms() is a callable preset giving torchvision's number
   const std::string sample = env("MZ_IMAGES_SRC") + "/sample.png";
   const auto w = mz::ResNet50_Weights::IMAGENET1K_V2;
   const torch::Tensor img = mz::read_image(sample);
-  CHECK(img.sizes() == torch::IntArrayRef({3, 240, 320}));
-  CHECK(img.scalar_type() == torch::kUInt8);
+  CHECK((img.sizes() == torch::IntArrayRef({3, 240, 320})));
+  CHECK((img.scalar_type() == torch::kUInt8));
   const torch::Tensor x = w.transforms()(img);
-  REQUIRE(x.sizes() == torch::IntArrayRef({3, 224, 224}));
-  CHECK(x.scalar_type() == torch::kFloat32);
-  CHECK(w.transforms().crop_size == 224);  // still a plain record too
+  REQUIRE((x.sizes() == torch::IntArrayRef({3, 224, 224})));
+  CHECK((x.scalar_type() == torch::kFloat32));
+  CHECK((w.transforms().crop_size == 224));  // still a plain record too
   const torch::Tensor ref = mz::Checkpoint(env("MZ_IMAGES_DATA") + "/reference.safetensors").tensor("input");
-  CHECK((x - ref).abs().max().item<double>() < 1e-5);
+  CHECK(((x - ref).abs().max().item<double>() < 1e-5));
 
   // A batch gives each image's result; the file path API gives the same numbers.
   const torch::Tensor batch = w.transforms()(torch::stack({img, img.flip(2)}));
-  REQUIRE(batch.sizes() == torch::IntArrayRef({2, 3, 224, 224}));
+  REQUIRE((batch.sizes() == torch::IntArrayRef({2, 3, 224, 224})));
   CHECK(torch::equal(batch[0], x));
   CHECK(torch::equal(batch[1], w.transforms()(img.flip(2).contiguous())));
   CHECK(torch::equal(mz::preprocess(w.transforms(), std::vector<std::string>{sample})[0], x));
@@ -40,7 +40,7 @@ TEST_CASE("weights.transforms() is a callable preset giving torchvision's number
 TEST_CASE("segmentation and detection presets") {
   const torch::Tensor img = mz::read_image(env("MZ_IMAGES_SRC") + "/sample.png");
   mz::Transforms seg{"SemanticSegmentation", std::nullopt, 520, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}, "bilinear"};
-  CHECK(seg(img).sizes() == torch::IntArrayRef({3, 520, 693}));  // shorter side 520, int(520 * 320 / 240)
+  CHECK((seg(img).sizes() == torch::IntArrayRef({3, 520, 693})));  // shorter side 520, int(520 * 320 / 240)
   mz::Transforms det{"ObjectDetection", std::nullopt, std::nullopt, {}, {}, "bilinear"};
   CHECK(torch::equal(det(img), img.to(torch::kFloat32) / 255));
 }
