@@ -9,6 +9,7 @@
 
 #include <torch/ordered_dict.h>
 
+#include "modelzoo/compose.h"
 #include "modelzoo/options.h"
 #include "modelzoo/registry.h"
 
@@ -19,6 +20,11 @@ template <class Map>
 TensorDict to_dict(const Map& map) {
   TensorDict out;
   for (const auto& item : map) out.emplace_back(item.first, item.second);
+  return out;
+}
+inline TensorDict to_dict(const TensorMap& map) {
+  TensorDict out;
+  for (const auto& item : map) out.emplace_back(item.key(), item.value());
   return out;
 }
 template <class V>

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -17,6 +18,7 @@
 
 #include "modelzoo/errors.h"
 #include "modelzoo/hub.h"
+#include "modelzoo/nn.h"
 #include "weights/formats.h"
 
 namespace mz {
@@ -110,6 +112,16 @@ bool matches_any(const std::string& name, const std::vector<std::string>& globs)
   for (const auto& g : globs)
     if (fnmatch(g.c_str(), name.c_str(), 0) == 0) return true;
   return false;
+}
+
+// Resets (PyTorch default init) every Resettable layer owning one of `keys`, e.g. a new head.
+void reinit_layers_of(torch::nn::Module& module, const std::string& prefix, const std::vector<std::string>& keys) {
+  if (auto* layer = dynamic_cast<nn::Resettable*>(&module)) {
+    for (const auto& item : module.named_parameters(/*recurse=*/false))
+      if (std::find(keys.begin(), keys.end(), prefix + item.key()) != keys.end()) return layer->reset_parameters();
+  }
+  for (const auto& child : module.named_children())
+    reinit_layers_of(*child.value(), prefix + child.key() + ".", keys);
 }
 
 }  // namespace
@@ -208,6 +220,7 @@ LoadReport Checkpoint::load_into(torch::nn::Module& module, const LoadOptions& o
   if (options.strict && !report.ok()) throw LoadError(impl_->path, report.summary());
   torch::NoGradGuard no_grad;
   for (auto& [target, d] : copies) impl_->copy_into(target, *d);
+  if (options.reinit_skipped && !report.skipped.empty()) reinit_layers_of(module, "", report.skipped);
   return report;
 }
 

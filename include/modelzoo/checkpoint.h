@@ -25,7 +25,8 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 struct LoadOptions {
   bool strict = true;                 // any missing, unexpected or mismatched key is an error
   bool strip_module_prefix = false;   // "module.layer1..." (DataParallel) -> "layer1..."
-  std::vector<std::string> skip;      // fnmatch globs of module keys left untouched (e.g. "fc.*")
+  std::vector<std::string> skip;      // fnmatch globs of module keys not loaded (e.g. "fc.*": a new head)
+  bool reinit_skipped = true;         // give layers with skipped tensors PyTorch's default init
   std::function<std::string(const std::string&)> rename;  // checkpoint key -> module key
 };
 

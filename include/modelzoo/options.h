@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "modelzoo/errors.h"
+#include "modelzoo/weights.h"
 
 namespace nlohmann {
 template <class T>
@@ -17,6 +18,12 @@ struct adl_serializer<std::optional<T>> {
     if (j.is_null()) v.reset();
     else v = j.get<T>();
   }
+};
+// A typed weights value as its full name ("ResNet50_Weights.IMAGENET1K_V1"), e.g. weights_backbone.
+template <class W>
+struct adl_serializer<W, std::enable_if_t<std::is_base_of_v<::mz::Weights, W>>> {
+  static void to_json(json& j, const W& w) { j = w.key(); }
+  static W from_json(const json& j) { return W::from_name(j.get<std::string>()); }
 };
 }  // namespace nlohmann
 

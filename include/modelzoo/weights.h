@@ -98,6 +98,8 @@ class Weights {
   constexpr Weights(const char* enum_name, const char* value_name) : enum_(enum_name), value_(value_name) {}
   const WeightsRecord& record() const;  // throws mz::UsageError for an unknown name
   std::string name() const { return record().name(); }
+  // "Enum.VALUE" without a registry lookup (usable during static initialisation).
+  std::string key() const { return std::string(enum_) + "." + value_; }
   const std::string& url() const { return record().url; }
   const WeightsMeta& meta() const { return record().meta; }
   const Transforms& transforms() const { return record().transforms; }

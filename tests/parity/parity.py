@@ -31,6 +31,13 @@ TOLERANCE = 1e-4
 # name -> {"size": input side, "kwargs": builder kwargs (both sides), "extended": only in --extended,
 #          "formats": formats to test (default: one, rotating)}
 SPECIAL = {
+    # segmentation: both outputs ("out" and "aux"); no backbone download (weights_backbone=None)
+    "fcn_resnet50": {"kwargs": {"aux_loss": True, "weights_backbone": None}, "formats": FORMATS},
+    "fcn_resnet101": {"kwargs": {"aux_loss": True, "weights_backbone": None}, "size": 32},
+    "deeplabv3_resnet50": {"kwargs": {"aux_loss": True, "weights_backbone": None}},
+    "deeplabv3_resnet101": {"kwargs": {"aux_loss": True, "weights_backbone": None}, "size": 32},
+    "deeplabv3_mobilenet_v3_large": {"kwargs": {"aux_loss": True, "weights_backbone": None}, "formats": FORMATS},
+    "lraspp_mobilenet_v3_large": {"kwargs": {"weights_backbone": None}},
     "resnet18": {"formats": FORMATS},
     "resnet50": {"formats": FORMATS, "kwargs": {"replace_stride_with_dilation": [False, True, True]}},
     "resnext101_32x8d": {"size": 32},

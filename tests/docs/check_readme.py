@@ -1,0 +1,31 @@
+#!/usr/bin/python3
+"""README stays true: the supported-models table equals `mz list --markdown`, and the C++ examples it shows
+are the files under examples/ that the package test compiles and runs.
+Usage: check_readme.py --mz build/mz --readme README.md --examples examples
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--mz", required=True)
+ap.add_argument("--readme", required=True)
+ap.add_argument("--examples", required=True)
+a = ap.parse_args()
+readme = open(a.readme).read()
+failures = []
+table = re.search(r"<!-- models:begin -->\n(.*?)<!-- models:end -->", readme, re.S)
+want = subprocess.check_output([a.mz, "list", "--markdown"], text=True)
+if not table or table.group(1) != want:
+    failures.append("README's supported-models table differs from `mz list --markdown` (run scripts/update_readme.sh)")
+blocks = re.findall(r"```cpp\n(.*?)```", readme, re.S)
+for name in ("compose.cpp", "finetune.cpp"):
+    body = open(os.path.join(a.examples, name)).read().split("\n", 1)[1]  # minus the first comment line
+    if body not in blocks:
+        failures.append(f"examples/{name} is not shown verbatim in README.md")
+for f in failures:
+    print("FAIL", f)
+print(f"readme: {3 - len(failures)} passed, {len(failures)} failed")
+sys.exit(1 if failures else 0)
