@@ -8,7 +8,7 @@ PACKAGES=(
   cmake ninja-build g++ ccache pkg-config
   libtorch-dev libcurl4-openssl-dev libssl-dev nlohmann-json3-dev doctest-dev libcli11-dev
   python3-torch python3-torchvision python3-numpy python3-pil   # the test oracle (Debian's /usr/bin/python3)
-  nginx-light curl ca-certificates                               # hub tests and benchmarks
+  nginx-light curl ca-certificates openssl                       # hub tests and benchmarks
   clang-14 libclang-rt-14-dev                                    # sanitizer and fuzz builds of the parsers
   libjpeg62-turbo-dev libpng-dev hyperfine
 )
