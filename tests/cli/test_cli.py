@@ -134,7 +134,8 @@ def test_every_model():
         info = json.loads(mz("info", name, "--json").stdout)
         check(info["model"] == name and info["default"] in info["weights"], f"info {name}")
         size = SPECIAL.get(name, {}).get("size", DEFAULT_SIZE)
-        r = mz("bench", name, "--size", str(size), "--repeat", "1", "--json")
+        kwargs = json.dumps(SPECIAL.get(name, {}).get("kwargs", {}))
+        r = mz("bench", name, "--size", str(size), "--repeat", "1", "--json", "--options", kwargs)
         ok = r.returncode == 0
         check(ok, f"bench {name}: {r.stderr.strip()}")
         if ok:
