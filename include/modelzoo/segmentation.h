@@ -10,6 +10,10 @@
 #include <vector>
 
 #include <torch/nn/modules/container/any.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/pooling.h>
 
 #include "modelzoo/compose.h"
 #include "modelzoo/mobilenetv3.h"
