@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 
 #include <sys/stat.h>
 
@@ -36,7 +37,7 @@ struct DecodeState {
   std::size_t pos;  // PNG read position
   std::uint64_t max_pixels;
   std::vector<std::uint8_t>* pixels;
-  std::vector<std::uint8_t>* scratch;
+  std::unique_ptr<std::uint8_t[]>* scratch;  // not zero-filled: always written before it is read
   std::vector<std::uint8_t*>* rows;
   const std::function<std::array<int, 4>(int, int)>* region;
   int width, height;
@@ -121,7 +122,7 @@ const char* decode_jpeg(DecodeState& s) {
   s.width = w;
   s.height = h;
   s.pixels->resize(static_cast<std::size_t>(w) * h * 3);
-  s.scratch->resize(static_cast<std::size_t>(w) * n);
+  s.scratch->reset(new std::uint8_t[static_cast<std::size_t>(w) * n]);
   // Only the caller's region (plus a margin, so that upsampling at the crop edges cannot differ
   // from a full decode) is decoded; rows below are still entropy-decoded, so truncation is seen.
   JDIMENSION col0 = 0, cols = static_cast<JDIMENSION>(w);
@@ -143,7 +144,7 @@ const char* decode_jpeg(DecodeState& s) {
   while (cinfo.output_scanline < static_cast<JDIMENSION>(row1)) {
     const std::size_t y = cinfo.output_scanline;
     std::uint8_t* out = s.pixels->data() + (y * w + col0) * 3;
-    JSAMPROW row = n == 3 ? out : s.scratch->data();
+    JSAMPROW row = n == 3 ? out : s.scratch->get();
     jpeg_read_scanlines(&cinfo, &row, 1);
     if (n == 1) {
       for (int x = 0; x < cw; ++x) out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = row[x];
@@ -216,23 +217,31 @@ const char* decode_png(DecodeState& s) {
   if (rowbytes != static_cast<std::size_t>(w) * n * (grey16 ? 2 : 1)) png_error(png, "unexpected PNG row layout");
   s.width = static_cast<int>(w);
   s.height = static_cast<int>(h);
-  s.scratch->resize(rowbytes * h);
+  // 8-bit RGB is read straight into the result, other layouts into scratch and converted below.
+  const bool rgb8 = n == 3 && !grey16;
+  std::uint8_t* buffer;
+  if (rgb8) {
+    s.pixels->resize(static_cast<std::size_t>(w) * h * 3);
+    buffer = s.pixels->data();
+  } else {
+    s.scratch->reset(new std::uint8_t[rowbytes * h]);
+    buffer = s.scratch->get();
+  }
   s.rows->resize(h);
-  for (png_uint_32 y = 0; y < h; ++y) (*s.rows)[y] = s.scratch->data() + y * rowbytes;
+  for (png_uint_32 y = 0; y < h; ++y) (*s.rows)[y] = buffer + y * rowbytes;
   png_read_image(png, s.rows->data());
   png_read_end(png, nullptr);
   png_destroy_read_struct(&png, &info, nullptr);
+  if (rgb8) return nullptr;
 
   s.pixels->resize(static_cast<std::size_t>(w) * h * 3);
-  const std::uint8_t* in = s.scratch->data();
+  const std::uint8_t* in = s.scratch->get();
   std::uint8_t* out = s.pixels->data();
   const std::size_t count = static_cast<std::size_t>(w) * h;
   if (grey16) {
     for (std::size_t i = 0; i < count; ++i) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = clip8((in[2 * i] << 8) | in[2 * i + 1]);
   } else if (n == 1 || n == 2) {
     for (std::size_t i = 0; i < count; ++i) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = in[n * i];
-  } else if (n == 3) {
-    std::memcpy(out, in, count * 3);
   } else {
     for (std::size_t i = 0; i < count; ++i)
       out[3 * i] = in[4 * i], out[3 * i + 1] = in[4 * i + 1], out[3 * i + 2] = in[4 * i + 2];
@@ -244,7 +253,7 @@ const char* decode_png(DecodeState& s) {
 
 Image decode_image(const std::uint8_t* data, std::size_t size, const std::string& name, const DecodeOptions& options) {
   Image image;
-  std::vector<std::uint8_t> scratch;
+  std::unique_ptr<std::uint8_t[]> scratch;
   std::vector<std::uint8_t*> rows;
   DecodeState s{};
   s.data = data;
@@ -278,10 +287,11 @@ Image decode_image(const std::string& path, const DecodeOptions& options) {
   if (!S_ISREG(st.st_mode)) throw ImageError(path, "not a regular file");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw ImageError(path, std::string("cannot open: ") + std::strerror(errno));
-  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(st.st_size));
-  if (!bytes.empty() && !f.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())))
+  const std::size_t size = static_cast<std::size_t>(st.st_size);
+  std::unique_ptr<std::uint8_t[]> bytes(new std::uint8_t[size]);  // not zero-filled: read over
+  if (size > 0 && !f.read(reinterpret_cast<char*>(bytes.get()), static_cast<std::streamsize>(size)))
     throw ImageError(path, "cannot read the whole file");
-  return decode_image(bytes.data(), bytes.size(), path, options);
+  return decode_image(bytes.get(), size, path, options);
 }
 
 // ---- Resampling (PIL's libImaging/Resample.c for 8-bit images) -------------------------------
@@ -346,10 +356,120 @@ Coeffs precompute(int in_size, int out_size, int o0, int n, double (*filter)(dou
   return c;
 }
 
+// PIL's clip8 for a fixed-point sum (which starts at one half, so the shift rounds). Branch-free, so
+// that it vectorises.
 inline std::uint8_t clip_fixed(std::int32_t in) {
-  if (in >= (1 << kPrecisionBits << 8)) return 255;
-  if (in <= 0) return 0;
-  return static_cast<std::uint8_t>(in >> kPrecisionBits);
+  return static_cast<std::uint8_t>(std::min(std::max(in >> kPrecisionBits, 0), 255));
+}
+
+// The helpers of resample() are always inlined, so that they are compiled for its target (below).
+#define MZ_INLINE [[gnu::always_inline]] inline
+
+// The inner loop of both passes: out[i] = clip(sum_j src[j * stride + i] * k[j]) for i < W, i.e.
+// PIL's sum over the filter taps, done at once for W samples that share the coefficients. Integer
+// sums do not depend on the order, so the result is PIL's. The W accumulators stay in registers.
+template <int W>
+MZ_INLINE void convolve_lanes(const std::uint8_t* src, std::size_t stride, const std::int32_t* k, int taps,
+                              std::uint8_t* out) {
+  std::int32_t acc[W];
+  for (int i = 0; i < W; ++i) acc[i] = 1 << (kPrecisionBits - 1);
+  for (int j = 0; j < taps; ++j, src += stride)
+    for (int i = 0; i < W; ++i) acc[i] += src[i] * k[j];
+  for (int i = 0; i < W; ++i) out[i] = clip_fixed(acc[i]);
+}
+
+constexpr int kBlockRows = 32;          // rows per block of the horizontal pass (see resample)
+constexpr int kLanes = 3 * kBlockRows;  // the bytes of one pixel column of a block
+
+// convolve_lanes for i < len, in runs of kLanes (the last run may overlap the one before it and
+// rewrite the same bytes), or lane by lane when len is shorter.
+MZ_INLINE void convolve(const std::uint8_t* src, std::size_t stride, const std::int32_t* k, int taps, std::size_t len,
+                        std::uint8_t* out) {
+  if (len < kLanes) {
+    for (std::size_t i = 0; i < len; ++i) convolve_lanes<1>(src + i, stride, k, taps, out + i);
+    return;
+  }
+  for (std::size_t i = 0; i < len; i += kLanes) {
+    const std::size_t at = std::min(i, len - kLanes);
+    convolve_lanes<kLanes>(src + at, stride, k, taps, out + at);
+  }
+}
+
+// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols: in 16 x 16 byte tiles with
+// vector shuffles (the last tile of a row or column overlaps the one before it and rewrites the same
+// bytes), byte by byte when rows or cols < 16. In a tile, interleaving rows i and i + 8 into rows 2i
+// and 2i + 1 rotates the 8-bit (row, column) index left by one bit: four rounds swap row and column.
+MZ_INLINE void transpose(const std::uint8_t* src, std::size_t src_stride, std::uint8_t* dst, std::size_t dst_stride,
+                         std::size_t rows, std::size_t cols) {
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)  // GCC >= 12, Clang
+  if (rows >= 16 && cols >= 16) {
+    typedef std::uint8_t Bytes16 __attribute__((vector_size(16)));
+    for (std::size_t r = 0; r < rows; r += 16)
+      for (std::size_t c = 0; c < cols; c += 16) {
+        const std::size_t r0 = std::min(r, rows - 16), c0 = std::min(c, cols - 16);
+        Bytes16 t[16], u[16];
+        for (int i = 0; i < 16; ++i) std::memcpy(&t[i], src + (r0 + i) * src_stride + c0, 16);
+        for (int round = 0; round < 4; ++round) {
+          for (int i = 0; i < 8; ++i) {
+            u[2 * i] = __builtin_shufflevector(t[i], t[i + 8], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            u[2 * i + 1] =
+                __builtin_shufflevector(t[i], t[i + 8], 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+          }
+          std::memcpy(t, u, sizeof t);
+        }
+        for (int i = 0; i < 16; ++i) std::memcpy(dst + (c0 + i) * dst_stride + r0, &t[i], 16);
+      }
+    return;
+  }
+#endif
+#endif
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < cols; ++c) dst[c * dst_stride + r] = src[r * src_stride + c];
+}
+
+// The int32 multiplies vectorise far better with AVX2 (vpmulld) than with baseline x86-64's SSE2, so
+// resample() is also compiled for AVX2, and the loader picks the version the CPU runs (ifunc).
+#if defined(__x86_64__) && defined(__GLIBC__)
+#define MZ_TARGET_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MZ_TARGET_CLONES
+#endif
+
+// Both passes, reading input columns [xa, xb) of rows [ya, yb).
+MZ_TARGET_CLONES
+void resample(const Image& in, const Coeffs& h, const Coeffs& v, int xa, int xb, int ya, int yb, Image& out) {
+  const std::size_t in_line = in.width * std::size_t{3}, line = out.width * std::size_t{3};
+  // Horizontal pass, on blocks of n rows (the last block overlaps the one before it) transposed:
+  // block[b * n + r] = byte b of row r, so that an input pixel column is the 3n contiguous bytes at
+  // (x - xa) * 3n, and an output pixel column is convolve() over them. Then transposed back into tmp.
+  const int n = std::min(kBlockRows, yb - ya);
+  const std::size_t len = 3 * n;
+  const std::size_t cols = static_cast<std::size_t>(xb - xa) * 3;  // bytes of an input row
+  std::unique_ptr<std::uint8_t[]> block(new std::uint8_t[cols * n]);  // none of these is zero-filled
+  std::unique_ptr<std::uint8_t[]> block_out(new std::uint8_t[line * n]);
+  std::unique_ptr<std::uint8_t[]> tmp(new std::uint8_t[line * (yb - ya)]);  // rows [ya, yb), resampled
+  for (int y = ya; y < yb; y += n) {
+    const int y0 = std::min(y, yb - n);
+    transpose(in.pixels.data() + y0 * in_line + xa * 3, in_line, block.get(), n, n, cols);
+    for (std::size_t x = 0; x < static_cast<std::size_t>(out.width); ++x) {
+      const std::uint8_t* from = block.get() + (h.xmin[x] - xa) * len;
+      convolve(from, len, &h.k[x * h.ksize], h.count[x], len, block_out.get() + x * len);
+    }
+    transpose(block_out.get(), n, tmp.get() + (y0 - ya) * line, line, line, n);
+  }
+  // Vertical pass: an output row is convolve() over rows of tmp.
+  for (int y = 0; y < out.height; ++y)
+    convolve(tmp.get() + (v.xmin[y] - ya) * line, line, &v.k[static_cast<std::size_t>(y) * v.ksize], v.count[y], line,
+             out.pixels.data() + y * line);
+}
+
+// The input indices [first, last) that the coefficients read ({in_size, 0} for none).
+std::pair<int, int> span(const Coeffs& c, int in_size) {
+  int first = in_size, last = 0;
+  for (std::size_t i = 0; i < c.xmin.size(); ++i)
+    first = std::min(first, c.xmin[i]), last = std::max(last, c.xmin[i] + c.count[i]);
+  return {first, last};
 }
 
 // PIL's NEAREST resize (ImagingScaleAffine): source coordinates accumulate `scale` from the first
@@ -380,11 +500,8 @@ std::array<int, 4> resize_input_region(int in_w, int in_h, int new_w, int new_h,
   if (filter != "bilinear" && filter != "bicubic") return {0, 0, in_w, in_h};
   double (*f)(double) = filter == "bilinear" ? bilinear_filter : bicubic_filter;
   const double support = filter == "bilinear" ? 1.0 : 2.0;
-  const Coeffs h = precompute(in_w, new_w, x0, out_w, f, support);
-  const Coeffs v = precompute(in_h, new_h, y0, out_h, f, support);
-  int xa = in_w, xb = 0, ya = in_h, yb = 0;
-  for (int i = 0; i < out_w; ++i) xa = std::min(xa, h.xmin[i]), xb = std::max(xb, h.xmin[i] + h.count[i]);
-  for (int i = 0; i < out_h; ++i) ya = std::min(ya, v.xmin[i]), yb = std::max(yb, v.xmin[i] + v.count[i]);
+  const auto [xa, xb] = span(precompute(in_w, new_w, x0, out_w, f, support), in_w);
+  const auto [ya, yb] = span(precompute(in_h, new_h, y0, out_h, f, support), in_h);
   return {xa, ya, std::max(0, xb - xa), std::max(0, yb - ya)};
 }
 
@@ -400,48 +517,12 @@ Image resize_window(const Image& in, int new_w, int new_h, int x0, int y0, int o
 
   const Coeffs h = precompute(in.width, new_w, x0, out_w, f, support);
   const Coeffs v = precompute(in.height, new_h, y0, out_h, f, support);
-  // Input rows the vertical pass reads.
-  const int row_first = v.xmin.front();
-  int row_last = 0;
-  for (int i = 0; i < out_h; ++i) row_last = std::max(row_last, v.xmin[i] + v.count[i]);
-  const int rows = row_last - row_first;
-
-  // Horizontal pass: rows [row_first, row_last) x output columns of the window.
-  std::vector<std::uint8_t> tmp(static_cast<std::size_t>(rows) * out_w * 3);
-  for (int y = 0; y < rows; ++y) {
-    const std::uint8_t* src = &in.pixels[static_cast<std::size_t>(row_first + y) * in.width * 3];
-    std::uint8_t* dst = &tmp[static_cast<std::size_t>(y) * out_w * 3];
-    for (int x = 0; x < out_w; ++x) {
-      const std::int32_t* k = &h.k[static_cast<std::size_t>(x) * h.ksize];
-      const std::uint8_t* p = src + static_cast<std::size_t>(h.xmin[x]) * 3;
-      std::int32_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
-      for (int j = 0, n = h.count[x]; j < n; ++j, p += 3) {
-        s0 += p[0] * k[j];
-        s1 += p[1] * k[j];
-        s2 += p[2] * k[j];
-      }
-      dst[3 * x] = clip_fixed(s0);
-      dst[3 * x + 1] = clip_fixed(s1);
-      dst[3 * x + 2] = clip_fixed(s2);
-    }
-  }
-  // Vertical pass.
   Image out{out_w, out_h, 3, std::vector<std::uint8_t>(static_cast<std::size_t>(out_w) * out_h * 3)};
-  const std::size_t stride = static_cast<std::size_t>(out_w) * 3;
-  std::vector<std::int32_t> acc(stride);
-  for (int y = 0; y < out_h; ++y) {
-    std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
-    const std::int32_t* k = &v.k[static_cast<std::size_t>(y) * v.ksize];
-    const std::uint8_t* src = &tmp[static_cast<std::size_t>(v.xmin[y] - row_first) * stride];
-    for (int j = 0, n = v.count[y]; j < n; ++j, src += stride) {
-      const std::int32_t kj = k[j];
-      for (std::size_t i = 0; i < stride; ++i) acc[i] += src[i] * kj;
-    }
-    std::uint8_t* dst = &out.pixels[static_cast<std::size_t>(y) * stride];
-    for (std::size_t i = 0; i < stride; ++i) dst[i] = clip_fixed(acc[i]);
-  }
+  if (out_w <= 0 || out_h <= 0) return out;
+  const auto [xa, xb] = span(h, in.width);
+  const auto [ya, yb] = span(v, in.height);
+  resample(in, h, v, xa, xb, ya, yb, out);
   return out;
 }
-
 
 }  // namespace mz
