@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "modelzoo/hub.h"
-#include "modelzoo/registry.h"
+#include "modelzoo/weights.h"
 #include "registry/cli.h"
 
 namespace mz::cli {

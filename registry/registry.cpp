@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "registry/register.h"
+#include "weights/names.h"
 
 namespace mz {
 namespace {
@@ -16,32 +17,6 @@ std::map<std::string, ModelInfo>& models() {
 bool matches_any(const std::string& name, const std::vector<std::string>& globs) {
   return std::any_of(globs.begin(), globs.end(),
                      [&](const std::string& g) { return fnmatch(g.c_str(), name.c_str(), 0) == 0; });
-}
-
-// Edit distance, for "did you mean" suggestions.
-std::size_t distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diag = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
-template <class Names>
-std::string suggestions(const std::string& name, const Names& names) {
-  std::vector<std::pair<std::size_t, std::string>> scored;
-  for (const std::string& n : names) scored.emplace_back(distance(name, n), n);
-  std::sort(scored.begin(), scored.end());
-  std::string out;
-  for (std::size_t i = 0; i < scored.size() && i < 3; ++i) out += (i ? ", " : "") + scored[i].second;
-  return out.empty() ? "" : " (did you mean: " + out + "?)";
 }
 
 }  // namespace
@@ -75,22 +50,11 @@ const ModelInfo& model_info(const std::string& name) {
   if (const ModelInfo* info = find_model(name)) return *info;
   std::vector<std::string> names;
   for (const auto& [n, info] : models()) names.push_back(n);
-  throw UsageError(name, "unknown model" + suggestions(name, names));
+  throw UsageError(name, "unknown model" + did_you_mean(name, names));
 }
 
 Model get_model(const std::string& name, const std::string& weights, const nlohmann::json& options) {
   return model_info(name).build(weights, options);
-}
-
-const WeightsRecord& get_weight(const std::string& full_name) {
-  if (const WeightsRecord* r = find_weights(full_name)) return *r;
-  const auto dot = full_name.find('.');
-  if (dot != std::string::npos && full_name.substr(dot + 1) == "DEFAULT")
-    for (const auto& [name, info] : models())
-      if (info.weights_enum == full_name.substr(0, dot)) return get_weight(info.default_weights());
-  std::vector<std::string> names;
-  for (const WeightsRecord* r : all_weights()) names.push_back(r->name());
-  throw UsageError(full_name, "unknown weights" + suggestions(full_name, names));
 }
 
 std::vector<const WeightsRecord*> get_model_weights(const std::string& model) {

@@ -1,12 +1,12 @@
 // User manifests (MZ_MANIFEST): JSON files that register extra weights for existing models.
 //   {"schema": "modelzoo.weights/1", "weights": [<weight entry>, ...]}
 // Every entry needs a full sha256; its model must exist and its enum must be that model's.
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
-#include "modelzoo/registry.h"
 #include "modelzoo/weights.h"
 
 namespace mz::detail {
@@ -47,10 +47,10 @@ WeightsRecord checked_record(const json& entry, std::size_t index, const std::st
   if (entry.is_object() && (!entry.contains("sha256") || entry["sha256"].is_null()))
     throw UsageError(where, "missing field 'sha256' (manifest entries need the full SHA-256 of the file)");
   WeightsRecord r = record_from_json(entry, path);
-  const ModelInfo* model = find_model(r.model);
-  if (!model) throw UsageError(where, "unknown model '" + r.model + "'");
-  if (r.enum_name != model->weights_enum)
-    throw UsageError(where, "weights of model '" + r.model + "' must be named " + model->weights_enum + ".<NAME>");
+  const std::string weights_enum = builtin_weights_enum(r.model);
+  if (weights_enum.empty()) throw UsageError(where, "unknown model '" + r.model + "'");
+  if (r.enum_name != weights_enum)
+    throw UsageError(where, "weights of model '" + r.model + "' must be named " + weights_enum + ".<NAME>");
   return r;
 }
 

@@ -1,4 +1,5 @@
 // The weights table: registration, lookup, and the weight-entry JSON of DESIGN.md.
+#include <algorithm>
 #include <cmath>
 #include <deque>
 #include <mutex>
@@ -6,6 +7,7 @@
 #include <unordered_map>
 
 #include "modelzoo/weights.h"
+#include "weights/names.h"
 
 namespace mz {
 namespace {
@@ -185,6 +187,52 @@ const WeightsRecord& Weights::record() const {
   const WeightsRecord* r = find_weights(name);
   if (!r) throw UsageError(name, "unknown weights");
   return *r;
+}
+
+const WeightsRecord& get_weight(const std::string& full_name) {
+  if (const WeightsRecord* r = find_weights(full_name)) return *r;
+  const auto dot = full_name.find('.');
+  if (dot != std::string::npos && full_name.substr(dot + 1) == "DEFAULT")
+    for (const WeightsRecord* r : all_weights())
+      if (r->is_default && r->enum_name == full_name.substr(0, dot)) return *r;
+  std::vector<std::string> names;
+  for (const WeightsRecord* r : all_weights()) names.push_back(r->name());
+  throw UsageError(full_name, "unknown weights" + did_you_mean(full_name, names));
+}
+
+namespace detail {
+std::string builtin_weights_enum(const std::string& model) {
+  Table& t = table();  // no manifest loading: this serves the manifest reader itself
+  std::lock_guard<std::mutex> lock(t.mu);
+  for (const auto& r : t.records)
+    if (r.source == "builtin" && r.model == model) return r.enum_name;
+  return "";
+}
+}  // namespace detail
+
+// Edit distance, for "did you mean" suggestions.
+static std::size_t distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string did_you_mean(const std::string& name, const std::vector<std::string>& names) {
+  std::vector<std::pair<std::size_t, std::string>> scored;
+  for (const std::string& n : names) scored.emplace_back(distance(name, n), n);
+  std::sort(scored.begin(), scored.end());
+  std::string out;
+  for (std::size_t i = 0; i < scored.size() && i < 3; ++i) out += (i ? ", " : "") + scored[i].second;
+  return out.empty() ? "" : " (did you mean: " + out + "?)";
 }
 
 }  // namespace mz

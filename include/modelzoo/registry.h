@@ -46,7 +46,6 @@ const ModelInfo* find_model(const std::string& name);  // nullptr when unknown
 const ModelInfo& model_info(const std::string& name);  // throws mz::UsageError listing close names
 Model get_model(const std::string& name, const std::string& weights = "",
                 const nlohmann::json& options = nlohmann::json::object());
-const WeightsRecord& get_weight(const std::string& full_name);  // "ResNet50_Weights.IMAGENET1K_V2"
 std::vector<const WeightsRecord*> get_model_weights(const std::string& model);
 
 namespace detail {

@@ -85,11 +85,17 @@ const WeightsRecord& register_weights(WeightsRecord record);
 const WeightsRecord* find_weights(std::string_view full_name);
 // Every record, in registration order (builtins first, then manifests).
 std::vector<const WeightsRecord*> all_weights();
+// Looks up "Enum.VALUE" or "Enum.DEFAULT"; throws mz::UsageError naming close matches when unknown.
+const WeightsRecord& get_weight(const std::string& full_name);
 
 namespace detail {
 // Reads the manifests named by MZ_MANIFEST (colon-separated) and registers their entries. Called
 // once, lazily, by find_weights()/all_weights(); implemented in weights/manifest.cpp.
 void load_manifests_from_env();
+// The weights enum of a model's builtin records ("ResNet50_Weights"), "" when it has none. Every
+// registered model has builtin weights (a test checks it), so this names the registry's models
+// without LibTorch (the `mz` front end validates manifests with it).
+std::string builtin_weights_enum(const std::string& model);
 }  // namespace detail
 
 // An untyped weights value: the enum name and the value name. Resolves to a record on use.

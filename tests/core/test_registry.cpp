@@ -24,6 +24,7 @@ TEST_CASE("every builder has a weights enum whose DEFAULT is its one default rec
       CHECK(r->enum_name == m->weights_enum);
     }
     CHECK(defaults == 1);
+    CHECK(mz::detail::builtin_weights_enum(m->name) == m->weights_enum);  // what manifests are checked against
     CHECK(get_weight(m->default_weights()).is_default);
     CHECK(get_weight(m->weights_enum + ".DEFAULT").name() == m->default_weights());
   }

@@ -50,6 +50,20 @@ def log(entry):
         f.write(json.dumps(entry) + "\n")
 
 
+_active = 0
+
+
+def active(delta):
+    """Counts requests being served in LOG + ".active", so a reader can wait until every request
+    is logged: a client may exit as soon as it has the last byte, before the server logs it."""
+    global _active
+    with _lock:
+        _active += delta
+        with open(LOG + ".active.tmp", "w") as f:
+            f.write(str(_active))
+        os.replace(LOG + ".active.tmp", LOG + ".active")
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -70,10 +84,12 @@ class Handler(BaseHTTPRequestHandler):
         parts = target.lstrip("/").split("/")
         self.entry = {"method": "GET", "path": target, "range": self.headers.get("Range"),
                       "if_range": self.headers.get("If-Range"), "status": None, "sent": 0, "proxy": proxy}
+        active(+1)
         try:
             self.route(parts)
         finally:
             log(self.entry)
+            active(-1)
 
     def route(self, parts):
         mode = parts[0] if parts else ""
@@ -164,7 +180,8 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.write(body[i:i + chunk])
                     self.wfile.flush()
                     self.entry["sent"] += len(body[i:i + chunk])
-                    time.sleep(pause)
+                    if i + chunk < len(body):
+                        time.sleep(pause)
             else:
                 self.wfile.write(body)
                 self.entry["sent"] = len(body)

@@ -121,6 +121,12 @@ class FaultServer:
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
 
     def requests(self, path=None):
+        deadline = time.time() + 10  # until every request in flight is logged (see fault_server.active)
+        while time.time() < deadline and os.path.exists(self.log + ".active"):
+            with open(self.log + ".active") as f:
+                if f.read().strip() == "0":
+                    break
+            time.sleep(0.02)
         if not os.path.exists(self.log):
             return []
         with open(self.log) as f:

@@ -21,5 +21,6 @@ for kind in build-tree install-prefix; do
   echo "package: $kind ok"
 done
 # An installed mz finds its library through its RPATH.
-"$work/prefix/bin/mz" list resnet18 >/dev/null
+"$work/prefix/bin/mz" list resnet18 >/dev/null   # the front end executes the installed mz-torch
+MZ_CACHE_DIR="$work/cache" "$work/prefix/bin/mz" cache dir >/dev/null
 echo "package: 2 passed, 0 failed"
