@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "modelzoo/checkpoint.h"
@@ -14,9 +15,9 @@ namespace mz::cli {
 // --weights NAME loads those weights (through the hub). --checkpoint FILE builds with no weights at
 // all (backbone weights off too, parameters left uninitialised) and then loads the file strictly.
 // Neither (allowed only when weights_required is false, e.g. mz bench) gives torchvision's random
-// init, again without downloading backbone weights.
+// init, again without downloading backbone weights. `storage` applies to --checkpoint (--mmap).
 inline Model build(const std::string& name, const std::string& checkpoint, const std::string& weights,
-                   nlohmann::json options, bool weights_required = true) {
+                   nlohmann::json options, bool weights_required = true, Storage storage = Storage::Copy) {
   if (!checkpoint.empty() && !weights.empty())
     throw UsageError(name, "give only one of --checkpoint FILE and --weights NAME");
   if (weights_required && checkpoint.empty() && weights.empty())
@@ -31,8 +32,18 @@ inline Model build(const std::string& name, const std::string& checkpoint, const
     ArchitectureOnly uninitialised;  // the strict load below fills every parameter and buffer
     m = info.build("", options);
   }
-  load_checkpoint(*m->module, checkpoint);
+  LoadOptions load;
+  load.storage = storage;
+  load_checkpoint(*m->module, checkpoint, load);
   return *m;
 }
+
+// --mmap, for the commands that take --checkpoint.
+inline void add_mmap_flag(CLI::App* command, bool& mmap) {
+  command->add_flag("--mmap", mmap,
+                    "With --checkpoint: the parameters use the file's pages (copy-on-write) instead of copies, "
+                    "as weights from the hub cache always do; the file must not be rewritten in place meanwhile");
+}
+inline Storage storage(bool mmap) { return mmap ? Storage::Map : Storage::Copy; }
 
 }  // namespace mz::cli

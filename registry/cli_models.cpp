@@ -113,6 +113,7 @@ void run_info(const std::string& name, bool as_json) {
 // ---- forward ----------------------------------------------------------------------------------
 struct ForwardArgs {
   std::string model, checkpoint, weights, input, output, options = "{}";
+  bool mmap = false;
   std::optional<std::int64_t> num_classes;
 };
 
@@ -129,7 +130,7 @@ json parse_options(const std::string& text, const std::optional<std::int64_t>& n
 }
 
 void run_forward(const ForwardArgs& a) {
-  Model m = build(a.model, a.checkpoint, a.weights, parse_options(a.options, a.num_classes));
+  Model m = build(a.model, a.checkpoint, a.weights, parse_options(a.options, a.num_classes), true, storage(a.mmap));
   const torch::Tensor input = Checkpoint(a.input).tensor("input");
   m.module->eval();
   torch::InferenceMode guard;
@@ -149,7 +150,7 @@ void run_convert(const std::string& in, const std::string& out) {
 struct BenchArgs {
   std::string model, checkpoint, weights, options = "{}";
   std::int64_t size = 224, batch = 1, repeat = 5;
-  bool json = false;
+  bool json = false, mmap = false, load_only = false;
 };
 
 double rss_mb(const char* field) {  // "VmRSS:" or "VmHWM:" from /proc/self/status
@@ -175,30 +176,32 @@ void run_bench(const BenchArgs& a) {
   for (std::int64_t i = 0; i < std::max<std::int64_t>(a.repeat, 1); ++i) {
     model.reset();  // free the previous copy before measuring the next load
     const auto t0 = clock::now();
-    model = build(a.model, a.checkpoint, a.weights, options, /*weights_required=*/false);
+    model = build(a.model, a.checkpoint, a.weights, options, /*weights_required=*/false, storage(a.mmap));
     load_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
     if (i == 0) load_peak = rss_mb("VmHWM:");  // the first load: what a process that loads once sees
   }
   model->module->eval();
   torch::InferenceMode guard;
   const torch::Tensor x = torch::randn({a.batch, 3, a.size, a.size});
-  model->forward(x);  // warm-up
-  for (std::int64_t i = 0; i < std::max<std::int64_t>(a.repeat, 1); ++i) {
+  if (!a.load_only) model->forward(x);  // warm-up
+  for (std::int64_t i = 0; i < (a.load_only ? 0 : std::max<std::int64_t>(a.repeat, 1)); ++i) {
     const auto t0 = clock::now();
     model->forward(x);
     forward_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
   }
   const json out = {{"model", a.model}, {"checkpoint", a.checkpoint}, {"size", a.size}, {"batch", a.batch},
-                    {"repeat", a.repeat}, {"threads", torch::get_num_threads()},
-                    {"load_ms", median(load_ms)}, {"forward_ms", median(forward_ms)},
+                    {"repeat", a.repeat}, {"mmap", a.mmap}, {"threads", torch::get_num_threads()},
+                    {"load_ms", median(load_ms)}, {"forward_ms", a.load_only ? json(nullptr) : json(median(forward_ms))},
                     {"baseline_rss_mb", baseline}, {"load_peak_rss_mb", load_peak},
                     {"peak_rss_mb", rss_mb("VmHWM:")}};
   if (a.json) {
     std::cout << out.dump() << "\n";
     return;
   }
-  std::cout << std::fixed << std::setprecision(2) << a.model << ": load " << median(load_ms) << " ms, forward "
-            << median(forward_ms) << " ms (batch " << a.batch << ", " << a.size << "x" << a.size << "), peak RSS "
+  std::cout << std::fixed << std::setprecision(2) << a.model << ": load " << median(load_ms) << " ms";
+  if (!a.load_only)
+    std::cout << ", forward " << median(forward_ms) << " ms (batch " << a.batch << ", " << a.size << "x" << a.size << ")";
+  std::cout << ", peak RSS "
             << rss_mb("VmHWM:") << " MB (baseline " << baseline << " MB)\n";
 }
 
@@ -234,6 +237,7 @@ void add_model_commands(CLI::App& app) {
                  "(or each key of a dict output: out, aux, ...)");
   forward->add_option("MODEL", fa->model, "Model name")->required();
   auto* ck = forward->add_option("--checkpoint", fa->checkpoint, "Checkpoint file (built with no weights, then loaded)");
+  add_mmap_flag(forward, fa->mmap);
   forward->add_option("--weights", fa->weights, "Weights name (downloaded and verified as needed)")->excludes(ck);
   forward->add_option("--input", fa->input, "Input .safetensors with a tensor named 'input'")->required();
   forward->add_option("--output", fa->output, "Output .safetensors")->required();
@@ -245,6 +249,8 @@ void add_model_commands(CLI::App& app) {
   auto* bench = app.add_subcommand("bench", "Time load (construct + read + load, median) and forward (median)");
   bench->add_option("MODEL", ba->model, "Model name")->required();
   auto* bck = bench->add_option("--checkpoint", ba->checkpoint, "Checkpoint to load");
+  add_mmap_flag(bench, ba->mmap);
+  bench->add_flag("--load-only", ba->load_only, "Time the loads only");
   bench->add_option("--weights", ba->weights, "Weights to load")->excludes(bck);
   bench->add_option("--size", ba->size, "Input height and width (default 224)");
   bench->add_option("--batch", ba->batch, "Batch size (default 1)");

@@ -26,6 +26,7 @@ const WeightsRecord& resolve_weight(const std::string& name) {
 
 struct PredictArgs {
   std::string name, checkpoint, output;
+  bool mmap = false;
   std::vector<std::string> images;
   std::int64_t topk = 5, batch = 8;
   bool json = false;
@@ -42,7 +43,7 @@ void run_predict(const PredictArgs& a) {
   const auto& categories = w.meta.categories;
   if (!a.checkpoint.empty() && !categories.empty() && info.default_options.contains("num_classes"))
     options["num_classes"] = categories.size();
-  Model model = build(w.model, a.checkpoint, a.checkpoint.empty() ? w.name() : "", options);
+  Model model = build(w.model, a.checkpoint, a.checkpoint.empty() ? w.name() : "", options, true, storage(a.mmap));
   model.module->eval();
   torch::InferenceMode guard;
 
@@ -95,6 +96,7 @@ void add_predict_commands(CLI::App& app) {
                                         "preset and categories)")->required();
   predict->add_option("IMAGE", pa->images, "JPEG or PNG files")->required();
   predict->add_option("--checkpoint", pa->checkpoint, "Checkpoint file (model built with no weights, then loaded)");
+  add_mmap_flag(predict, pa->mmap);
   predict->add_option("--topk", pa->topk, "Labels per image (default 5)");
   predict->add_option("--batch", pa->batch, "Images per forward pass (default 8)");
   predict->add_flag("--json", pa->json, R"(JSON: [{"image": path, "top": [{"index", "label", "prob"}, ...]}])");

@@ -1,5 +1,6 @@
 // The thin LibTorch layer over the parsers in weights/formats.h: map the file, parse it into
-// descriptions, and copy bytes straight into parameter storage.
+// descriptions, and copy bytes straight into parameter storage, or (Storage::Map) make the mapped
+// pages the parameters' storage.
 #include "modelzoo/checkpoint.h"
 
 #include <fcntl.h>
@@ -76,23 +77,41 @@ class MappedFile {
     }
     size_ = static_cast<std::size_t>(st.st_size);
     if (size_ > 0) {
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
+      // Private and writable: tensors backed by the mapping (Storage::Map) stay writable, and a
+      // write copies the page it touches instead of reaching the file.
+      void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd_, 0);
       if (p == MAP_FAILED) {
         ::close(fd_);
         throw CheckpointError(path, std::string("cannot map: ") + std::strerror(errno));
       }
       data_ = static_cast<const std::uint8_t*>(p);
-      ::madvise(p, size_, MADV_SEQUENTIAL);
     }
+    ::close(fd_);  // the mapping keeps the file
+    fd_ = -1;
   }
   ~MappedFile() {
     if (data_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
-    if (fd_ >= 0) ::close(fd_);
   }
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
 
   formats::ByteView bytes() const { return {data_, size_}; }
+  void advise(int advice) const {
+    if (data_) ::madvise(const_cast<std::uint8_t*>(data_), size_, advice);
+  }
+  // Maps the pages of a byte range now (reading them from disk if they are not cached), without
+  // copying them: Storage::Map's load then costs what reading the file costs, and the first forward
+  // pass takes no page faults. Read-only population, so the pages stay shared with the page cache.
+  void populate(std::uint64_t offset, std::uint64_t size) const {
+    const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    const std::uint64_t begin = offset / page * page;
+    auto* p = const_cast<std::uint8_t*>(data_) + begin;
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14
+#endif
+    if (size > 0 && ::madvise(p, offset + size - begin, MADV_POPULATE_READ) != 0)
+      ::madvise(p, offset + size - begin, MADV_WILLNEED);  // older kernels: read ahead at least
+  }
   // Drops the mapped pages of a byte range from this process (they stay in the page cache), so
   // that loading a checkpoint does not hold a second copy of it in memory.
   void release(std::uint64_t offset, std::uint64_t size) const {
@@ -103,7 +122,7 @@ class MappedFile {
 
  private:
   std::string path_;
-  int fd_ = -1;
+  int fd_ = -1;  // open only while mapping
   const std::uint8_t* data_ = nullptr;
   std::size_t size_ = 0;
 };
@@ -128,11 +147,14 @@ void reinit_layers_of(torch::nn::Module& module, const std::string& prefix, cons
 
 struct Checkpoint::Impl {
   std::string path;
-  MappedFile file;
+  std::shared_ptr<const MappedFile> mapping;  // shared with the tensors Storage::Map backs by it
+  const MappedFile& file;
   formats::Description desc;
   std::unordered_map<std::string, std::size_t> index;
 
-  explicit Impl(const std::string& p) : path(p), file(p), desc(formats::parse_checkpoint(file.bytes(), p)) {
+  explicit Impl(const std::string& p)
+      : path(p), mapping(std::make_shared<const MappedFile>(p)), file(*mapping),
+        desc(formats::parse_checkpoint(file.bytes(), p)) {
     for (std::size_t i = 0; i < desc.tensors.size(); ++i) index.emplace(desc.tensors[i].name, i);
   }
 
@@ -144,7 +166,20 @@ struct Checkpoint::Impl {
     return torch::from_blob(base, d.shape, d.strides, torch::TensorOptions().dtype(type));
   }
 
-  void copy_into(torch::Tensor& dst, const formats::TensorDesc& d) const {
+  // Makes `dst` use the mapped bytes as its storage, if they can back it as they are: same dtype,
+  // contiguous, naturally aligned. The mapping lives as long as any tensor it backs.
+  bool map_into(torch::Tensor& dst, const formats::TensorDesc& d) const {
+    if (dst.numel() == 0 || !dst.is_cpu() || dst.scalar_type() != scalar_type(d.dtype)) return false;
+    torch::Tensor src = view(d);
+    if (!src.is_contiguous() || reinterpret_cast<std::uintptr_t>(src.data_ptr()) % src.element_size() != 0)
+      return false;
+    file.populate(d.data_offset + static_cast<std::uint64_t>(d.storage_offset) * src.element_size(),
+                  static_cast<std::uint64_t>(src.numel()) * src.element_size());
+    dst.set_(torch::from_blob(src.data_ptr(), src.sizes(), [keep = mapping](void*) {}, src.options()));
+    return true;
+  }
+
+  void copy_into(torch::Tensor& dst, const formats::TensorDesc& d, bool release = true) const {
     if (dst.numel() == 0) return;
     torch::Tensor src = view(d);
     const auto nbytes = static_cast<std::size_t>(dst.numel()) * dst.element_size();
@@ -152,7 +187,7 @@ struct Checkpoint::Impl {
       std::memcpy(dst.data_ptr(), src.data_ptr(), nbytes);
     else
       dst.copy_(src);
-    file.release(d.data_offset, d.data_size);
+    if (release) file.release(d.data_offset, d.data_size);
   }
 
   const formats::TensorDesc& find(const std::string& name) const {
@@ -219,7 +254,15 @@ LoadReport Checkpoint::load_into(torch::nn::Module& module, const LoadOptions& o
     if (!in_module.count(key) && !matches_any(key, options.skip)) report.unexpected.push_back(key);
   if (options.strict && !report.ok()) throw LoadError(impl_->path, report.summary());
   torch::NoGradGuard no_grad;
-  for (auto& [target, d] : copies) impl_->copy_into(target, *d);
+  const bool map = options.storage == Storage::Map;
+  impl_->file.advise(map ? MADV_NORMAL : MADV_SEQUENTIAL);
+  for (std::size_t i = 0; i < copies.size(); ++i) {  // copies[i] loads report.loaded[i]
+    auto& [target, d] = copies[i];
+    if (map && impl_->map_into(target, *d))
+      report.mapped.push_back(report.loaded[i]);
+    else
+      impl_->copy_into(target, *d, /*release=*/!map);  // mapped neighbours keep their pages
+  }
   if (options.reinit_skipped && !report.skipped.empty()) reinit_layers_of(module, "", report.skipped);
   return report;
 }
@@ -253,7 +296,9 @@ LoadReport load_checkpoint(torch::nn::Module& module, const std::string& path, c
 }
 
 LoadReport load_weights(torch::nn::Module& module, const Weights& weights, const LoadOptions& options) {
-  return load_checkpoint(module, hub::fetch(weights.record()), options);
+  LoadOptions o = options;
+  if (o.storage == Storage::Auto) o.storage = Storage::Map;  // cache files are only replaced by rename
+  return load_checkpoint(module, hub::fetch(weights.record()), o);
 }
 
 void save_safetensors(const std::string& path, const NamedTensors& tensors,

@@ -4,7 +4,8 @@
 //   auto report = mz::load_checkpoint(*model, f, {.strict = false});   // report.missing, .unexpected, ...
 //   mz::save_safetensors("out.safetensors", mz::read_checkpoint("in.pth"));
 //
-// Parameters are filled straight from the mapped file (no intermediate tensors when dtypes agree).
+// Parameters are filled straight from the mapped file (no intermediate tensors when dtypes agree),
+// or are the mapped file's pages themselves (LoadOptions::storage, Storage::Map).
 // Untrusted input: parse failures throw mz::CheckpointError naming the file and the reason.
 #pragma once
 
@@ -22,12 +23,22 @@ namespace mz {
 
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
+// Where loaded parameters live. Copy: in memory of their own (the file may change afterwards).
+// Map: in the file's pages, mapped copy-on-write: no copy and no fresh memory, pages shared by every
+// process that maps the same file, and writes (fine-tuning) copy only the pages they touch. The file
+// must then not be truncated or rewritten in place while the model lives (it may be deleted or
+// replaced by rename). Tensors the file cannot back (another dtype, unaligned data) are copied.
+// Auto: Map for weights loaded through the hub (load_weights, builders given weights), whose cache
+// files are only ever replaced by rename; Copy for a file named by path (load_checkpoint).
+enum class Storage { Auto, Copy, Map };
+
 struct LoadOptions {
   bool strict = true;                 // any missing, unexpected or mismatched key is an error
   bool strip_module_prefix = false;   // "module.layer1..." (DataParallel) -> "layer1..."
   std::vector<std::string> skip;      // fnmatch globs of module keys not loaded (e.g. "fc.*": a new head)
   bool reinit_skipped = true;         // give layers with skipped tensors PyTorch's default init
   std::function<std::string(const std::string&)> rename;  // checkpoint key -> module key
+  Storage storage = Storage::Auto;
 };
 
 struct LoadReport {
@@ -37,6 +48,7 @@ struct LoadReport {
   std::vector<std::string> unexpected;  // in the checkpoint, not in the module
   std::vector<std::string> mismatched;  // "name: checkpoint [a, b] vs module [c, d]"
   std::vector<std::string> skipped;     // matched LoadOptions::skip
+  std::vector<std::string> mapped;      // loaded keys backed by the file's pages (Storage::Map)
   bool ok() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
   std::string summary() const;          // every problem key, by name
 };

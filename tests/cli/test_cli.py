@@ -7,6 +7,7 @@ Usage: test_cli.py --mz build/mz --fixtures build/fixtures/formats --work DIR
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -85,6 +86,11 @@ def test_forward_options_and_errors():
     if r.returncode == 0:
         with torch.no_grad():
             check(torch.allclose(st.load(out)["output"], net(x), rtol=1e-4, atol=1e-5), "forward --num-classes values")
+    mapped = os.path.join(A.work, "out_mapped.safetensors")
+    r = mz("forward", "resnet18", "--checkpoint", ckpt, "--mmap", "--input", inp, "--output", mapped,
+           "--num-classes", "10")
+    check(r.returncode == 0 and torch.equal(st.load(mapped)["output"], st.load(out)["output"]),
+          f"forward --mmap gives the copy's output exactly: {r.stderr}")
     r = mz("forward", "resnet18", "--checkpoint", ckpt, "--input", inp, "--output", out, "--options",
            '{"num_classes": 10}')
     check(r.returncode == 0, f"forward --options: {r.stderr}")
@@ -106,6 +112,29 @@ def test_forward_options_and_errors():
     fails_with(mz("frobnicate"), 2, "unknown command 'frobnicate'", "unknown subcommand")
     fails_with(mz("forward", "resnet18"), None, "required", "missing required option")
     check(mz("--help").returncode == 0 and "forward" in mz("--help").stdout, "--help lists subcommands")
+
+
+def test_front_end():
+    """`mz` runs download, verify and cache without LibTorch and hands every other command to mz-torch."""
+    ldd = subprocess.run(["ldd", A.mz], capture_output=True, text=True).stdout
+    check(ldd and "libtorch" not in ldd and "libc10" not in ldd, "mz does not link LibTorch")
+    lone = os.path.join(A.work, "alone", "mz")  # without mz-torch next to it
+    os.makedirs(os.path.dirname(lone), exist_ok=True)
+    shutil.copy(A.mz, lone)
+    env = {**os.environ, "MZ_CACHE_DIR": os.path.join(A.work, "front-cache")}
+    r = subprocess.run([lone, "cache", "dir"], capture_output=True, text=True, env=env)
+    check(r.returncode == 0 and r.stdout.strip() == env["MZ_CACHE_DIR"], f"cache dir without mz-torch: {r.stderr}")
+    r = subprocess.run([lone, "verify"], capture_output=True, text=True, env=env)
+    check(r.returncode == 0 and "no cached files" in r.stdout, f"verify without mz-torch: {r.stderr}")
+    r = subprocess.run([lone, "download", "ResNet50_Weights.V9"], capture_output=True, text=True, env=env)
+    fails_with(r, 2, "ResNet50_Weights.V9: unknown weights (did you mean: ResNet50_Weights.", "front end: unknown weight")
+    r = subprocess.run([lone, "list"], capture_output=True, text=True, env=env)
+    fails_with(r, 1, "cannot run " + os.path.join(os.path.dirname(lone), "mz-torch"), "front end without mz-torch")
+    torch_cli = os.path.join(os.path.dirname(A.mz), "mz-torch")
+    for args in (["download", "ResNet50_Weights.V9"], ["cache", "frob"]):
+        a = subprocess.run([A.mz, *args], capture_output=True, text=True, env=env)
+        b = subprocess.run([torch_cli, *args], capture_output=True, text=True, env=env)
+        check((a.returncode, a.stderr) == (b.returncode, b.stderr), f"mz and mz-torch agree on {args}")
 
 
 def test_json_schemas():
@@ -152,8 +181,8 @@ if __name__ == "__main__":
     A = ap.parse_args()
     os.makedirs(A.work, exist_ok=True)
     torch.manual_seed(0)
-    for t in (test_hostile_checkpoints, test_convert_round_trip, test_forward_options_and_errors, test_json_schemas,
-              test_every_model):
+    for t in (test_hostile_checkpoints, test_convert_round_trip, test_forward_options_and_errors, test_front_end,
+              test_json_schemas, test_every_model):
         t()
     print(f"cli: {passed} passed, {len(failed)} failed")
     sys.exit(1 if failed else 0)

@@ -1,7 +1,10 @@
 // Loading checkpoints into modules: strictness and its report, options, dtypes, safetensors writing.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "modelzoo/modelzoo.h"
 
@@ -43,6 +46,23 @@ void expect_equal(torch::nn::Module& a, torch::nn::Module& b) {
     CHECK(torch::equal(sa[i].second, sb[i].second));
   }
 }
+
+// True when `address` lies in a mapping of `file` (/proc/self/maps).
+bool mapped_from(const void* address, const std::string& file) {
+  const auto a = reinterpret_cast<std::uintptr_t>(address);
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);) {
+    std::istringstream fields(line);
+    std::string range, perms, offset, dev, inode, path;
+    fields >> range >> perms >> offset >> dev >> inode >> path;
+    const auto dash = range.find('-');
+    const auto begin = std::stoull(range.substr(0, dash), nullptr, 16), end = std::stoull(range.substr(dash + 1), nullptr, 16);
+    if (a >= begin && a < end) return path == fs::canonical(file).string();
+  }
+  return false;
+}
+
+bool contains(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
 
 }  // namespace
 
@@ -124,4 +144,49 @@ TEST_CASE("unreadable files are CheckpointErrors naming the file") {
   save_safetensors(temp_path("names.safetensors"), state_of(tiny));
   CHECK_THROWS_WITH_AS(Checkpoint(temp_path("names.safetensors")).tensor("nope"),
                        doctest::Contains("no tensor named 'nope'"), CheckpointError);
+}
+
+TEST_CASE("Storage::Map: parameters are the file's own pages, copy-on-write; paths load as copies by default") {
+  TinyImpl src;
+  src.bn->running_mean.normal_();
+  src.bn->num_batches_tracked.fill_(7);
+  NamedTensors state = state_of(src);
+  for (auto& [k, t] : state)
+    if (k == "fc.bias") t = t.to(torch::kBFloat16);  // another dtype than the parameter's: copied
+  const auto path = temp_path("mapped.safetensors");
+  save_safetensors(path, state);
+
+  TinyImpl copied;
+  const LoadReport by_path = load_checkpoint(copied, path);
+  CHECK(by_path.mapped.empty());
+  CHECK_FALSE(mapped_from(copied.conv->weight.data_ptr(), path));
+
+  TinyImpl dst;
+  const LoadReport report = load_checkpoint(dst, path, {.storage = Storage::Map});
+  CHECK(report.ok());
+  CHECK(report.loaded.size() == 8);
+  // Copied: fc.bias (bfloat16 in the file) and num_batches_tracked (an int64 that the 4-byte fc.bias
+  // before it leaves 4-aligned, see the offsets in save_safetensors). Every other tensor is mapped.
+  CHECK(report.mapped.size() == 6);
+  CHECK_FALSE(contains(report.mapped, "fc.bias"));
+  CHECK_FALSE(contains(report.mapped, "bn.num_batches_tracked"));
+  expect_equal(copied, dst);
+  CHECK(mapped_from(dst.conv->weight.data_ptr(), path));
+  CHECK(mapped_from(dst.bn->running_mean.data_ptr(), path));
+  CHECK_FALSE(mapped_from(dst.fc->bias.data_ptr(), path));
+  CHECK(dst.conv->weight.requires_grad());
+
+  // Writes (fine-tuning) reach private pages, never the file.
+  {
+    torch::NoGradGuard no_grad;
+    dst.conv->weight.add_(1);
+  }
+  CHECK(torch::equal(dst.conv->weight, src.conv->weight + 1));
+  CHECK(torch::equal(Checkpoint(path).tensor("conv.weight"), src.conv->weight));
+  // The mapping outlives the file's name (the hub cache replaces files by rename, rm unlinks them).
+  fs::remove(path);
+  CHECK(torch::equal(dst.bn->running_mean, src.bn->running_mean));
+  CHECK(torch::equal(dst.fc->weight, src.fc->weight));
+  const torch::Tensor x = torch::ones({1, 3, 3, 3});  // conv with weight + 1 adds the 27 inputs
+  CHECK(torch::allclose(dst.conv->forward(x), copied.conv->forward(x) + 27, 1e-5, 1e-4));
 }
