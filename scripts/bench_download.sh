@@ -6,7 +6,8 @@
 #   torch.hub.download_url_to_file(url, dst, hash_prefix=..., progress=False)   (Debian's torch,
 #                                             timed inside Python so its import is not counted)
 # and prints median times and the ratios (targets: mz <= 0.8x curl, torch.hub >= 2x mz). It also
-# times `mz cache dir` (mz's fixed start-up cost: loading LibTorch) and reports the ratios without it.
+# times `mz cache dir` (mz's fixed start-up cost; the front end does not load LibTorch) and reports the
+# ratios without it.
 #   scripts/bench_download.sh [REPEATS]        env: MZ_BIN (default build/mz), MZ_BENCH_DIR, MZ_BENCH_MIB
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,7 +69,7 @@ def run_curl():
 def run_torch():
     torch.hub.download_url_to_file(url, outs["torch"], hash_prefix=sha[:8], progress=False)
 
-def run_mz_startup():  # the fixed cost of starting mz (loading LibTorch), no download
+def run_mz_startup():  # the fixed cost of starting mz, no download
     subprocess.run([mz_bin, "cache", "dir"], env=env, check=True, capture_output=True)
 
 tools = {"mz download": run_mz, "curl -o": run_curl, "torch.hub": run_torch, "mz startup": run_mz_startup}
