@@ -22,6 +22,10 @@
 #include "modelzoo/nn.h"
 #include "weights/formats.h"
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14; older kernels refuse it (see MappedFile::populate)
+#endif
+
 namespace mz {
 namespace {
 
@@ -68,26 +72,21 @@ std::string shape_string(torch::IntArrayRef shape) {
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) throw CheckpointError(path, std::string("cannot open: ") + std::strerror(errno));
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw CheckpointError(path, std::string("cannot open: ") + std::strerror(errno));
     struct stat st {};
-    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd_);
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(fd);
       throw CheckpointError(path, "not a regular file");
     }
     size_ = static_cast<std::size_t>(st.st_size);
-    if (size_ > 0) {
-      // Private and writable: tensors backed by the mapping (Storage::Map) stay writable, and a
-      // write copies the page it touches instead of reaching the file.
-      void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd_, 0);
-      if (p == MAP_FAILED) {
-        ::close(fd_);
-        throw CheckpointError(path, std::string("cannot map: ") + std::strerror(errno));
-      }
-      data_ = static_cast<const std::uint8_t*>(p);
-    }
-    ::close(fd_);  // the mapping keeps the file
-    fd_ = -1;
+    // Private and writable: tensors backed by the mapping (Storage::Map) stay writable, and a write
+    // copies the page it touches instead of reaching the file. The mapping keeps the file open.
+    void* p = size_ > 0 ? ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0) : nullptr;
+    const int err = errno;
+    ::close(fd);
+    if (p == MAP_FAILED) throw CheckpointError(path, std::string("cannot map: ") + std::strerror(err));
+    data_ = static_cast<const std::uint8_t*>(p);
   }
   ~MappedFile() {
     if (data_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
@@ -106,9 +105,6 @@ class MappedFile {
     const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
     const std::uint64_t begin = offset / page * page;
     auto* p = const_cast<std::uint8_t*>(data_) + begin;
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22  // Linux 5.14
-#endif
     if (size > 0 && ::madvise(p, offset + size - begin, MADV_POPULATE_READ) != 0)
       ::madvise(p, offset + size - begin, MADV_WILLNEED);  // older kernels: read ahead at least
   }
@@ -122,7 +118,6 @@ class MappedFile {
 
  private:
   std::string path_;
-  int fd_ = -1;  // open only while mapping
   const std::uint8_t* data_ = nullptr;
   std::size_t size_ = 0;
 };
