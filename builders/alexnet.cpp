@@ -28,7 +28,7 @@ AlexNetImpl::AlexNetImpl(const AlexNetOptions& options) {
 std::vector<Step> AlexNetImpl::steps() {
   return {step("features", features),
           step("avgpool", avgpool),
-          {"flatten", [](torch::Tensor x) { return x.flatten(1); }},
+          detail::flatten_step(),
           step("classifier", classifier)};
 }
 

@@ -9,4 +9,11 @@ std::int64_t num_classes(const std::optional<std::int64_t>& given, const std::op
                                       w->name());
 }
 
+Step avgpool_step() {
+  return {"avgpool", [](torch::Tensor x) { return torch::adaptive_avg_pool2d(x, {1, 1}); }};
+}
+Step flatten_step() {
+  return {"flatten", [](torch::Tensor x) { return x.flatten(1); }};
+}
+
 }  // namespace mz::detail

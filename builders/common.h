@@ -6,6 +6,7 @@
 
 #include <torch/nn/module.h>
 
+#include "modelzoo/chain.h"
 #include "modelzoo/checkpoint.h"
 #include "modelzoo/weights.h"
 
@@ -34,5 +35,10 @@ void load_or_init(torch::nn::Module& module, const std::optional<Weights>& weigh
   if (!weights) return init();
   load_weights(module, *weights, options);
 }
+
+// The functional steps that end most classifiers' features: global average pooling to 1x1, and
+// flattening [N, C, 1, 1] to [N, C].
+Step avgpool_step();
+Step flatten_step();
 
 }  // namespace mz::detail

@@ -74,7 +74,7 @@ ConvNeXtImpl::ConvNeXtImpl(const std::vector<convnext::CNBlockConfig>& block_set
 
 std::vector<Step> ConvNeXtImpl::steps() {
   return {step("features", features),
-          {"avgpool", [](torch::Tensor x) { return torch::adaptive_avg_pool2d(x, {1, 1}); }},
+          detail::avgpool_step(),
           step("classifier", classifier)};
 }
 

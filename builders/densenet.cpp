@@ -82,7 +82,7 @@ std::vector<Step> DenseNetImpl::steps() {
   return {step("features", features),
           {"relu", [](torch::Tensor x) { return torch::relu(x); }},
           {"adaptive_avg_pool2d", [](torch::Tensor x) { return torch::adaptive_avg_pool2d(x, {1, 1}); }},
-          {"flatten", [](torch::Tensor x) { return x.flatten(1); }},
+          detail::flatten_step(),
           step("classifier", classifier)};
 }
 

@@ -182,8 +182,8 @@ EfficientNetImpl::EfficientNetImpl(const std::vector<efficientnet::MBConvConfig>
 
 std::vector<Step> EfficientNetImpl::steps() {
   return {step("features", features),
-          {"avgpool", [](torch::Tensor x) { return torch::adaptive_avg_pool2d(x, {1, 1}); }},
-          {"flatten", [](torch::Tensor x) { return x.flatten(1); }},
+          detail::avgpool_step(),
+          detail::flatten_step(),
           step("classifier", classifier)};
 }
 

@@ -95,7 +95,7 @@ std::vector<Step> GoogLeNetImpl::steps() {
                          step("inception5a", inception5a),
                          step("inception5b", inception5b),
                          step("avgpool", avgpool),
-                         {"flatten", [](torch::Tensor x) { return x.flatten(1); }},
+                         detail::flatten_step(),
                          step("dropout", dropout),
                          step("fc", fc)};
   if (transform_input) s.insert(s.begin(), {"transform_input", detail::inception_transform_input});

@@ -160,7 +160,7 @@ std::vector<Step> Inception3Impl::steps() {
                          step("Mixed_7c", Mixed_7c),
                          step("avgpool", avgpool),
                          step("dropout", dropout),
-                         {"flatten", [](torch::Tensor x) { return x.flatten(1); }},
+                         detail::flatten_step(),
                          step("fc", fc)};
   if (transform_input) s.insert(s.begin(), {"transform_input", detail::inception_transform_input});
   return s;

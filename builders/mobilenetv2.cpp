@@ -66,8 +66,8 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& options) {
 
 std::vector<Step> MobileNetV2Impl::steps() {
   return {step("features", features),
-          {"avgpool", [](torch::Tensor x) { return torch::adaptive_avg_pool2d(x, {1, 1}); }},
-          {"flatten", [](torch::Tensor x) { return x.flatten(1); }},
+          detail::avgpool_step(),
+          detail::flatten_step(),
           step("classifier", classifier)};
 }
 

@@ -120,8 +120,8 @@ MobileNetV3Impl::MobileNetV3Impl(const std::vector<mobilenetv3::InvertedResidual
 
 std::vector<Step> MobileNetV3Impl::steps() {
   return {step("features", features),
-          {"avgpool", [](torch::Tensor x) { return torch::adaptive_avg_pool2d(x, {1, 1}); }},
-          {"flatten", [](torch::Tensor x) { return x.flatten(1); }},
+          detail::avgpool_step(),
+          detail::flatten_step(),
           step("classifier", classifier)};
 }
 

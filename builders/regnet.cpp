@@ -129,8 +129,8 @@ RegNetImpl::RegNetImpl(const regnet::BlockParams& bp, const RegNetOptions& optio
 std::vector<Step> RegNetImpl::steps() {
   return {step("stem", stem),
           step("trunk_output", trunk_output),
-          {"avgpool", [](torch::Tensor x) { return torch::adaptive_avg_pool2d(x, {1, 1}); }},
-          {"flatten", [](torch::Tensor x) { return x.flatten(1); }},
+          detail::avgpool_step(),
+          detail::flatten_step(),
           step("fc", fc)};
 }
 

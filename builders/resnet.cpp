@@ -112,8 +112,8 @@ std::vector<Step> ResNetImpl::steps() {
           step("layer2", layer2),
           step("layer3", layer3),
           step("layer4", layer4),
-          {"avgpool", [](torch::Tensor x) { return torch::adaptive_avg_pool2d(x, {1, 1}); }},
-          {"flatten", [](torch::Tensor x) { return x.flatten(1); }},
+          detail::avgpool_step(),
+          detail::flatten_step(),
           step("fc", fc)};
 }
 

@@ -51,7 +51,7 @@ SqueezeNetImpl::SqueezeNetImpl(const std::string& version, const SqueezeNetOptio
 std::vector<Step> SqueezeNetImpl::steps() {
   return {step("features", features),
           step("classifier", classifier),
-          {"flatten", [](torch::Tensor x) { return x.flatten(1); }}};
+          detail::flatten_step()};
 }
 
 namespace {

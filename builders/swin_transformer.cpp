@@ -242,8 +242,8 @@ std::vector<Step> SwinTransformerImpl::steps() {
   return {step("features", features),
           step("norm", norm),
           step("permute", permute),
-          {"avgpool", [](torch::Tensor x) { return torch::adaptive_avg_pool2d(x, {1, 1}); }},
-          {"flatten", [](torch::Tensor x) { return x.flatten(1); }},
+          detail::avgpool_step(),
+          detail::flatten_step(),
           step("head", head)};
 }
 

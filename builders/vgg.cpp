@@ -48,7 +48,7 @@ VGGImpl::VGGImpl(const std::vector<std::int64_t>& cfg, bool batch_norm, const VG
 std::vector<Step> VGGImpl::steps() {
   return {step("features", features),
           step("avgpool", avgpool),
-          {"flatten", [](torch::Tensor x) { return x.flatten(1); }},
+          detail::flatten_step(),
           step("classifier", classifier)};
 }
 
