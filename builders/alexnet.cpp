@@ -1,5 +1,5 @@
 // AlexNet: model -> builder, as in torchvision.models.alexnet.
-#include "modelzoo/alexnet.h"
+#include "modelzoo/models/alexnet.h"
 
 #include "builders/common.h"
 #include "registry/register.h"

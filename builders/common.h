@@ -6,7 +6,7 @@
 
 #include <torch/nn/module.h>
 
-#include "modelzoo/chain.h"
+#include "modelzoo/layers/chain.h"
 #include "modelzoo/checkpoint.h"
 #include "modelzoo/weights.h"
 

@@ -1,10 +1,10 @@
 // ConvNeXt: block -> model -> worker -> builders, as in torchvision.models.convnext.
-#include "modelzoo/convnext.h"
+#include "modelzoo/models/convnext.h"
 
 #include <torch/nn/modules/linear.h>
 
 #include "builders/common.h"
-#include "modelzoo/googlenet.h"  // detail::trunc_normal_
+#include "modelzoo/models/googlenet.h"  // detail::trunc_normal_
 #include "registry/register.h"
 
 namespace mz {

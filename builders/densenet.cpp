@@ -1,5 +1,5 @@
 // DenseNet family: blocks -> model -> worker -> builders, as in torchvision.models.densenet.
-#include "modelzoo/densenet.h"
+#include "modelzoo/models/densenet.h"
 
 #include <regex>
 

@@ -1,5 +1,5 @@
 // EfficientNet: configs -> blocks -> model -> worker -> builders, as in torchvision.models.efficientnet.
-#include "modelzoo/efficientnet.h"
+#include "modelzoo/models/efficientnet.h"
 
 #include <cmath>
 

@@ -1,5 +1,5 @@
 // GoogLeNet: blocks -> model -> builder, as in torchvision.models.googlenet.
-#include "modelzoo/googlenet.h"
+#include "modelzoo/models/googlenet.h"
 
 #include <cmath>
 

@@ -1,5 +1,5 @@
 // Inception v3: blocks -> model -> builder, as in torchvision.models.inception.
-#include "modelzoo/inception.h"
+#include "modelzoo/models/inception.h"
 
 #include "builders/common.h"
 #include "registry/register.h"

@@ -1,5 +1,5 @@
 // MaxViT: blocks -> model -> worker -> builder, as in torchvision.models.maxvit.
-#include "modelzoo/maxvit.h"
+#include "modelzoo/models/maxvit.h"
 
 #include <cmath>
 
@@ -9,8 +9,8 @@
 #include <torch/nn/modules/pooling.h>
 
 #include "builders/common.h"
-#include "modelzoo/googlenet.h"         // detail::trunc_normal_
-#include "modelzoo/swin_transformer.h"  // swin::relative_position_index
+#include "modelzoo/models/googlenet.h"         // detail::trunc_normal_
+#include "modelzoo/models/swin_transformer.h"  // swin::relative_position_index
 #include "registry/register.h"
 
 namespace mz::maxvit {

@@ -1,5 +1,5 @@
 // MNASNet: block -> stack -> model -> worker -> builders, as in torchvision.models.mnasnet.
-#include "modelzoo/mnasnet.h"
+#include "modelzoo/models/mnasnet.h"
 
 #include <torch/nn/init.h>
 #include <torch/nn/modules/activation.h>

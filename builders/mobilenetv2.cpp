@@ -1,5 +1,5 @@
 // MobileNetV2: block -> model -> builder, as in torchvision.models.mobilenetv2.
-#include "modelzoo/mobilenetv2.h"
+#include "modelzoo/models/mobilenetv2.h"
 
 #include <torch/nn/init.h>
 #include <torch/nn/modules/dropout.h>

@@ -1,10 +1,10 @@
 // MobileNetV3: config -> block -> model -> worker -> builders, as in torchvision.models.mobilenetv3.
-#include "modelzoo/mobilenetv3.h"
+#include "modelzoo/models/mobilenetv3.h"
 
 #include <torch/nn/modules/dropout.h>
 
 #include "builders/common.h"
-#include "modelzoo/mobilenetv2.h"  // mobilenetv2::init_weights, which MobileNetV3 shares
+#include "modelzoo/models/mobilenetv2.h"  // mobilenetv2::init_weights, which MobileNetV3 shares
 #include "registry/register.h"
 
 namespace mz {

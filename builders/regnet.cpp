@@ -1,5 +1,5 @@
 // RegNet: block parameters -> blocks -> model -> worker -> builders, as in torchvision.models.regnet.
-#include "modelzoo/regnet.h"
+#include "modelzoo/models/regnet.h"
 
 #include <cmath>
 #include <set>

@@ -1,5 +1,5 @@
 // ResNet family: blocks -> model -> worker -> builders, as in torchvision.models.resnet.
-#include "modelzoo/resnet.h"
+#include "modelzoo/models/resnet.h"
 
 #include <torch/nn/init.h>
 

@@ -1,5 +1,5 @@
 // ShuffleNetV2: block -> model -> worker -> builders, as in torchvision.models.shufflenetv2.
-#include "modelzoo/shufflenet.h"
+#include "modelzoo/models/shufflenet.h"
 
 #include <torch/nn/modules/activation.h>
 

@@ -1,5 +1,5 @@
 // SqueezeNet family: block -> model -> worker -> builders, as in torchvision.models.squeezenet.
-#include "modelzoo/squeezenet.h"
+#include "modelzoo/models/squeezenet.h"
 
 #include <torch/nn/init.h>
 

@@ -1,13 +1,13 @@
 // Swin Transformer v1/v2: attention -> blocks -> model -> worker -> builders, as in
 // torchvision.models.swin_transformer.
-#include "modelzoo/swin_transformer.h"
+#include "modelzoo/models/swin_transformer.h"
 
 #include <cmath>
 
 #include <torch/nn/init.h>
 
 #include "builders/common.h"
-#include "modelzoo/googlenet.h"  // detail::trunc_normal_
+#include "modelzoo/models/googlenet.h"  // detail::trunc_normal_
 #include "registry/register.h"
 
 namespace mz::swin {

@@ -1,5 +1,5 @@
 // VGG family: model -> worker -> builders, as in torchvision.models.vgg.
-#include "modelzoo/vgg.h"
+#include "modelzoo/models/vgg.h"
 
 #include <torch/nn/init.h>
 

@@ -1,5 +1,5 @@
 // Vision Transformer: blocks -> model -> worker -> builders, as in torchvision.models.vision_transformer.
-#include "modelzoo/vision_transformer.h"
+#include "modelzoo/models/vision_transformer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +9,7 @@
 #include <torch/nn/init.h>
 
 #include "builders/common.h"
-#include "modelzoo/googlenet.h"  // detail::trunc_normal_
+#include "modelzoo/models/googlenet.h"  // detail::trunc_normal_
 #include "registry/register.h"
 
 namespace mz {

@@ -9,7 +9,7 @@
 
 #include <torch/ordered_dict.h>
 
-#include "modelzoo/compose.h"
+#include "modelzoo/heads/compose.h"
 #include "modelzoo/options.h"
 #include "modelzoo/registry.h"
 

@@ -4,7 +4,7 @@
 #include <mutex>
 
 #include "registry/register.h"
-#include "weights/names.h"
+#include "weights/suggest.h"
 
 namespace mz {
 namespace {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Opt-in bounded fuzz run of the image decoders (weights/image.cpp: JPEG via libjpeg-turbo, PNG via
+# Opt-in bounded fuzz run of the image decoders (weights/transforms/image.cpp: JPEG via libjpeg-turbo, PNG via
 # libpng): builds the standalone libFuzzer target tests/images/fuzz (clang-14, ASan + UBSan, no
 # LibTorch) and runs it for SECONDS (default 60), seeded with small generated images and the
 # committed corpus. Inputs that add coverage are merged into tests/images/corpus/; crashes are

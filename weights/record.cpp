@@ -7,7 +7,7 @@
 #include <unordered_map>
 
 #include "modelzoo/weights.h"
-#include "weights/names.h"
+#include "weights/suggest.h"
 
 namespace mz {
 namespace {

@@ -5,7 +5,7 @@
 //   w.name() == "ResNet50_Weights.IMAGENET1K_V2"; mz::ResNet50_Weights::from_name(w.name()) == w
 //   w.record().url, w.meta().num_params, w.transforms().crop_size, ...
 //
-// Records are immutable data registered once per weight (weights/<family>.cpp) or at run time from
+// Records are immutable data registered once per weight (weights/records/<family>.cpp) or at run time from
 // user manifests (MZ_MANIFEST). A value only holds the two names, so values are constants that can
 // be declared in headers and resolved lazily.
 #pragma once
@@ -23,7 +23,7 @@
 #include "modelzoo/errors.h"
 
 namespace at {
-class Tensor;  // torch::Tensor; the preset's call operator is defined in weights/transforms.cpp
+class Tensor;  // torch::Tensor; the preset's call operator is defined in weights/transforms/presets.cpp
 }  // namespace at
 
 namespace mz {
@@ -38,7 +38,7 @@ struct Transforms {
   std::string interpolation;           // "bilinear", "bicubic" or "nearest"
 
   // The preset as a callable, giving torchvision 0.14's numbers for a PIL image: a uint8 [3, H, W]
-  // image or [N, 3, H, W] batch in, a float32 tensor out (see <modelzoo/transforms.h>).
+  // image or [N, 3, H, W] batch in, a float32 tensor out (see <modelzoo/transforms/presets.h>).
   at::Tensor operator()(const at::Tensor& uint8_chw_or_nchw) const;
 };
 
@@ -148,7 +148,7 @@ class WeightsEnum : public Weights {
 }  // namespace mz
 
 // Declares a weights enum: MZ_WEIGHTS_ENUM(ResNet50_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2)
-// (type, DEFAULT's value, every value). The records themselves live in weights/<family>.cpp.
+// (type, DEFAULT's value, every value). The records themselves live in weights/records/<family>.cpp.
 #define MZ_WEIGHTS_ENUM(Type, Default, ...)                                          \
   struct Type : ::mz::WeightsEnum<Type> {                                            \
     static constexpr const char* enum_name = #Type;                                  \

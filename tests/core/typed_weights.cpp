@@ -1,5 +1,5 @@
 // Compiled twice by compile_fail.cmake: as is (must compile) and with -DWRONG_WEIGHTS (must not).
-#include <modelzoo/resnet.h>
+#include <modelzoo/models/resnet.h>
 
 int main() {
 #ifdef WRONG_WEIGHTS

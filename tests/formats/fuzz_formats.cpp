@@ -4,7 +4,7 @@
 #include <cstdlib>
 
 #include "tests/formats/guarantees.h"
-#include "weights/formats.h"
+#include "weights/checkpoint/formats/formats.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   try {

@@ -5,7 +5,7 @@
 #include <set>
 #include <string>
 
-#include "weights/formats.h"
+#include "weights/checkpoint/formats/formats.h"
 
 namespace mz::formats::test {
 

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/formats/guarantees.h"
-#include "weights/formats.h"
+#include "weights/checkpoint/formats/formats.h"
 
 namespace fmt = mz::formats;
 using nlohmann::json;

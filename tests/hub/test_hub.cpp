@@ -1,6 +1,5 @@
 // Hub unit tests: SHA-256, checks, environment parsing, the transfer layer (pipeline, resume,
 // progress) and fetch() from threads. Run by with_nginx.py, which serves MZ_TEST_WWW on loopback.
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -15,7 +14,7 @@
 #include <thread>
 
 #include "modelzoo/hub.h"
-#include "weights/hub_impl.h"
+#include "weights/hub/hub_impl.h"
 
 namespace hub = mz::hub;
 namespace detail = mz::hub::detail;

@@ -9,7 +9,7 @@
 #include <iostream>
 
 #include "modelzoo/modelzoo.h"
-#include "modelzoo/transforms.h"
+#include "modelzoo/transforms/presets.h"
 
 int main(int argc, char** argv) try {
   torch::set_num_threads(1);

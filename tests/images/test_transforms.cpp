@@ -1,12 +1,11 @@
 // The callable preset (w.transforms()(img)) and the image API, against torchvision's numbers.
 // MZ_IMAGES_DATA: the directory gen_images.py wrote (reference.safetensors); MZ_IMAGES_SRC: tests/images.
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 #include <cstdlib>
 
 #include "modelzoo/modelzoo.h"
-#include "modelzoo/transforms.h"
+#include "modelzoo/transforms/presets.h"
 
 namespace {
 std::string env(const char* name) {

@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <optional>
 
-#include "modelzoo/image.h"
+#include "modelzoo/transforms/image.h"
 
 namespace {
 std::optional<mz::Image> decode(const std::uint8_t* data, std::size_t size, const mz::DecodeOptions& options) {

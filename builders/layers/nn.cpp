@@ -1,0 +1,130 @@
+#include "modelzoo/layers/nn.h"
+
+#include <cmath>
+
+#include <torch/nn/init.h>
+#include <torch/nn/functional/conv.h>
+#include <torch/nn/functional/normalization.h>
+
+namespace mz::nn {
+namespace {
+
+torch::Tensor uninitialised(torch::IntArrayRef shape) { return torch::empty(shape); }
+
+// PyTorch's default for conv and linear: kaiming_uniform_(a=sqrt(5)) and bias U(-1/sqrt(fan_in), ..).
+void reset_affine(torch::Tensor& weight, torch::Tensor& bias) {
+  torch::NoGradGuard no_grad;
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (bias.defined()) {
+    const auto fan_in = std::get<0>(torch::nn::init::_calculate_fan_in_and_fan_out(weight));
+    const double bound = fan_in > 0 ? 1.0 / std::sqrt(static_cast<double>(fan_in)) : 0.0;
+    bias.uniform_(-bound, bound);
+  }
+}
+
+}  // namespace
+
+Conv2dImpl::Conv2dImpl(torch::nn::Conv2dOptions o) : options(std::move(o)) {
+  const auto& k = options.kernel_size();
+  weight = register_parameter(
+      "weight", uninitialised({options.out_channels(), options.in_channels() / options.groups(), k->at(0), k->at(1)}));
+  if (options.bias()) bias = register_parameter("bias", uninitialised({options.out_channels()}));
+}
+
+torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
+  const auto* pad = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
+  TORCH_CHECK(pad, "mz::nn::Conv2d supports explicit padding only");
+  return torch::conv2d(x, weight, bias, options.stride(), *pad, options.dilation(), options.groups());
+}
+
+void Conv2dImpl::reset_parameters() { reset_affine(weight, bias); }
+
+void Conv2dImpl::pretty_print(std::ostream& s) const {
+  s << "Conv2d(" << options.in_channels() << ", " << options.out_channels() << ", kernel_size="
+    << options.kernel_size() << ", stride=" << options.stride() << ")";
+}
+
+LinearImpl::LinearImpl(torch::nn::LinearOptions o) : options(std::move(o)) {
+  weight = register_parameter("weight", uninitialised({options.out_features(), options.in_features()}));
+  if (options.bias()) bias = register_parameter("bias", uninitialised({options.out_features()}));
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }
+
+void LinearImpl::reset_parameters() { reset_affine(weight, bias); }
+
+void LinearImpl::pretty_print(std::ostream& s) const {
+  s << "Linear(in_features=" << options.in_features() << ", out_features=" << options.out_features() << ")";
+}
+
+BatchNorm2dImpl::BatchNorm2dImpl(torch::nn::BatchNormOptions o) : options(std::move(o)) {
+  const auto n = options.num_features();
+  if (options.affine()) {
+    weight = register_parameter("weight", uninitialised({n}));
+    bias = register_parameter("bias", uninitialised({n}));
+  }
+  if (options.track_running_stats()) {
+    running_mean = register_buffer("running_mean", torch::zeros({n}));
+    running_var = register_buffer("running_var", torch::ones({n}));
+    num_batches_tracked = register_buffer("num_batches_tracked", torch::zeros({}, torch::kLong));
+  }
+}
+
+torch::Tensor BatchNorm2dImpl::forward(const torch::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4, "BatchNorm2d expects a 4-D input, got ", x.dim(), "-D");
+  const bool use_batch_stats = is_training() || !options.track_running_stats();
+  if (is_training() && options.track_running_stats()) num_batches_tracked.add_(1);
+  const double momentum = options.momentum().value_or(0.0);
+  return torch::batch_norm(x, weight, bias, running_mean, running_var, use_batch_stats, momentum, options.eps(),
+                           /*cudnn_enabled=*/true);
+}
+
+void BatchNorm2dImpl::reset_parameters() {
+  torch::NoGradGuard no_grad;
+  if (weight.defined()) weight.fill_(1);
+  if (bias.defined()) bias.zero_();
+  if (running_mean.defined()) {
+    running_mean.zero_();
+    running_var.fill_(1);
+    num_batches_tracked.zero_();
+  }
+}
+
+void BatchNorm2dImpl::pretty_print(std::ostream& s) const {
+  s << "BatchNorm2d(" << options.num_features() << ", eps=" << options.eps() << ")";
+}
+
+LayerNormImpl::LayerNormImpl(torch::nn::LayerNormOptions o) : options(std::move(o)) {
+  if (options.elementwise_affine()) {
+    weight = register_parameter("weight", uninitialised(options.normalized_shape()));
+    bias = register_parameter("bias", uninitialised(options.normalized_shape()));
+  }
+}
+
+torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
+  return torch::layer_norm(x, options.normalized_shape(), weight, bias, options.eps());
+}
+
+void LayerNormImpl::reset_parameters() {
+  torch::NoGradGuard no_grad;
+  if (weight.defined()) {
+    weight.fill_(1);
+    bias.zero_();
+  }
+}
+
+void LayerNormImpl::pretty_print(std::ostream& s) const {
+  s << "LayerNorm(" << options.normalized_shape() << ", eps=" << options.eps() << ")";
+}
+
+void reset_parameters(torch::nn::Module& module) {
+  for_each<Resettable>(module, [](Resettable& r) { r.reset_parameters(); });
+}
+
+std::int64_t num_params(const torch::nn::Module& module) {
+  std::int64_t n = 0;
+  for (const auto& p : module.parameters(/*recurse=*/true)) n += p.numel();
+  return n;
+}
+
+}  // namespace mz::nn

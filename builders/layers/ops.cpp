@@ -1,0 +1,121 @@
+// Shared blocks (torchvision.ops.misc, models._utils): see include/modelzoo/layers/ops.h.
+#include "modelzoo/layers/ops.h"
+
+#include <torch/nn/functional/activation.h>
+
+#include "modelzoo/errors.h"
+
+namespace mz::ops {
+
+std::int64_t make_divisible(double v, std::int64_t divisor, std::optional<std::int64_t> min_value) {
+  const std::int64_t floor_min = min_value.value_or(divisor);
+  std::int64_t new_v =
+      std::max(floor_min, static_cast<std::int64_t>(v + static_cast<double>(divisor) / 2) / divisor * divisor);
+  if (static_cast<double>(new_v) < 0.9 * v) new_v += divisor;
+  return new_v;
+}
+
+torch::Tensor channel_shuffle(const torch::Tensor& x, std::int64_t groups) {
+  const auto n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  return x.view({n, groups, c / groups, h, w}).transpose(1, 2).contiguous().view({n, -1, h, w});
+}
+
+torch::Tensor activate(Act act, const torch::Tensor& x) {
+  switch (act) {
+    case Act::ReLU: return torch::relu(x);
+    case Act::ReLU6: return torch::hardtanh(x, 0.0, 6.0);
+    case Act::Hardswish: return torch::hardswish(x);
+    case Act::Hardsigmoid: return torch::hardsigmoid(x);
+    case Act::SiLU: return torch::silu(x);
+    case Act::Sigmoid: return torch::sigmoid(x);
+    case Act::GELU: return torch::gelu(x);
+    case Act::Tanh: return torch::tanh(x);
+  }
+  throw std::logic_error("unknown activation");
+}
+
+const char* act_name(Act act) {
+  switch (act) {
+    case Act::ReLU: return "ReLU";
+    case Act::ReLU6: return "ReLU6";
+    case Act::Hardswish: return "Hardswish";
+    case Act::Hardsigmoid: return "Hardsigmoid";
+    case Act::SiLU: return "SiLU";
+    case Act::Sigmoid: return "Sigmoid";
+    case Act::GELU: return "GELU";
+    case Act::Tanh: return "Tanh";
+  }
+  return "?";
+}
+
+NormLayer batch_norm2d(double eps, double momentum) {
+  return [eps, momentum](std::int64_t n) {
+    return torch::nn::AnyModule(nn::BatchNorm2d(torch::nn::BatchNormOptions(n).eps(eps).momentum(momentum)));
+  };
+}
+
+Conv2dNormActivationImpl::Conv2dNormActivationImpl(Conv2dNormActivationOptions o) : options(std::move(o)) {
+  const auto& k = options.kernel_size();
+  const auto& d = options.dilation();
+  const torch::ExpandingArray<2> padding =
+      options.padding().value_or(torch::ExpandingArray<2>({(k->at(0) - 1) / 2 * d->at(0), (k->at(1) - 1) / 2 * d->at(1)}));
+  const bool has_norm = static_cast<bool>(options.norm_layer());
+  push_back(nn::Conv2d(torch::nn::Conv2dOptions(options.in_channels(), options.out_channels(), k)
+                           .stride(options.stride())
+                           .padding(padding)
+                           .dilation(d)
+                           .groups(options.groups())
+                           .bias(options.bias().value_or(!has_norm))));
+  if (has_norm) push_back(options.norm_layer()(options.out_channels()));
+  if (options.activation_layer()) push_back(Activation(*options.activation_layer()));
+}
+
+SqueezeExcitationImpl::SqueezeExcitationImpl(SqueezeExcitationOptions o) : options(o) {
+  fc1 = register_module("fc1", nn::Conv2d(torch::nn::Conv2dOptions(o.input_channels(), o.squeeze_channels(), 1)));
+  fc2 = register_module("fc2", nn::Conv2d(torch::nn::Conv2dOptions(o.squeeze_channels(), o.input_channels(), 1)));
+}
+
+torch::Tensor SqueezeExcitationImpl::forward(const torch::Tensor& x) {
+  auto scale = torch::adaptive_avg_pool2d(x, {1, 1});
+  scale = activate(options.activation(), fc1(scale));
+  scale = activate(options.scale_activation(), fc2(scale));
+  return scale * x;
+}
+
+torch::Tensor stochastic_depth(const torch::Tensor& x, double p, const std::string& mode, bool training) {
+  TORCH_CHECK(p >= 0.0 && p <= 1.0, "drop probability has to be between 0 and 1, but got ", p);
+  TORCH_CHECK(mode == "row" || mode == "batch", "mode has to be either 'batch' or 'row', but got ", mode);
+  if (!training || p == 0.0) return x;
+  const double survival = 1.0 - p;
+  std::vector<std::int64_t> shape(x.dim(), 1);
+  if (mode == "row") shape[0] = x.size(0);
+  auto noise = torch::empty(shape, x.options()).bernoulli_(survival);
+  if (survival > 0.0) noise.div_(survival);
+  return x * noise;
+}
+
+MLPImpl::MLPImpl(MLPOptions o) : options(std::move(o)) {
+  std::int64_t in = options.in_channels();
+  const auto& hidden = options.hidden_channels();
+  TORCH_CHECK(!hidden.empty(), "MLP needs at least one layer");
+  for (std::size_t i = 0; i + 1 < hidden.size(); ++i) {
+    push_back(nn::Linear(torch::nn::LinearOptions(in, hidden[i]).bias(options.bias())));
+    if (options.norm_layer()) push_back(options.norm_layer()(hidden[i]));
+    push_back(Activation(options.activation_layer()));
+    push_back(torch::nn::Dropout(options.dropout()));
+    in = hidden[i];
+  }
+  push_back(nn::Linear(torch::nn::LinearOptions(in, hidden.back()).bias(options.bias())));
+  push_back(torch::nn::Dropout(options.dropout()));
+}
+
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& bias, double dropout, bool training) {
+  auto scores = torch::matmul(q, k.transpose(-2, -1));
+  if (bias.defined()) scores = scores + bias;
+  scores = torch::softmax(scores, -1);
+  if (training && dropout > 0.0) scores = torch::dropout(scores, dropout, /*train=*/true);
+  return torch::matmul(scores, v);
+}
+
+}  // namespace mz::ops

@@ -1,0 +1,181 @@
+// Blocks shared by several families (torchvision.ops.misc and models._utils): Conv-Norm-Act,
+// Squeeze-and-Excitation, channel rounding and channel shuffle. Written once, here; the families
+// (MobileNet, MNASNet, ShuffleNet, EfficientNet, RegNet, ConvNeXt, LRASPP, ...) configure them.
+// Parameters live in mz::nn layers (allocated, not initialised: builders init or load them).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/arg.h>
+#include <torch/expanding_array.h>
+#include <torch/nn/modules/container/any.h>
+#include <torch/nn/modules/container/sequential.h>
+
+#include "modelzoo/layers/nn.h"
+
+namespace mz::ops {
+
+// torchvision.models._utils._make_divisible: rounds `v` to the nearest multiple of `divisor`
+// (at least `min_value`, default `divisor`) without going down by more than 10%.
+std::int64_t make_divisible(double v, std::int64_t divisor, std::optional<std::int64_t> min_value = {});
+
+// torchvision.models.shufflenetv2.channel_shuffle: (N, g*c, H, W) -> interleave the g groups.
+torch::Tensor channel_shuffle(const torch::Tensor& x, std::int64_t groups);
+
+// Parameter-free activations, by the name of their torch.nn class.
+enum class Act { ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, Sigmoid, GELU, Tanh };
+torch::Tensor activate(Act act, const torch::Tensor& x);
+const char* act_name(Act act);  // "ReLU", "Hardswish", ...
+
+// An activation as a module, for places where torchvision has one as a child (a Sequential's
+// index, e.g. MobileNetV3's classifier.1 = Hardswish). No parameters, no state-dict entries.
+class ActivationImpl : public torch::nn::Module {
+ public:
+  explicit ActivationImpl(Act act) : act(act) {}
+  torch::Tensor forward(const torch::Tensor& x) { return activate(act, x); }
+  void pretty_print(std::ostream& stream) const override { stream << act_name(act) << "()"; }
+  Act act;
+};
+TORCH_MODULE(Activation);
+
+// torchvision's norm_layer argument: a factory (num_features) -> norm module; empty = no norm.
+using NormLayer = std::function<torch::nn::AnyModule(std::int64_t num_features)>;
+// nn.BatchNorm2d with the given eps and momentum (partial(nn.BatchNorm2d, eps=..., momentum=...)).
+NormLayer batch_norm2d(double eps = 1e-5, double momentum = 0.1);
+
+// A torch::nn::Sequential with a plain forward(Tensor), so that it can be nested inside another
+// Sequential (LibTorch's own cannot: its forward is a template), as Python's nn.Sequential can.
+// Children are "0", "1", ... like any Sequential, so feature extraction traverses it by index.
+class SequentialBlockImpl : public torch::nn::SequentialImpl {
+ public:
+  using torch::nn::SequentialImpl::SequentialImpl;
+  torch::Tensor forward(torch::Tensor x) { return torch::nn::SequentialImpl::forward(std::move(x)); }
+};
+TORCH_MODULE(SequentialBlock);
+
+// Arguments of torchvision.ops.misc.Conv2dNormActivation (conv_layer is always Conv2d;
+// inplace is irrelevant here). Required ones go to the constructor, the rest are chained.
+struct Conv2dNormActivationOptions {
+  Conv2dNormActivationOptions(std::int64_t in_channels, std::int64_t out_channels,
+                              torch::ExpandingArray<2> kernel_size = 3)
+      : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
+  TORCH_ARG(std::int64_t, in_channels);
+  TORCH_ARG(std::int64_t, out_channels);
+  TORCH_ARG(torch::ExpandingArray<2>, kernel_size);
+  TORCH_ARG(torch::ExpandingArray<2>, stride) = 1;
+  TORCH_ARG(std::optional<torch::ExpandingArray<2>>, padding);  // default (kernel_size - 1) / 2 * dilation
+  TORCH_ARG(std::int64_t, groups) = 1;
+  TORCH_ARG(NormLayer, norm_layer) = batch_norm2d();          // nullptr: no norm
+  TORCH_ARG(std::optional<Act>, activation_layer) = Act::ReLU;  // std::nullopt: no activation
+  TORCH_ARG(torch::ExpandingArray<2>, dilation) = 1;
+  TORCH_ARG(std::optional<bool>, bias);  // default: bias only without a norm
+};
+
+// torchvision.ops.misc.Conv2dNormActivation: a Sequential of "0" Conv2d, then "1" norm and
+// "2" activation when present (the activation takes index "1" when there is no norm).
+class Conv2dNormActivationImpl : public SequentialBlockImpl {
+ public:
+  explicit Conv2dNormActivationImpl(Conv2dNormActivationOptions options);
+  void pretty_print(std::ostream& stream) const override { stream << "Conv2dNormActivation"; }
+  Conv2dNormActivationOptions options;
+};
+TORCH_MODULE(Conv2dNormActivation);
+
+// Arguments of torchvision.ops.misc.SqueezeExcitation (`delta` and `sigma` of the paper).
+struct SqueezeExcitationOptions {
+  SqueezeExcitationOptions(std::int64_t input_channels, std::int64_t squeeze_channels)
+      : input_channels_(input_channels), squeeze_channels_(squeeze_channels) {}
+  TORCH_ARG(std::int64_t, input_channels);
+  TORCH_ARG(std::int64_t, squeeze_channels);
+  TORCH_ARG(Act, activation) = Act::ReLU;
+  TORCH_ARG(Act, scale_activation) = Act::Sigmoid;
+};
+
+// torchvision.ops.misc.SqueezeExcitation: x * sigma(fc2(delta(fc1(avgpool(x))))), fc1/fc2 being
+// 1x1 convolutions with bias (state-dict names fc1.*, fc2.*).
+class SqueezeExcitationImpl : public torch::nn::Module {
+ public:
+  explicit SqueezeExcitationImpl(SqueezeExcitationOptions options);
+  torch::Tensor forward(const torch::Tensor& x);
+  void pretty_print(std::ostream& stream) const override { stream << "SqueezeExcitation"; }
+  SqueezeExcitationOptions options;
+  nn::Conv2d fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(SqueezeExcitation);
+
+// The residual connection of inverted-residual blocks (MobileNetV2/V3, MNASNet, EfficientNet):
+// block(x) + x when the block keeps the shape (stride 1, same channels), else block(x).
+inline torch::Tensor residual(bool use_res_connect, const torch::Tensor& x, torch::Tensor out) {
+  return use_res_connect ? out + x : out;
+}
+
+// torchvision.ops.StochasticDepth: in training, drops the residual branch per sample ("row") or
+// for the whole batch ("batch") with probability p, scaling survivors by 1/(1-p); identity in eval.
+torch::Tensor stochastic_depth(const torch::Tensor& x, double p, const std::string& mode, bool training);
+class StochasticDepthImpl : public torch::nn::Module {
+ public:
+  StochasticDepthImpl(double p, std::string mode) : p(p), mode(std::move(mode)) {}
+  torch::Tensor forward(const torch::Tensor& x) { return stochastic_depth(x, p, mode, is_training()); }
+  void pretty_print(std::ostream& stream) const override {
+    stream << "StochasticDepth(p=" << p << ", mode=" << mode << ")";
+  }
+  double p;
+  std::string mode;
+};
+TORCH_MODULE(StochasticDepth);
+
+// torchvision.ops.misc.Permute: x.permute(dims), as a module (a Sequential child).
+class PermuteImpl : public torch::nn::Module {
+ public:
+  explicit PermuteImpl(std::vector<std::int64_t> dims) : dims(std::move(dims)) {}
+  torch::Tensor forward(const torch::Tensor& x) { return x.permute(dims); }
+  void pretty_print(std::ostream& stream) const override { stream << "Permute(" << dims << ")"; }
+  std::vector<std::int64_t> dims;
+};
+TORCH_MODULE(Permute);
+
+// torchvision.models.convnext.LayerNorm2d: LayerNorm over the channels of an NCHW tensor
+// (state-dict names weight, bias, as nn.LayerNorm).
+class LayerNorm2dImpl : public nn::LayerNormImpl {
+ public:
+  explicit LayerNorm2dImpl(std::int64_t channels, double eps = 1e-6)
+      : nn::LayerNormImpl(torch::nn::LayerNormOptions({channels}).eps(eps)) {}
+  torch::Tensor forward(const torch::Tensor& x) {
+    return nn::LayerNormImpl::forward(x.permute({0, 2, 3, 1})).permute({0, 3, 1, 2});
+  }
+};
+TORCH_MODULE(LayerNorm2d);
+
+// Arguments of torchvision.ops.MLP.
+struct MLPOptions {
+  MLPOptions(std::int64_t in_channels, std::vector<std::int64_t> hidden_channels)
+      : in_channels_(in_channels), hidden_channels_(std::move(hidden_channels)) {}
+  TORCH_ARG(std::int64_t, in_channels);
+  TORCH_ARG(std::vector<std::int64_t>, hidden_channels);
+  TORCH_ARG(NormLayer, norm_layer) = nullptr;  // applied after every hidden Linear but the last
+  TORCH_ARG(Act, activation_layer) = Act::ReLU;
+  TORCH_ARG(bool, bias) = true;
+  TORCH_ARG(double, dropout) = 0.0;
+};
+// torchvision.ops.MLP: a Sequential of [Linear, norm?, activation, Dropout] per hidden layer but
+// the last, then Linear and Dropout; child indices (and state-dict names) as in Python.
+class MLPImpl : public SequentialBlockImpl {
+ public:
+  explicit MLPImpl(MLPOptions options);
+  void pretty_print(std::ostream& stream) const override { stream << "MLP"; }
+  MLPOptions options;
+};
+TORCH_MODULE(MLP);
+
+// The attention product of the transformer families (ViT, Swin, MaxViT): softmax(q @ k^T + bias) @ v
+// over the last two dimensions (q, k, v: [..., N, head_dim]; bias, if defined, broadcasts to
+// [..., N, N]). Callers scale q or k (or normalise them, Swin V2) first. Dropout on the attention
+// weights applies only when training.
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& bias = {}, double dropout = 0.0, bool training = false);
+
+}  // namespace mz::ops

@@ -1,0 +1,24 @@
+// The mz CLI is assembled from groups of subcommands, one file per group (registry/cli/*_commands.cpp).
+// Two programs share them: `mz`, the LibTorch-free front end (hub commands; registry/cli/mz_main.cpp),
+// and `mz-torch`, which has every command (registry/cli/mz_torch_main.cpp).
+#pragma once
+
+#include <exception>
+
+#include <CLI/CLI.hpp>
+
+namespace mz::cli {
+
+void add_model_commands(CLI::App& app);  // list, info, convert, forward, bench   (model_commands.cpp)
+void add_hub_commands(CLI::App& app);    // download, verify, cache              (hub_commands.cpp)
+void add_predict_commands(CLI::App& app);  // predict, preprocess                (predict_commands.cpp)
+
+// True when stderr is a terminal (progress bars only then).
+bool stderr_is_tty();
+
+// Parses and runs `app` (the CLI's name and description are set here), reporting every failure as
+// one line "mz: ..." on stderr. Exit codes: mz::Error's own (2 usage, 3 checkpoint, 4 load, 5 hub,
+// 7 image), CLI11's for parse errors, `other_exit_code(e)` for any other exception (default 1).
+int run(CLI::App& app, int argc, char** argv, int (*other_exit_code)(const std::exception&) = nullptr);
+
+}  // namespace mz::cli

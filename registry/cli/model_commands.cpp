@@ -1,0 +1,263 @@
+// mz list | info | convert | forward | bench
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "modelzoo/modelzoo.h"
+#include "registry/cli/cli.h"
+#include "registry/cli/build.h"
+
+namespace mz::cli {
+namespace {
+
+using nlohmann::json;
+
+std::string format_metric(const WeightsRecord& r, const char* name) {
+  for (const auto& [dataset, values] : r.meta.metrics)
+    if (auto it = values.find(name); it != values.end() && !std::isnan(it->second)) {
+      std::ostringstream s;
+      s << std::fixed << std::setprecision(3) << it->second;
+      return s.str();
+    }
+  return "-";
+}
+
+std::vector<const WeightsRecord*> weights_of(const std::vector<const ModelInfo*>& models) {
+  std::vector<const WeightsRecord*> out;
+  for (const ModelInfo* m : models)
+    for (const WeightsRecord* r : get_model_weights(m->name)) out.push_back(r);
+  return out;
+}
+
+// ---- list -------------------------------------------------------------------------------------
+struct ListArgs {
+  std::vector<std::string> globs, exclude;
+  std::string task;
+  bool json = false, models = false, markdown = false;
+};
+
+void run_list(const ListArgs& a) {
+  const auto models = list_models(a.globs, a.exclude, a.task);
+  if (a.models) {
+    if (a.json) {
+      json out = json::array();
+      for (const ModelInfo* m : models)
+        out.push_back({{"model", m->name}, {"task", m->task}, {"weights_enum", m->weights_enum},
+                       {"options", m->default_options}});
+      std::cout << out.dump(1) << "\n";
+    } else {
+      for (const ModelInfo* m : models) std::cout << m->name << "\n";
+    }
+    return;
+  }
+  const auto weights = weights_of(models);
+  if (a.json) {
+    json out = json::array();
+    for (const WeightsRecord* r : weights) out.push_back(to_json(*r));
+    std::cout << out.dump(1) << "\n";
+  } else if (a.markdown) {
+    std::cout << "| model | task | weights | default | params | acc@1 | acc@5 |\n"
+                 "|---|---|---|---|---:|---:|---:|\n";
+    for (const WeightsRecord* r : weights)
+      std::cout << "| `" << r->model << "` | " << r->task << " | `" << r->name() << "` | "
+                << (r->is_default ? "yes" : "") << " | " << std::fixed << std::setprecision(1)
+                << r->meta.num_params / 1e6 << "M | " << format_metric(*r, "acc@1") << " | "
+                << format_metric(*r, "acc@5") << " |\n";
+  } else {
+    for (const WeightsRecord* r : weights)
+      std::cout << std::left << std::setw(48) << r->name() << std::setw(22) << r->model << std::setw(4)
+                << (r->is_default ? "*" : "") << std::right << std::setw(8) << format_metric(*r, "acc@1") << "\n";
+  }
+}
+
+// ---- info -------------------------------------------------------------------------------------
+void run_info(const std::string& name, bool as_json) {
+  json out;
+  if (const ModelInfo* m = find_model(name)) {
+    json weights = json::array();
+    std::string default_weight;
+    for (const WeightsRecord* r : get_model_weights(name)) {
+      weights.push_back(r->name());
+      if (r->is_default) default_weight = r->name();
+    }
+    out = {{"model", m->name}, {"task", m->task}, {"weights_enum", m->weights_enum},
+           {"default", default_weight}, {"weights", weights}, {"options", m->default_options}};
+  } else {
+    const auto dot = name.find('.');
+    if (dot == std::string::npos) model_info(name);  // throws "unknown model" with suggestions
+    out = to_json(get_weight(name));
+  }
+  if (as_json) {
+    std::cout << out.dump(1) << "\n";
+    return;
+  }
+  for (const auto& [k, v] : out.items()) {
+    if (k == "meta") {
+      for (const auto& [mk, mv] : v.items()) {
+        std::string text = mv.is_string() ? mv.get<std::string>() : mv.dump();
+        if (mk == "categories") text = std::to_string(mv.size()) + (mv.empty() ? "" : " (" + mv[0].get<std::string>() + ", ...)");
+        std::cout << std::left << std::setw(14) << mk << " " << text << "\n";
+      }
+    } else {
+      std::cout << std::left << std::setw(14) << k << " " << (v.is_string() ? v.get<std::string>() : v.dump()) << "\n";
+    }
+  }
+}
+
+// ---- forward ----------------------------------------------------------------------------------
+struct ForwardArgs {
+  std::string model, checkpoint, weights, input, output, options = "{}";
+  bool mmap = false;
+  std::optional<std::int64_t> num_classes;
+};
+
+json parse_options(const std::string& text, const std::optional<std::int64_t>& num_classes) {
+  json options;
+  try {
+    options = json::parse(text);
+  } catch (const json::exception& e) {
+    throw UsageError("--options", std::string("not valid JSON: ") + e.what());
+  }
+  if (!options.is_object()) throw UsageError("--options", "must be a JSON object");
+  if (num_classes) options["num_classes"] = *num_classes;
+  return options;
+}
+
+void run_forward(const ForwardArgs& a) {
+  Model m = build(a.model, a.checkpoint, a.weights, parse_options(a.options, a.num_classes), true, storage(a.mmap));
+  const torch::Tensor input = Checkpoint(a.input).tensor("input");
+  m.module->eval();
+  torch::InferenceMode guard;
+  NamedTensors outputs;
+  for (auto& [name, t] : m.forward(input.to(torch::kFloat32))) outputs.emplace_back(name, t);
+  save_safetensors(a.output, outputs);
+}
+
+// ---- convert ----------------------------------------------------------------------------------
+void run_convert(const std::string& in, const std::string& out) {
+  Checkpoint ckpt(in);
+  save_safetensors(out, ckpt.tensors(), {{"format", "pt"}, {"converted_from", ckpt.format()}});
+  std::cout << out << "\n";
+}
+
+// ---- bench ------------------------------------------------------------------------------------
+struct BenchArgs {
+  std::string model, checkpoint, weights, options = "{}";
+  std::int64_t size = 224, batch = 1, repeat = 5;
+  bool json = false, mmap = false, load_only = false;
+};
+
+double rss_mb(const char* field) {  // "VmRSS:" or "VmHWM:" from /proc/self/status
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field, 0) == 0) return std::stod(line.substr(std::strlen(field))) / 1024.0;
+  return 0;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+void run_bench(const BenchArgs& a) {
+  using clock = std::chrono::steady_clock;
+  const json options = parse_options(a.options, std::nullopt);
+  const double baseline = rss_mb("VmRSS:");
+  std::vector<double> load_ms, forward_ms;
+  double load_peak = 0;
+  std::optional<Model> model;
+  for (std::int64_t i = 0; i < std::max<std::int64_t>(a.repeat, 1); ++i) {
+    model.reset();  // free the previous copy before measuring the next load
+    const auto t0 = clock::now();
+    model = build(a.model, a.checkpoint, a.weights, options, /*weights_required=*/false, storage(a.mmap));
+    load_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+    if (i == 0) load_peak = rss_mb("VmHWM:");  // the first load: what a process that loads once sees
+  }
+  model->module->eval();
+  torch::InferenceMode guard;
+  const torch::Tensor x = torch::randn({a.batch, 3, a.size, a.size});
+  if (!a.load_only) model->forward(x);  // warm-up
+  for (std::int64_t i = 0; i < (a.load_only ? 0 : std::max<std::int64_t>(a.repeat, 1)); ++i) {
+    const auto t0 = clock::now();
+    model->forward(x);
+    forward_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+  }
+  const json out = {{"model", a.model}, {"checkpoint", a.checkpoint}, {"size", a.size}, {"batch", a.batch},
+                    {"repeat", a.repeat}, {"mmap", a.mmap}, {"threads", torch::get_num_threads()},
+                    {"load_ms", median(load_ms)}, {"forward_ms", a.load_only ? json(nullptr) : json(median(forward_ms))},
+                    {"baseline_rss_mb", baseline}, {"load_peak_rss_mb", load_peak},
+                    {"peak_rss_mb", rss_mb("VmHWM:")}};
+  if (a.json) {
+    std::cout << out.dump() << "\n";
+    return;
+  }
+  std::cout << std::fixed << std::setprecision(2) << a.model << ": load " << median(load_ms) << " ms";
+  if (!a.load_only)
+    std::cout << ", forward " << median(forward_ms) << " ms (batch " << a.batch << ", " << a.size << "x" << a.size << ")";
+  std::cout << ", peak RSS "
+            << rss_mb("VmHWM:") << " MB (baseline " << baseline << " MB)\n";
+}
+
+}  // namespace
+
+void add_model_commands(CLI::App& app) {
+  auto list_args = std::make_shared<ListArgs>();
+  auto* list = app.add_subcommand("list", "List weights (or models with --models), optionally filtered by globs");
+  list->add_option("GLOB", list_args->globs, "Model name globs, e.g. 'resnet*'");
+  list->add_option("--exclude", list_args->exclude, "Model name globs to leave out");
+  list->add_option("--task", list_args->task, "classification, segmentation, ...");
+  list->add_flag("--json", list_args->json, "Weight entries as JSON (the manifest schema)");
+  list->add_flag("--models", list_args->models, "List model names instead of weights");
+  list->add_flag("--markdown", list_args->markdown, "A markdown table of the weights (README)");
+  list->callback([list_args] { run_list(*list_args); });
+
+  auto info_name = std::make_shared<std::string>();
+  auto info_json = std::make_shared<bool>(false);
+  auto* info = app.add_subcommand("info", "Show a weight ('ResNet50_Weights.IMAGENET1K_V2') or a model ('resnet50')");
+  info->add_option("NAME", *info_name, "Weight or model name")->required();
+  info->add_flag("--json", *info_json, "JSON output");
+  info->callback([info_name, info_json] { run_info(*info_name, *info_json); });
+
+  auto conv = std::make_shared<std::pair<std::string, std::string>>();
+  auto* convert = app.add_subcommand("convert", "Convert any supported checkpoint to safetensors");
+  convert->add_option("IN", conv->first, "torch.save zip, legacy torch.save or safetensors file")->required();
+  convert->add_option("OUT", conv->second, "Output .safetensors file")->required();
+  convert->callback([conv] { run_convert(conv->first, conv->second); });
+
+  auto fa = std::make_shared<ForwardArgs>();
+  auto* forward = app.add_subcommand(
+      "forward", "Run a model (eval, no grad) on the tensor 'input' of a safetensors file; writes 'output' "
+                 "(or each key of a dict output: out, aux, ...)");
+  forward->add_option("MODEL", fa->model, "Model name")->required();
+  auto* ck = forward->add_option("--checkpoint", fa->checkpoint, "Checkpoint file (built with no weights, then loaded)");
+  add_mmap_flag(forward, fa->mmap);
+  forward->add_option("--weights", fa->weights, "Weights name (downloaded and verified as needed)")->excludes(ck);
+  forward->add_option("--input", fa->input, "Input .safetensors with a tensor named 'input'")->required();
+  forward->add_option("--output", fa->output, "Output .safetensors")->required();
+  forward->add_option("--num-classes", fa->num_classes, "Number of classes");
+  forward->add_option("--options", fa->options, "Builder options as JSON, by Python kwarg names");
+  forward->callback([fa] { run_forward(*fa); });
+
+  auto ba = std::make_shared<BenchArgs>();
+  auto* bench = app.add_subcommand("bench", "Time load (construct + read + load, median) and forward (median)");
+  bench->add_option("MODEL", ba->model, "Model name")->required();
+  auto* bck = bench->add_option("--checkpoint", ba->checkpoint, "Checkpoint to load");
+  add_mmap_flag(bench, ba->mmap);
+  bench->add_flag("--load-only", ba->load_only, "Time the loads only");
+  bench->add_option("--weights", ba->weights, "Weights to load")->excludes(bck);
+  bench->add_option("--size", ba->size, "Input height and width (default 224)");
+  bench->add_option("--batch", ba->batch, "Batch size (default 1)");
+  bench->add_option("--repeat", ba->repeat, "Repetitions (default 5)");
+  bench->add_option("--options", ba->options, "Builder options as JSON");
+  bench->add_flag("--json", ba->json, "JSON output");
+  bench->callback([ba] { run_bench(*ba); });
+}
+
+}  // namespace mz::cli

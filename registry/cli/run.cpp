@@ -1,0 +1,51 @@
+// What both mz programs do around their subcommands: the unknown-command check and one-line errors.
+#include <unistd.h>
+
+#include <iostream>
+#include <string>
+
+#include "modelzoo/errors.h"
+#include "registry/cli/cli.h"
+
+namespace mz::cli {
+namespace {
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+}  // namespace
+
+bool stderr_is_tty() { return ::isatty(2) == 1; }
+
+int run(CLI::App& app, int argc, char** argv, int (*other_exit_code)(const std::exception&)) {
+  app.name("mz");
+  app.description("mz: torchvision's models and weights for LibTorch.\n"
+                  "Environment: MZ_CACHE_DIR, MZ_OFFLINE=1, MZ_MIRROR, MZ_MANIFEST, MZ_CA_BUNDLE (see README).");
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Help for every subcommand");
+  try {
+    if (argc > 1 && argv[1][0] != '-') {
+      std::string names;
+      bool known = false;
+      for (const auto* sub : app.get_subcommands({})) {
+        names += (names.empty() ? "" : ", ") + sub->get_name();
+        known = known || sub->get_name() == argv[1];
+      }
+      if (!known) throw UsageError("", std::string("unknown command '") + argv[1] + "' (commands: " + names + ")");
+    }
+    app.parse(argc, argv);
+    return 0;
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {  // one line, as every other failure
+    std::cerr << "mz: " << first_line(e.what()) << " (see mz --help)\n";
+    return e.get_exit_code() > 0 && e.get_exit_code() < 128 ? e.get_exit_code() : 2;
+  } catch (const Error& e) {
+    std::cerr << "mz: " << first_line(e.what()) << "\n";
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    std::cerr << "mz: " << first_line(e.what()) << "\n";
+    return other_exit_code ? other_exit_code(e) : 1;
+  }
+}
+
+}  // namespace mz::cli

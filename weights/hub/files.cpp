@@ -1,0 +1,149 @@
+// Small file-system helpers of the hub: environment, atomic writes, directories, flock.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "weights/hub/hub_impl.h"
+
+namespace mz::hub::detail {
+
+std::string env_str(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+long env_long(const char* name, long fallback) {
+  const std::string v = env_str(name);
+  if (v.empty()) return fallback;
+  char* end = nullptr;
+  const long n = std::strtol(v.c_str(), &end, 10);
+  if (*end != '\0' || n < 0) throw UsageError(name, "expected a non-negative integer, got '" + v + "'");
+  return n;
+}
+
+void notice(const std::string& line) { std::cerr << "mz: " << line << std::endl; }
+
+std::string dir_of(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+
+std::string base_of(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+void make_dirs(const std::string& path) {
+  if (path.empty()) return;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) throw HubError(path, "exists and is not a directory");
+    return;
+  }
+  if (path != "/" && path.find('/') != std::string::npos) make_dirs(dir_of(path));
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+    throw HubError(path, std::string("cannot create directory: ") + std::strerror(errno));
+}
+
+void fsync_dir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;  // best effort: some file systems do not allow opening directories
+  ::fsync(fd);
+  ::close(fd);
+}
+
+void fsync_path(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw HubError(path, std::string("cannot open: ") + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) throw HubError(path, std::string("fsync failed: ") + std::strerror(err));
+}
+
+std::string unique_token() {
+  static thread_local std::mt19937_64 rng(std::random_device{}() ^
+                                          static_cast<std::uint64_t>(::getpid()) << 32 ^
+                                          std::hash<std::thread::id>{}(std::this_thread::get_id()));
+  std::ostringstream s;
+  s << std::hex << ::getpid() << '-' << (rng() & 0xffffffffffffULL);
+  return s.str();
+}
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+  const std::string tmp = path + "." + unique_token() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << content;
+    out.flush();
+    if (!out) throw HubError(tmp, "cannot write");
+  }
+  fsync_path(tmp);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw HubError(path, std::string("cannot rename into place: ") + std::strerror(err));
+  }
+  fsync_dir(dir_of(path));
+}
+
+bool read_file(const std::string& path, std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream s;
+  s << in.rdbuf();
+  out = s.str();
+  return true;
+}
+
+// ---- FileLock ---------------------------------------------------------------------------------
+
+namespace {
+int open_lock_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw HubError(path, std::string("cannot open lock file: ") + std::strerror(errno));
+  return fd;
+}
+}  // namespace
+
+FileLock::FileLock(const std::string& path, const std::string& what) : fd_(open_lock_file(path)) {
+  if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+  if (errno != EWOULDBLOCK && errno != EINTR) return;  // no flock here (e.g. some NFS): carry on unlocked
+  const long timeout_s = env_long("MZ_LOCK_TIMEOUT", 1800);
+  notice("waiting for another process downloading " + what + " (lock " + path + ", timeout " +
+         std::to_string(timeout_s) + " s)");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::close(fd_);
+      fd_ = -1;
+      throw HubError(what, "timed out after " + std::to_string(timeout_s) + " s waiting for the lock " + path +
+                               " held by another download (MZ_LOCK_TIMEOUT)");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+std::unique_ptr<FileLock> FileLock::try_lock(const std::string& path) {
+  std::unique_ptr<FileLock> lock(new FileLock());
+  lock->fd_ = open_lock_file(path);
+  if (::flock(lock->fd_, LOCK_EX | LOCK_NB) != 0) return nullptr;
+  return lock;
+}
+
+FileLock::~FileLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
+}
+
+}  // namespace mz::hub::detail

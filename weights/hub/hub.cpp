@@ -1,0 +1,475 @@
+// The hub: a weights record in, a verified local path out.
+//
+// Cache layout (README "Cache layout"):
+//   <root>/blobs/<key>/<filename>        the verified file, published by fsync + rename
+//   <root>/blobs/<key>/<filename>.json   its record: url, source, sha256, size, mtime stamp, weights
+//   <root>/blobs/<key>/<filename>.<token>.part (+ .part.json)   a partial download and its validator
+//   <root>/locks/<key>.lock              flock taken while downloading
+// key = first 16 hex digits of sha256(url + "\n" + expected digest), so two different
+// (URL, digest) pairs never share a path.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <tuple>
+#include <vector>
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "modelzoo/hub.h"
+#include "weights/hub/hub_impl.h"
+
+namespace mz::hub {
+namespace {
+
+using detail::Expect;
+using nlohmann::json;
+
+// ---- layout -------------------------------------------------------------------------------------
+
+std::string url_basename(const std::string& url) {
+  std::string path = url.substr(0, url.find_first_of("?#"));
+  return detail::base_of(path);
+}
+
+std::string safe_filename(const std::string& url) {
+  std::string name = url_basename(url);
+  for (char& ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '-' && ch != '_' && ch != '+') ch = '_';
+  if (name.empty() || name[0] == '.') name = "download" + name;
+  return name;
+}
+
+std::string expectation(const WeightsRecord& r) {
+  if (!r.sha256.empty()) return "sha256:" + r.sha256;
+  return "prefix:" + r.hash_prefix + ":size:" + (r.file_size ? std::to_string(*r.file_size) : "?");
+}
+
+std::string key_of(const WeightsRecord& r) {
+  return detail::sha256_hex(r.url + "\n" + expectation(r)).substr(0, 16);
+}
+
+struct Layout {
+  std::string dir, file, sidecar, lock;
+};
+
+Layout layout(const WeightsRecord& r) {
+  const std::string root = cache_dir(), key = key_of(r);
+  Layout l;
+  l.dir = root + "/blobs/" + key;
+  l.file = l.dir + "/" + safe_filename(r.url);
+  l.sidecar = l.file + ".json";
+  l.lock = root + "/locks/" + key + ".lock";
+  return l;
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+std::vector<std::string> list_dir(const std::string& dir) {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, "..")) out.push_back(e->d_name);
+    ::closedir(d);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// ---- sidecars -----------------------------------------------------------------------------------
+
+std::int64_t mtime_ns(const struct stat& st) {
+  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+bool read_sidecar(const std::string& path, CacheEntry& e, std::int64_t& stamp) {
+  std::string text;
+  if (!detail::read_file(path, text)) return false;
+  const json j = json::parse(text, nullptr, false);
+  if (!j.is_object() || !j.contains("sha256") || !j.contains("size")) return false;
+  try {
+    e.path = path.substr(0, path.size() - 5);
+    e.url = j.value("url", "");
+    e.source = j.value("source", "");
+    e.sha256 = j.at("sha256").get<std::string>();
+    e.size = j.at("size").get<std::uint64_t>();
+    e.weights = j.value("weights", "");
+    stamp = j.value("mtime_ns", std::int64_t{-1});
+  } catch (const json::exception&) {
+    return false;
+  }
+  return true;
+}
+
+// Records the digest of a verified file with the stamp (mtime) that makes later checks cheap.
+void write_sidecar(const CacheEntry& e) {
+  struct stat st {};
+  if (::stat(e.path.c_str(), &st) != 0) throw HubError(e.path, std::string("cannot stat: ") + std::strerror(errno));
+  json j = {{"schema", "modelzoo.cache/1"}, {"url", e.url},   {"source", e.source}, {"sha256", e.sha256},
+            {"size", e.size},               {"mtime_ns", mtime_ns(st)}, {"weights", e.weights}};
+  detail::write_file_atomic(e.path + ".json", j.dump(1) + "\n");
+}
+
+void remove_entry(const std::string& file) {
+  ::unlink(file.c_str());
+  ::unlink((file + ".json").c_str());
+}
+
+// Publishes a verified temp file under its final name (the temp file is already fsynced).
+void publish(const std::string& tmp, const Layout& l, CacheEntry e) {
+  if (::rename(tmp.c_str(), l.file.c_str()) != 0)
+    throw HubError(l.file, std::string("cannot rename into place: ") + std::strerror(errno));
+  detail::fsync_dir(l.dir);
+  ::unlink((tmp + ".json").c_str());
+  e.path = l.file;
+  write_sidecar(e);
+}
+
+// ---- checks -------------------------------------------------------------------------------------
+
+// The cached entry when the file is there and matches the record: cheaply (size + stamp) unless
+// `rehash`, or when the stamp changed. A file that fails is removed.
+std::optional<CacheEntry> check_cached(const WeightsRecord& r, const Layout& l, bool rehash) {
+  struct stat st {};
+  if (::stat(l.file.c_str(), &st) != 0) return std::nullopt;
+  const Expect expect = Expect::of(r);
+  CacheEntry e;
+  std::int64_t stamp = -1;
+  const bool have = read_sidecar(l.sidecar, e, stamp);
+  if (have && !rehash && stamp == mtime_ns(st) && e.size == static_cast<std::uint64_t>(st.st_size) &&
+      detail::check(expect, e.sha256, e.size).empty())
+    return e;
+  const std::string digest = detail::sha256_file(l.file);
+  const std::string bad = detail::check(expect, digest, static_cast<std::uint64_t>(st.st_size));
+  if (!bad.empty()) {
+    detail::notice(l.file + ": cached file failed verification (" + bad + "); removing it");
+    remove_entry(l.file);
+    return std::nullopt;
+  }
+  e = {l.file, r.url, digest, static_cast<std::uint64_t>(st.st_size), r.name(), have ? e.source : r.url};
+  write_sidecar(e);
+  return e;
+}
+
+std::pair<std::string, std::uint64_t> copy_hashing(const std::string& src, const std::string& dst) {
+  const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) throw HubError(src, std::string("cannot open: ") + std::strerror(errno));
+  const int out = ::open(dst.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out < 0) {
+    ::close(in);
+    throw HubError(dst, std::string("cannot create: ") + std::strerror(errno));
+  }
+  std::vector<char> buf(4 << 20);
+  detail::Sha256 h;
+  std::uint64_t size = 0;
+  std::string error;
+  for (;;) {
+    const ssize_t n = ::read(in, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n < 0) error = std::string("cannot read: ") + std::strerror(errno);
+      break;
+    }
+    h.update(buf.data(), static_cast<std::size_t>(n));
+    if (::write(out, buf.data(), static_cast<std::size_t>(n)) != n) {
+      error = std::string("cannot write: ") + std::strerror(errno);
+      break;
+    }
+    size += static_cast<std::uint64_t>(n);
+  }
+  if (error.empty() && ::fsync(out) != 0) error = std::string("fsync failed: ") + std::strerror(errno);
+  ::close(in);
+  ::close(out);
+  if (!error.empty()) {
+    ::unlink(dst.c_str());
+    throw HubError(dst, error);
+  }
+  return {h.hex(), size};
+}
+
+// Reuses torch.hub's copy ($TORCH_HOME/hub/checkpoints/<file>) when it verifies: hard link (or copy)
+// to a temp name, hash it once, rename into place.
+std::optional<CacheEntry> reuse_torch_hub(const WeightsRecord& r, const Layout& l) {
+  const Expect expect = Expect::of(r);
+  if (expect.sha256.empty() && expect.hash_prefix.empty()) return std::nullopt;
+  std::string home = detail::env_str("TORCH_HOME");
+  if (home.empty())
+    home = detail::env_str("XDG_CACHE_HOME", detail::env_str("HOME", "/root") + "/.cache") + "/torch";
+  const std::string src = home + "/hub/checkpoints/" + url_basename(r.url);
+  struct stat st {};
+  if (::stat(src.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  if (expect.size && *expect.size != static_cast<std::uint64_t>(st.st_size)) return std::nullopt;
+  detail::make_dirs(l.dir);
+  const std::string tmp = l.file + "." + detail::unique_token() + ".tmp";
+  std::string digest;
+  std::uint64_t size = 0;
+  if (::link(src.c_str(), tmp.c_str()) == 0) {
+    detail::Sha256 h;
+    size = detail::hash_file(tmp, h);
+    digest = h.hex();
+  } else {  // another file system: copy, hashing what is written
+    std::tie(digest, size) = copy_hashing(src, tmp);
+  }
+  if (!detail::check(expect, digest, size).empty()) {
+    ::unlink(tmp.c_str());
+    return std::nullopt;
+  }
+  publish(tmp, l, {l.file, r.url, digest, size, r.name(), src});
+  return check_cached(r, l, false);
+}
+
+// ---- progress bar -------------------------------------------------------------------------------
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) b /= 1024, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+  return buf;
+}
+
+// A one-line bar on stderr: "<name>  42%  431.0 MiB/1.0 GiB  812.3 MiB/s  ETA 0:01".
+class TtyBar {
+ public:
+  explicit TtyBar(std::string name) : name_(std::move(name)) {}
+  ~TtyBar() {
+    if (drawn_) std::cerr << "\n" << std::flush;
+  }
+  void update(std::uint64_t done, std::uint64_t total) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!started_) {
+      started_ = true;
+      t0_ = now;
+      done0_ = done;
+    }
+    if (drawn_ && now - last_ < std::chrono::milliseconds(100) && done != total) return;
+    last_ = now;
+    drawn_ = true;
+    const double secs = std::chrono::duration<double>(now - t0_).count();
+    const double rate = secs > 0 ? (done - done0_) / secs : 0;
+    std::ostringstream line;
+    line << "\r" << name_ << "  ";
+    if (total) line << (100 * done / total) << "%  " << human_bytes(done) << "/" << human_bytes(total);
+    else line << human_bytes(done);
+    line << "  " << human_bytes(rate) << "/s";
+    if (total && rate > 0) {
+      const long eta = static_cast<long>((total - done) / rate);
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "  ETA %ld:%02ld", eta / 60, eta % 60);
+      line << buf;
+    }
+    line << "   ";
+    std::cerr << line.str() << std::flush;
+  }
+
+ private:
+  std::string name_;
+  bool started_ = false, drawn_ = false;
+  std::chrono::steady_clock::time_point t0_, last_;
+  std::uint64_t done0_ = 0;
+};
+
+bool is_file_url(const std::string& url) { return url.rfind("file://", 0) == 0; }
+
+// Downloads from the first source that works and publishes the result. Called with the lock held.
+std::string download_and_publish(const WeightsRecord& r, const Layout& l, const ProgressCallback& progress) {
+  std::vector<std::string> srcs = sources(r), errors;
+  if (offline()) {
+    srcs.erase(std::remove_if(srcs.begin(), srcs.end(), [](const auto& u) { return !is_file_url(u); }), srcs.end());
+    if (srcs.empty())
+      throw HubError(r.name(), "not in the cache and offline mode is on (MZ_OFFLINE=1); expected at " + l.file);
+  }
+  for (const std::string& url : srcs) {
+    try {
+      const auto got = detail::download(url, l.dir, detail::base_of(l.file), Expect::of(r), progress);
+      publish(got.path, l, {l.file, r.url, got.sha256, got.size, r.name(), url});
+      return l.file;
+    } catch (const HubError& e) {
+      errors.push_back(e.what());
+    }
+  }
+  if (errors.size() == 1) throw HubError(r.name(), errors[0]);
+  std::string all;
+  for (const auto& e : errors) all += (all.empty() ? "" : "; ") + e;
+  throw HubError(r.name(), "every source failed: " + all);
+}
+
+bool truthy(const std::string& v) { return v == "1" || v == "true" || v == "yes" || v == "on" || v == "TRUE"; }
+
+std::string weights_for(const std::string& dir_key, const std::string& file) {
+  for (const WeightsRecord* r : all_weights())
+    if (key_of(*r) == dir_key && safe_filename(r->url) == file) return r->name();
+  return "";
+}
+
+const WeightsRecord* record_for(const CacheEntry& e) {
+  if (e.weights.empty()) return nullptr;
+  const WeightsRecord* r = find_weights(e.weights);
+  return r && layout(*r).file == e.path ? r : nullptr;
+}
+
+}  // namespace
+
+std::string cache_dir() {
+  const std::string dir = detail::env_str("MZ_CACHE_DIR");
+  if (!dir.empty()) return dir;
+  return detail::env_str("XDG_CACHE_HOME", detail::env_str("HOME", "/root") + "/.cache") + "/modelzoo";
+}
+
+bool offline() { return truthy(detail::env_str("MZ_OFFLINE")); }
+
+std::vector<std::string> mirrors() {
+  std::vector<std::string> out;
+  std::string spec = detail::env_str("MZ_MIRROR");
+  for (char& ch : spec)
+    if (ch == ';' || ch == '\t' || ch == '\n') ch = ' ';
+  std::istringstream words(spec);
+  for (std::string m; words >> m;) out.push_back(m.back() == '/' ? m : m + "/");
+  return out;
+}
+
+std::vector<std::string> sources(const WeightsRecord& record) {
+  std::vector<std::string> out;
+  for (const auto& m : mirrors()) out.push_back(m + url_basename(record.url));
+  out.push_back(record.url);
+  return out;
+}
+
+std::string cache_path(const WeightsRecord& record) { return layout(record).file; }
+
+std::optional<CacheEntry> cached(const WeightsRecord& record) {
+  const Layout l = layout(record);
+  struct stat st {};
+  if (::stat(l.file.c_str(), &st) != 0) return std::nullopt;
+  return check_cached(record, l, false);
+}
+
+std::string fetch(const WeightsRecord& record, const FetchOptions& options) {
+  const Layout l = layout(record);
+  if (check_cached(record, l, options.verify)) return l.file;
+  if (reuse_torch_hub(record, l)) return l.file;
+  std::unique_ptr<TtyBar> bar;
+  ProgressCallback progress = options.progress;
+  if (!progress && ::isatty(2)) {
+    bar = std::make_unique<TtyBar>(record.name());
+    progress = [b = bar.get()](std::uint64_t done, std::uint64_t total) { b->update(done, total); };
+  }
+  detail::make_dirs(l.dir);
+  detail::make_dirs(detail::dir_of(l.lock));
+  detail::FileLock lock(l.lock, record.name());
+  if (check_cached(record, l, false)) return l.file;  // another process finished it meanwhile
+  return download_and_publish(record, l, progress);
+}
+
+std::vector<CacheEntry> cache_list() {
+  std::vector<CacheEntry> out;
+  const std::string blobs = cache_dir() + "/blobs";
+  for (const std::string& key : list_dir(blobs)) {
+    const std::string dir = blobs + "/" + key;
+    for (const std::string& name : list_dir(dir)) {
+      if (!ends_with(name, ".json") || ends_with(name, ".part.json") || ends_with(name, ".tmp")) continue;
+      CacheEntry e;
+      std::int64_t stamp = -1;
+      struct stat st {};
+      if (!read_sidecar(dir + "/" + name, e, stamp) || ::stat(e.path.c_str(), &st) != 0) continue;
+      if (std::string w = weights_for(key, detail::base_of(e.path)); !w.empty()) e.weights = w;
+      out.push_back(e);
+    }
+  }
+  return out;
+}
+
+bool verify_cached(const CacheEntry& entry, std::string* reason) {
+  auto fail = [&](const std::string& why) {
+    if (reason) *reason = why;
+    return false;
+  };
+  struct stat st {};
+  if (::stat(entry.path.c_str(), &st) != 0) return fail("not in the cache");
+  std::string digest;
+  try {
+    digest = detail::sha256_file(entry.path);
+  } catch (const Error& e) {
+    return fail(e.reason());
+  }
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  if (std::string bad = detail::check({entry.sha256, "", entry.size}, digest, size); !bad.empty())
+    return fail(bad + " (recorded when downloaded)");
+  if (const WeightsRecord* r = record_for(entry))
+    if (std::string bad = detail::check(Expect::of(*r), digest, size); !bad.empty()) return fail(bad);
+  CacheEntry fresh = entry;  // the content verifies: refresh the stamp
+  write_sidecar(fresh);
+  return true;
+}
+
+std::vector<std::string> remove_cached(const std::string& what) {
+  std::vector<std::string> removed;
+  std::string target = what;
+  if (const WeightsRecord* r = find_weights(what)) target = layout(*r).file;
+  char real[PATH_MAX];
+  const std::string want = ::realpath(target.c_str(), real) ? std::string(real) : target;
+  for (const CacheEntry& e : cache_list()) {
+    const std::string path = ::realpath(e.path.c_str(), real) ? std::string(real) : e.path;
+    if (path != want && detail::dir_of(path) != want) continue;
+    remove_entry(e.path);
+    ::rmdir(detail::dir_of(e.path).c_str());
+    removed.push_back(e.path);
+  }
+  return removed;
+}
+
+PruneResult prune() {
+  PruneResult res;
+  const std::string root = cache_dir(), blobs = root + "/blobs";
+  auto drop = [&](const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && ::unlink(path.c_str()) == 0) {
+      res.removed.push_back(path);
+      res.bytes += static_cast<std::uint64_t>(st.st_size);
+    }
+  };
+  if (!list_dir(blobs).empty()) detail::make_dirs(root + "/locks");
+  for (const std::string& key : list_dir(blobs)) {
+    const std::string dir = blobs + "/" + key;
+    const auto lock = detail::FileLock::try_lock(root + "/locks/" + key + ".lock");
+    if (!lock) continue;  // a download is running here
+    const auto names = list_dir(dir);
+    auto has = [&](const std::string& n) { return std::binary_search(names.begin(), names.end(), n); };
+    for (const std::string& name : names) {
+      const std::string path = dir + "/" + name;
+      if (ends_with(name, ".part") || ends_with(name, ".part.json") || ends_with(name, ".tmp")) {
+        drop(path);
+      } else if (ends_with(name, ".json")) {
+        if (!has(name.substr(0, name.size() - 5))) drop(path);  // record without its file
+      } else if (!has(name + ".json")) {
+        drop(path);  // a file whose digest was never recorded
+      } else {
+        CacheEntry e;
+        std::int64_t stamp = -1;
+        std::string why;
+        if (!read_sidecar(path + ".json", e, stamp) || !verify_cached(e, &why)) {
+          drop(path);
+          drop(path + ".json");
+        }
+      }
+    }
+    ::rmdir(dir.c_str());  // only succeeds when empty
+  }
+  return res;
+}
+
+}  // namespace mz::hub
