@@ -37,10 +37,10 @@ AlexNet alexnet(std::optional<AlexNet_Weights> weights, AlexNetOptions options) 
   const std::optional<Weights> w = weights;
   options.num_classes = detail::num_classes(options.num_classes, w);
   AlexNet model(options);
-  detail::load_or_init(*model, w, [&] { nn::reset_parameters(*model); });
+  detail::load_or_init(*model, w);
   return model;
 }
 
-MZ_REGISTER_MODEL(alexnet, "classification");
+MZ_REGISTER_MODEL(alexnet);
 
 }  // namespace mz

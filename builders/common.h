@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <torch/nn/module.h>
 
@@ -22,18 +23,38 @@ T override_param(const std::optional<T>& given, const T& value, const char* para
   return value;
 }
 
+// nn::reset_parameters on every child of `module` not named in `keep` (on `module` itself when `keep` is empty).
+void reset_parameters_except(torch::nn::Module& module, const std::vector<std::string>& keep);
+
+// torchvision's MobileNetV2/V3 init beyond PyTorch's defaults: kaiming_normal_(fan_out) for convs with
+// zero bias, linears N(0, 0.01) with zero bias.
+void init_mobilenet(torch::nn::Module& model);
+
+// The `transform_input` step of GoogLeNet and Inception v3: ImageNet-normalised input -> the
+// (x - 0.5) / 0.5 normalisation the ported weights were trained with.
+torch::Tensor inception_transform_input(const torch::Tensor& x);
+
 // num_classes for a classification builder: len(categories) with weights, else the option or 1000.
 std::int64_t num_classes(const std::optional<std::int64_t>& given, const std::optional<Weights>& w,
                          std::int64_t fallback = 1000);
 
-// Loads weights into a freshly built module (strict), or, without weights, runs `init`.
-// Inside an ArchitectureOnly scope it does neither: the caller fills every tensor itself.
+// The one init path of every builder. With weights: loads them (strict). Without: PyTorch's default
+// init for every layer (children named in `keep` excepted: a backbone its own builder initialised or
+// loaded), then `init`, the family's init beyond PyTorch's defaults. Inside an ArchitectureOnly scope
+// it does neither: the caller fills every tensor itself.
 template <class Init>
 void load_or_init(torch::nn::Module& module, const std::optional<Weights>& weights, Init init,
-                  const LoadOptions& options = {}) {
+                  const std::vector<std::string>& keep = {}) {
   if (architecture_only()) return;
-  if (!weights) return init();
-  load_weights(module, *weights, options);
+  if (weights) {
+    load_weights(module, *weights);
+    return;
+  }
+  reset_parameters_except(module, keep);
+  init();
+}
+inline void load_or_init(torch::nn::Module& module, const std::optional<Weights>& weights) {
+  load_or_init(module, weights, [] {});
 }
 
 // The functional steps that end most classifiers' features: global average pooling to 1x1, and

@@ -4,7 +4,6 @@
 #include <torch/nn/modules/linear.h>
 
 #include "builders/common.h"
-#include "modelzoo/models/googlenet.h"  // detail::trunc_normal_
 #include "registry/register.h"
 
 namespace mz {
@@ -84,14 +83,13 @@ namespace {
 // trunc_normal_(std=0.02) with zero biases; LayerNorms keep PyTorch's default (1, 0).
 void init_convnext(ConvNeXtImpl& model, double layer_scale) {
   torch::NoGradGuard no_grad;
-  nn::reset_parameters(model);
   nn::for_each<convnext::CNBlockImpl>(model, [&](convnext::CNBlockImpl& b) { b.layer_scale.fill_(layer_scale); });
   nn::for_each<nn::Conv2dImpl>(model, [](nn::Conv2dImpl& c) {
-    detail::trunc_normal_(c.weight, 0, 0.02, -2, 2);
+    nn::init::trunc_normal_(c.weight, 0, 0.02, -2, 2);
     if (c.bias.defined()) c.bias.zero_();
   });
   nn::for_each<nn::LinearImpl>(model, [](nn::LinearImpl& l) {
-    detail::trunc_normal_(l.weight, 0, 0.02, -2, 2);
+    nn::init::trunc_normal_(l.weight, 0, 0.02, -2, 2);
     if (l.bias.defined()) l.bias.zero_();
   });
 }
@@ -119,9 +117,9 @@ ConvNeXt convnext_large(std::optional<ConvNeXt_Large_Weights> w, ConvNeXtOptions
   return make_convnext({{192, 384, 3}, {384, 768, 3}, {768, 1536, 27}, {1536, std::nullopt, 3}}, 0.5, w, o);
 }
 
-MZ_REGISTER_MODEL(convnext_tiny, "classification");
-MZ_REGISTER_MODEL(convnext_small, "classification");
-MZ_REGISTER_MODEL(convnext_base, "classification");
-MZ_REGISTER_MODEL(convnext_large, "classification");
+MZ_REGISTER_MODEL(convnext_tiny);
+MZ_REGISTER_MODEL(convnext_small);
+MZ_REGISTER_MODEL(convnext_base);
+MZ_REGISTER_MODEL(convnext_large);
 
 }  // namespace mz

@@ -1,7 +1,6 @@
 // DenseNet family: blocks -> model -> worker -> builders, as in torchvision.models.densenet.
 #include "modelzoo/models/densenet.h"
 
-#include <regex>
 
 #include <torch/nn/init.h>
 
@@ -86,23 +85,19 @@ std::vector<Step> DenseNetImpl::steps() {
           step("classifier", classifier)};
 }
 
-std::string densenet_checkpoint_key(const std::string& key) {
-  static const std::regex pattern(
-      R"(^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$)");
-  std::smatch m;
-  return std::regex_match(key, m, pattern) ? m.str(1) + m.str(2) : key;
+void DenseLayerImpl::adapt_checkpoint(IncomingState& state, const std::string& prefix) {
+  for (const char* layer : {"norm", "relu", "conv"})
+    for (const char* index : {"1", "2"})
+      for (const char* tensor : {"weight", "bias", "running_mean", "running_var"})
+        state.rename(prefix + layer + "." + index + "." + tensor, prefix + layer + index + "." + tensor);
 }
 
 namespace {
 
-// torchvision's DenseNet init: kaiming_normal_ for convs, norms to (1, 0), zero linear biases.
+// torchvision's DenseNet init beyond PyTorch's defaults: kaiming_normal_ for convs, zero linear biases.
 void init_densenet(DenseNetImpl& model) {
   torch::NoGradGuard no_grad;
   nn::for_each<nn::Conv2dImpl>(model, [](nn::Conv2dImpl& c) { torch::nn::init::kaiming_normal_(c.weight); });
-  nn::for_each<nn::BatchNorm2dImpl>(model, [](nn::BatchNorm2dImpl& b) {
-    b.weight.fill_(1);
-    b.bias.zero_();
-  });
   nn::for_each<nn::LinearImpl>(model, [](nn::LinearImpl& l) { l.bias.zero_(); });
 }
 
@@ -111,15 +106,7 @@ DenseNet make_densenet(std::int64_t growth_rate, const std::vector<std::int64_t>
                        DenseNetOptions options) {
   options.num_classes = detail::num_classes(options.num_classes, weights);
   DenseNet model(growth_rate, block_config, num_init_features, options);
-  LoadOptions load;
-  load.rename = densenet_checkpoint_key;
-  detail::load_or_init(
-      *model, weights,
-      [&] {
-        nn::reset_parameters(*model);
-        init_densenet(*model);
-      },
-      load);
+  detail::load_or_init(*model, weights, [&] { init_densenet(*model); });
   return model;
 }
 
@@ -138,9 +125,9 @@ DenseNet densenet201(std::optional<DenseNet201_Weights> w, DenseNetOptions o) {
   return make_densenet(32, {6, 12, 48, 32}, 64, w, o);
 }
 
-MZ_REGISTER_MODEL(densenet121, "classification");
-MZ_REGISTER_MODEL(densenet161, "classification");
-MZ_REGISTER_MODEL(densenet169, "classification");
-MZ_REGISTER_MODEL(densenet201, "classification");
+MZ_REGISTER_MODEL(densenet121);
+MZ_REGISTER_MODEL(densenet161);
+MZ_REGISTER_MODEL(densenet169);
+MZ_REGISTER_MODEL(densenet201);
 
 }  // namespace mz

@@ -41,25 +41,27 @@ MBConvConfig fused_mbconv(double expand_ratio, std::int64_t kernel, std::int64_t
   return {expand_ratio, kernel, stride, input_channels, out_channels, num_layers, true};
 }
 
-namespace {
-
-void check_stride(const MBConvConfig& cnf) {
+MBConvBaseImpl::MBConvBaseImpl(const MBConvConfig& cnf, double sd_prob)
+    : use_res_connect(cnf.stride == 1 && cnf.input_channels == cnf.out_channels),
+      out_channels(cnf.out_channels),
+      stochastic_depth_prob(sd_prob) {
   if (cnf.stride < 1 || cnf.stride > 2) throw UsageError("EfficientNet", "illegal stride value");
+  block = torch::nn::Sequential();
 }
 
-// The residual connection with stochastic depth on the block's branch.
-torch::Tensor residual(bool use_res_connect, ops::StochasticDepth& sd, const torch::Tensor& x, torch::Tensor out) {
-  if (!use_res_connect) return out;
-  return sd->forward(out) + x;
+void MBConvBaseImpl::finish() {
+  register_module("block", block);
+  stochastic_depth = register_module("stochastic_depth", ops::StochasticDepth(stochastic_depth_prob, "row"));
 }
 
-}  // namespace
+torch::Tensor MBConvBaseImpl::forward(const torch::Tensor& x) {
+  torch::Tensor out = block->forward(x);
+  return use_res_connect ? stochastic_depth->forward(out) + x : out;
+}
 
 MBConvImpl::MBConvImpl(const MBConvConfig& cnf, double stochastic_depth_prob, const ops::NormLayer& norm_layer)
-    : use_res_connect(cnf.stride == 1 && cnf.input_channels == cnf.out_channels), out_channels(cnf.out_channels) {
-  check_stride(cnf);
+    : MBConvBaseImpl(cnf, stochastic_depth_prob) {
   const std::int64_t expanded = MBConvConfig::adjust_channels(cnf.input_channels, cnf.expand_ratio);
-  block = torch::nn::Sequential();
   if (expanded != cnf.input_channels)  // expand
     block->push_back(Conv2dNormActivation(
         Conv2dNormActivationOptions(cnf.input_channels, expanded, 1).norm_layer(norm_layer).activation_layer(Act::SiLU)));
@@ -73,20 +75,13 @@ MBConvImpl::MBConvImpl(const MBConvConfig& cnf, double stochastic_depth_prob, co
   block->push_back(ops::SqueezeExcitation(ops::SqueezeExcitationOptions(expanded, squeeze).activation(Act::SiLU)));
   block->push_back(Conv2dNormActivation(  // project
       Conv2dNormActivationOptions(expanded, cnf.out_channels, 1).norm_layer(norm_layer).activation_layer(std::nullopt)));
-  register_module("block", block);
-  stochastic_depth = register_module("stochastic_depth", ops::StochasticDepth(stochastic_depth_prob, "row"));
-}
-
-torch::Tensor MBConvImpl::forward(const torch::Tensor& x) {
-  return residual(use_res_connect, stochastic_depth, x, block->forward(x));
+  finish();
 }
 
 FusedMBConvImpl::FusedMBConvImpl(const MBConvConfig& cnf, double stochastic_depth_prob,
                                  const ops::NormLayer& norm_layer)
-    : use_res_connect(cnf.stride == 1 && cnf.input_channels == cnf.out_channels), out_channels(cnf.out_channels) {
-  check_stride(cnf);
+    : MBConvBaseImpl(cnf, stochastic_depth_prob) {
   const std::int64_t expanded = MBConvConfig::adjust_channels(cnf.input_channels, cnf.expand_ratio);
-  block = torch::nn::Sequential();
   if (expanded != cnf.input_channels) {
     block->push_back(Conv2dNormActivation(  // fused expand
         Conv2dNormActivationOptions(cnf.input_channels, expanded, cnf.kernel)
@@ -101,12 +96,7 @@ FusedMBConvImpl::FusedMBConvImpl(const MBConvConfig& cnf, double stochastic_dept
                                               .norm_layer(norm_layer)
                                               .activation_layer(Act::SiLU)));
   }
-  register_module("block", block);
-  stochastic_depth = register_module("stochastic_depth", ops::StochasticDepth(stochastic_depth_prob, "row"));
-}
-
-torch::Tensor FusedMBConvImpl::forward(const torch::Tensor& x) {
-  return residual(use_res_connect, stochastic_depth, x, block->forward(x));
+  finish();
 }
 
 std::pair<std::vector<MBConvConfig>, std::optional<std::int64_t>> config(const std::string& arch, double width_mult,
@@ -193,7 +183,6 @@ namespace {
 // (1, 0), Linear weights U(-1/sqrt(out), 1/sqrt(out)) with zero biases.
 void init_efficientnet(EfficientNetImpl& model) {
   torch::NoGradGuard no_grad;
-  nn::reset_parameters(model);
   nn::for_each<nn::Conv2dImpl>(model, [](nn::Conv2dImpl& c) {
     torch::nn::init::kaiming_normal_(c.weight, 0, torch::kFanOut);
     if (c.bias.defined()) c.bias.zero_();
@@ -256,16 +245,16 @@ EfficientNet efficientnet_v2_l(std::optional<EfficientNet_V2_L_Weights> w, Effic
   return make_efficientnet("efficientnet_v2_l", 1.0, 1.0, 0.4, kNormV2, w, o);
 }
 
-MZ_REGISTER_MODEL(efficientnet_b0, "classification");
-MZ_REGISTER_MODEL(efficientnet_b1, "classification");
-MZ_REGISTER_MODEL(efficientnet_b2, "classification");
-MZ_REGISTER_MODEL(efficientnet_b3, "classification");
-MZ_REGISTER_MODEL(efficientnet_b4, "classification");
-MZ_REGISTER_MODEL(efficientnet_b5, "classification");
-MZ_REGISTER_MODEL(efficientnet_b6, "classification");
-MZ_REGISTER_MODEL(efficientnet_b7, "classification");
-MZ_REGISTER_MODEL(efficientnet_v2_s, "classification");
-MZ_REGISTER_MODEL(efficientnet_v2_m, "classification");
-MZ_REGISTER_MODEL(efficientnet_v2_l, "classification");
+MZ_REGISTER_MODEL(efficientnet_b0);
+MZ_REGISTER_MODEL(efficientnet_b1);
+MZ_REGISTER_MODEL(efficientnet_b2);
+MZ_REGISTER_MODEL(efficientnet_b3);
+MZ_REGISTER_MODEL(efficientnet_b4);
+MZ_REGISTER_MODEL(efficientnet_b5);
+MZ_REGISTER_MODEL(efficientnet_b6);
+MZ_REGISTER_MODEL(efficientnet_b7);
+MZ_REGISTER_MODEL(efficientnet_v2_s);
+MZ_REGISTER_MODEL(efficientnet_v2_m);
+MZ_REGISTER_MODEL(efficientnet_v2_l);
 
 }  // namespace mz

@@ -8,26 +8,18 @@
 
 namespace mz {
 
-BasicConv2dImpl::BasicConv2dImpl(torch::nn::Conv2dOptions options) {
-  const auto out = options.out_channels();
-  conv = register_module("conv", nn::Conv2d(options.bias(false)));
-  bn = register_module("bn", nn::BatchNorm2d(torch::nn::BatchNormOptions(out).eps(0.001)));
-}
-
-torch::Tensor BasicConv2dImpl::forward(torch::Tensor x) { return torch::relu(bn(conv(x))); }
-
 InceptionImpl::InceptionImpl(std::int64_t in_channels, std::int64_t ch1x1, std::int64_t ch3x3red, std::int64_t ch3x3,
                              std::int64_t ch5x5red, std::int64_t ch5x5, std::int64_t pool_proj) {
-  branch1 = register_module("branch1", BasicConv2d(in_channels, ch1x1, 1));
+  branch1 = register_module("branch1", ops::BasicConv2d(in_channels, ch1x1, 1));
   branch2 = register_module(
-      "branch2", torch::nn::Sequential(BasicConv2d(in_channels, ch3x3red, 1), BasicConv2d(ch3x3red, ch3x3, 3, 1, 1)));
+      "branch2", torch::nn::Sequential(ops::BasicConv2d(in_channels, ch3x3red, 1), ops::BasicConv2d(ch3x3red, ch3x3, 3, 1, 1)));
   // kernel_size 3 instead of 5 is torchvision's known bug (pytorch/vision#906), kept for the weights.
   branch3 = register_module(
-      "branch3", torch::nn::Sequential(BasicConv2d(in_channels, ch5x5red, 1), BasicConv2d(ch5x5red, ch5x5, 3, 1, 1)));
+      "branch3", torch::nn::Sequential(ops::BasicConv2d(in_channels, ch5x5red, 1), ops::BasicConv2d(ch5x5red, ch5x5, 3, 1, 1)));
   branch4 = register_module(
       "branch4",
       torch::nn::Sequential(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(1).padding(1).ceil_mode(true)),
-                            BasicConv2d(in_channels, pool_proj, 1)));
+                            ops::BasicConv2d(in_channels, pool_proj, 1)));
 }
 
 torch::Tensor InceptionImpl::forward(torch::Tensor x) {
@@ -35,7 +27,7 @@ torch::Tensor InceptionImpl::forward(torch::Tensor x) {
 }
 
 InceptionAuxImpl::InceptionAuxImpl(std::int64_t in_channels, std::int64_t num_classes, double p) {
-  conv = register_module("conv", BasicConv2d(in_channels, 128, 1));
+  conv = register_module("conv", ops::BasicConv2d(in_channels, 128, 1));
   fc1 = register_module("fc1", nn::Linear(2048, 1024));
   fc2 = register_module("fc2", nn::Linear(1024, num_classes));
   dropout = register_module("dropout", torch::nn::Dropout(p));
@@ -52,10 +44,10 @@ GoogLeNetImpl::GoogLeNetImpl(const GoogLeNetOptions& options)
   auto pool = [](std::int64_t k) {
     return torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(k).stride(2).ceil_mode(true));
   };
-  conv1 = register_module("conv1", BasicConv2d(3, 64, 7, 2, 3));
+  conv1 = register_module("conv1", ops::BasicConv2d(3, 64, 7, 2, 3));
   maxpool1 = register_module("maxpool1", pool(3));
-  conv2 = register_module("conv2", BasicConv2d(64, 64, 1));
-  conv3 = register_module("conv3", BasicConv2d(64, 192, 3, 1, 1));
+  conv2 = register_module("conv2", ops::BasicConv2d(64, 64, 1));
+  conv3 = register_module("conv3", ops::BasicConv2d(64, 192, 3, 1, 1));
   maxpool2 = register_module("maxpool2", pool(3));
   inception3a = register_module("inception3a", Inception(192, 64, 96, 128, 16, 32, 32));
   inception3b = register_module("inception3b", Inception(256, 128, 128, 192, 32, 96, 64));
@@ -122,36 +114,14 @@ void GoogLeNetImpl::drop_aux() {
   aux2 = nullptr;
 }
 
-namespace detail {
-
-torch::Tensor inception_transform_input(const torch::Tensor& x) {
-  auto channel = [&](std::int64_t c, double mean, double std) {
-    return x.select(1, c).unsqueeze(1) * (std / 0.5) + (mean - 0.5) / 0.5;
-  };
-  return torch::cat({channel(0, 0.485, 0.229), channel(1, 0.456, 0.224), channel(2, 0.406, 0.225)}, 1);
-}
-
-void trunc_normal_(torch::Tensor& tensor, double mean, double std, double a, double b) {
-  torch::NoGradGuard no_grad;
-  auto cdf = [](double v) { return (1.0 + std::erf(v / std::sqrt(2.0))) / 2.0; };
-  const double l = cdf((a - mean) / std), u = cdf((b - mean) / std);
-  tensor.uniform_(2 * l - 1, 2 * u - 1).erfinv_().mul_(std * std::sqrt(2.0)).add_(mean).clamp_(a, b);
-}
-
-}  // namespace detail
-
 namespace {
 
 // torchvision's GoogLeNet init (init_weights): truncated N(0, 0.01) for conv and linear weights,
-// norms to (1, 0).
+// on top of PyTorch's defaults.
 void init_googlenet(GoogLeNetImpl& model) {
   torch::NoGradGuard no_grad;
-  nn::for_each<nn::Conv2dImpl>(model, [](nn::Conv2dImpl& c) { detail::trunc_normal_(c.weight, 0, 0.01, -2, 2); });
-  nn::for_each<nn::LinearImpl>(model, [](nn::LinearImpl& l) { detail::trunc_normal_(l.weight, 0, 0.01, -2, 2); });
-  nn::for_each<nn::BatchNorm2dImpl>(model, [](nn::BatchNorm2dImpl& b) {
-    b.weight.fill_(1);
-    b.bias.zero_();
-  });
+  nn::for_each<nn::Conv2dImpl>(model, [](nn::Conv2dImpl& c) { nn::init::trunc_normal_(c.weight, 0, 0.01, -2, 2); });
+  nn::for_each<nn::LinearImpl>(model, [](nn::LinearImpl& l) { nn::init::trunc_normal_(l.weight, 0, 0.01, -2, 2); });
 }
 
 }  // namespace
@@ -169,13 +139,12 @@ GoogLeNet googlenet(std::optional<GoogLeNet_Weights> weights, GoogLeNetOptions o
   options.num_classes = detail::num_classes(options.num_classes, w);
   GoogLeNet model(options);
   detail::load_or_init(*model, w, [&] {
-    nn::reset_parameters(*model);
     if (options.init_weights.value_or(true)) init_googlenet(*model);
   });
   if (w && !keep_aux) model->drop_aux();
   return model;
 }
 
-MZ_REGISTER_MODEL(googlenet, "classification");
+MZ_REGISTER_MODEL(googlenet);
 
 }  // namespace mz

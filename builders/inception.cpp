@@ -9,9 +9,9 @@ namespace {
 
 using torch::nn::Conv2dOptions;
 
-// A BasicConv2d with a k x 1 or 1 x k kernel and the padding that keeps the size.
-BasicConv2d conv_kx1(std::int64_t in, std::int64_t out, std::int64_t kh, std::int64_t kw) {
-  return BasicConv2d(Conv2dOptions(in, out, {kh, kw}).padding({(kh - 1) / 2, (kw - 1) / 2}));
+// A ops::BasicConv2d with a k x 1 or 1 x k kernel and the padding that keeps the size.
+ops::BasicConv2d conv_kx1(std::int64_t in, std::int64_t out, std::int64_t kh, std::int64_t kw) {
+  return ops::BasicConv2d(Conv2dOptions(in, out, {kh, kw}).padding({(kh - 1) / 2, (kw - 1) / 2}));
 }
 
 torch::Tensor avg_pool_3x3(const torch::Tensor& x) { return torch::avg_pool2d(x, 3, 1, 1); }
@@ -20,13 +20,13 @@ torch::Tensor max_pool_3x3_s2(const torch::Tensor& x) { return torch::max_pool2d
 }  // namespace
 
 InceptionAImpl::InceptionAImpl(std::int64_t in_channels, std::int64_t pool_features) {
-  branch1x1 = register_module("branch1x1", BasicConv2d(in_channels, 64, 1));
-  branch5x5_1 = register_module("branch5x5_1", BasicConv2d(in_channels, 48, 1));
-  branch5x5_2 = register_module("branch5x5_2", BasicConv2d(48, 64, 5, 1, 2));
-  branch3x3dbl_1 = register_module("branch3x3dbl_1", BasicConv2d(in_channels, 64, 1));
-  branch3x3dbl_2 = register_module("branch3x3dbl_2", BasicConv2d(64, 96, 3, 1, 1));
-  branch3x3dbl_3 = register_module("branch3x3dbl_3", BasicConv2d(96, 96, 3, 1, 1));
-  branch_pool = register_module("branch_pool", BasicConv2d(in_channels, pool_features, 1));
+  branch1x1 = register_module("branch1x1", ops::BasicConv2d(in_channels, 64, 1));
+  branch5x5_1 = register_module("branch5x5_1", ops::BasicConv2d(in_channels, 48, 1));
+  branch5x5_2 = register_module("branch5x5_2", ops::BasicConv2d(48, 64, 5, 1, 2));
+  branch3x3dbl_1 = register_module("branch3x3dbl_1", ops::BasicConv2d(in_channels, 64, 1));
+  branch3x3dbl_2 = register_module("branch3x3dbl_2", ops::BasicConv2d(64, 96, 3, 1, 1));
+  branch3x3dbl_3 = register_module("branch3x3dbl_3", ops::BasicConv2d(96, 96, 3, 1, 1));
+  branch_pool = register_module("branch_pool", ops::BasicConv2d(in_channels, pool_features, 1));
 }
 
 torch::Tensor InceptionAImpl::forward(torch::Tensor x) {
@@ -36,10 +36,10 @@ torch::Tensor InceptionAImpl::forward(torch::Tensor x) {
 }
 
 InceptionBImpl::InceptionBImpl(std::int64_t in_channels) {
-  branch3x3 = register_module("branch3x3", BasicConv2d(in_channels, 384, 3, 2));
-  branch3x3dbl_1 = register_module("branch3x3dbl_1", BasicConv2d(in_channels, 64, 1));
-  branch3x3dbl_2 = register_module("branch3x3dbl_2", BasicConv2d(64, 96, 3, 1, 1));
-  branch3x3dbl_3 = register_module("branch3x3dbl_3", BasicConv2d(96, 96, 3, 2));
+  branch3x3 = register_module("branch3x3", ops::BasicConv2d(in_channels, 384, 3, 2));
+  branch3x3dbl_1 = register_module("branch3x3dbl_1", ops::BasicConv2d(in_channels, 64, 1));
+  branch3x3dbl_2 = register_module("branch3x3dbl_2", ops::BasicConv2d(64, 96, 3, 1, 1));
+  branch3x3dbl_3 = register_module("branch3x3dbl_3", ops::BasicConv2d(96, 96, 3, 2));
 }
 
 torch::Tensor InceptionBImpl::forward(torch::Tensor x) {
@@ -48,16 +48,16 @@ torch::Tensor InceptionBImpl::forward(torch::Tensor x) {
 }
 
 InceptionCImpl::InceptionCImpl(std::int64_t in_channels, std::int64_t c7) {
-  branch1x1 = register_module("branch1x1", BasicConv2d(in_channels, 192, 1));
-  branch7x7_1 = register_module("branch7x7_1", BasicConv2d(in_channels, c7, 1));
+  branch1x1 = register_module("branch1x1", ops::BasicConv2d(in_channels, 192, 1));
+  branch7x7_1 = register_module("branch7x7_1", ops::BasicConv2d(in_channels, c7, 1));
   branch7x7_2 = register_module("branch7x7_2", conv_kx1(c7, c7, 1, 7));
   branch7x7_3 = register_module("branch7x7_3", conv_kx1(c7, 192, 7, 1));
-  branch7x7dbl_1 = register_module("branch7x7dbl_1", BasicConv2d(in_channels, c7, 1));
+  branch7x7dbl_1 = register_module("branch7x7dbl_1", ops::BasicConv2d(in_channels, c7, 1));
   branch7x7dbl_2 = register_module("branch7x7dbl_2", conv_kx1(c7, c7, 7, 1));
   branch7x7dbl_3 = register_module("branch7x7dbl_3", conv_kx1(c7, c7, 1, 7));
   branch7x7dbl_4 = register_module("branch7x7dbl_4", conv_kx1(c7, c7, 7, 1));
   branch7x7dbl_5 = register_module("branch7x7dbl_5", conv_kx1(c7, 192, 1, 7));
-  branch_pool = register_module("branch_pool", BasicConv2d(in_channels, 192, 1));
+  branch_pool = register_module("branch_pool", ops::BasicConv2d(in_channels, 192, 1));
 }
 
 torch::Tensor InceptionCImpl::forward(torch::Tensor x) {
@@ -67,12 +67,12 @@ torch::Tensor InceptionCImpl::forward(torch::Tensor x) {
 }
 
 InceptionDImpl::InceptionDImpl(std::int64_t in_channels) {
-  branch3x3_1 = register_module("branch3x3_1", BasicConv2d(in_channels, 192, 1));
-  branch3x3_2 = register_module("branch3x3_2", BasicConv2d(192, 320, 3, 2));
-  branch7x7x3_1 = register_module("branch7x7x3_1", BasicConv2d(in_channels, 192, 1));
+  branch3x3_1 = register_module("branch3x3_1", ops::BasicConv2d(in_channels, 192, 1));
+  branch3x3_2 = register_module("branch3x3_2", ops::BasicConv2d(192, 320, 3, 2));
+  branch7x7x3_1 = register_module("branch7x7x3_1", ops::BasicConv2d(in_channels, 192, 1));
   branch7x7x3_2 = register_module("branch7x7x3_2", conv_kx1(192, 192, 1, 7));
   branch7x7x3_3 = register_module("branch7x7x3_3", conv_kx1(192, 192, 7, 1));
-  branch7x7x3_4 = register_module("branch7x7x3_4", BasicConv2d(192, 192, 3, 2));
+  branch7x7x3_4 = register_module("branch7x7x3_4", ops::BasicConv2d(192, 192, 3, 2));
 }
 
 torch::Tensor InceptionDImpl::forward(torch::Tensor x) {
@@ -81,15 +81,15 @@ torch::Tensor InceptionDImpl::forward(torch::Tensor x) {
 }
 
 InceptionEImpl::InceptionEImpl(std::int64_t in_channels) {
-  branch1x1 = register_module("branch1x1", BasicConv2d(in_channels, 320, 1));
-  branch3x3_1 = register_module("branch3x3_1", BasicConv2d(in_channels, 384, 1));
+  branch1x1 = register_module("branch1x1", ops::BasicConv2d(in_channels, 320, 1));
+  branch3x3_1 = register_module("branch3x3_1", ops::BasicConv2d(in_channels, 384, 1));
   branch3x3_2a = register_module("branch3x3_2a", conv_kx1(384, 384, 1, 3));
   branch3x3_2b = register_module("branch3x3_2b", conv_kx1(384, 384, 3, 1));
-  branch3x3dbl_1 = register_module("branch3x3dbl_1", BasicConv2d(in_channels, 448, 1));
-  branch3x3dbl_2 = register_module("branch3x3dbl_2", BasicConv2d(448, 384, 3, 1, 1));
+  branch3x3dbl_1 = register_module("branch3x3dbl_1", ops::BasicConv2d(in_channels, 448, 1));
+  branch3x3dbl_2 = register_module("branch3x3dbl_2", ops::BasicConv2d(448, 384, 3, 1, 1));
   branch3x3dbl_3a = register_module("branch3x3dbl_3a", conv_kx1(384, 384, 1, 3));
   branch3x3dbl_3b = register_module("branch3x3dbl_3b", conv_kx1(384, 384, 3, 1));
-  branch_pool = register_module("branch_pool", BasicConv2d(in_channels, 192, 1));
+  branch_pool = register_module("branch_pool", ops::BasicConv2d(in_channels, 192, 1));
 }
 
 torch::Tensor InceptionEImpl::forward(torch::Tensor x) {
@@ -101,8 +101,8 @@ torch::Tensor InceptionEImpl::forward(torch::Tensor x) {
 }
 
 Inception3AuxImpl::Inception3AuxImpl(std::int64_t in_channels, std::int64_t num_classes) {
-  conv0 = register_module("conv0", BasicConv2d(in_channels, 128, 1));
-  conv1 = register_module("conv1", BasicConv2d(128, 768, 5));
+  conv0 = register_module("conv0", ops::BasicConv2d(in_channels, 128, 1));
+  conv1 = register_module("conv1", ops::BasicConv2d(128, 768, 5));
   fc = register_module("fc", nn::Linear(768, num_classes));
 }
 
@@ -115,12 +115,12 @@ Inception3Impl::Inception3Impl(const Inception3Options& options)
     : transform_input(options.transform_input.value_or(false)) {
   const std::int64_t num_classes = options.num_classes.value_or(1000);
   auto pool = [] { return torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(2)); };
-  Conv2d_1a_3x3 = register_module("Conv2d_1a_3x3", BasicConv2d(3, 32, 3, 2));
-  Conv2d_2a_3x3 = register_module("Conv2d_2a_3x3", BasicConv2d(32, 32, 3));
-  Conv2d_2b_3x3 = register_module("Conv2d_2b_3x3", BasicConv2d(32, 64, 3, 1, 1));
+  Conv2d_1a_3x3 = register_module("Conv2d_1a_3x3", ops::BasicConv2d(3, 32, 3, 2));
+  Conv2d_2a_3x3 = register_module("Conv2d_2a_3x3", ops::BasicConv2d(32, 32, 3));
+  Conv2d_2b_3x3 = register_module("Conv2d_2b_3x3", ops::BasicConv2d(32, 64, 3, 1, 1));
   maxpool1 = register_module("maxpool1", pool());
-  Conv2d_3b_1x1 = register_module("Conv2d_3b_1x1", BasicConv2d(64, 80, 1));
-  Conv2d_4a_3x3 = register_module("Conv2d_4a_3x3", BasicConv2d(80, 192, 3));
+  Conv2d_3b_1x1 = register_module("Conv2d_3b_1x1", ops::BasicConv2d(64, 80, 1));
+  Conv2d_4a_3x3 = register_module("Conv2d_4a_3x3", ops::BasicConv2d(80, 192, 3));
   maxpool2 = register_module("maxpool2", pool());
   Mixed_5b = register_module("Mixed_5b", InceptionA(192, 32));
   Mixed_5c = register_module("Mixed_5c", InceptionA(256, 64));
@@ -187,16 +187,12 @@ namespace {
 
 // torchvision's Inception3 init (init_weights): truncated N(0, 0.1) for conv and linear weights
 // except AuxLogits.fc (N(0, 0.001): its `stddev` attribute; the one on AuxLogits.conv1 sits on the
-// BasicConv2d, not on the conv, and so has no effect), norms to (1, 0).
+// ops::BasicConv2d, not on the conv, and so has no effect), on top of PyTorch's defaults.
 void init_inception3(Inception3Impl& model) {
   torch::NoGradGuard no_grad;
-  nn::for_each<nn::Conv2dImpl>(model, [](nn::Conv2dImpl& c) { detail::trunc_normal_(c.weight, 0, 0.1, -2, 2); });
-  nn::for_each<nn::LinearImpl>(model, [](nn::LinearImpl& l) { detail::trunc_normal_(l.weight, 0, 0.1, -2, 2); });
-  if (model.AuxLogits) detail::trunc_normal_(model.AuxLogits->fc->weight, 0, 0.001, -2, 2);
-  nn::for_each<nn::BatchNorm2dImpl>(model, [](nn::BatchNorm2dImpl& b) {
-    b.weight.fill_(1);
-    b.bias.zero_();
-  });
+  nn::for_each<nn::Conv2dImpl>(model, [](nn::Conv2dImpl& c) { nn::init::trunc_normal_(c.weight, 0, 0.1, -2, 2); });
+  nn::for_each<nn::LinearImpl>(model, [](nn::LinearImpl& l) { nn::init::trunc_normal_(l.weight, 0, 0.1, -2, 2); });
+  if (model.AuxLogits) nn::init::trunc_normal_(model.AuxLogits->fc->weight, 0, 0.001, -2, 2);
 }
 
 }  // namespace
@@ -214,13 +210,12 @@ Inception3 inception_v3(std::optional<Inception_V3_Weights> weights, Inception3O
   options.num_classes = detail::num_classes(options.num_classes, w);
   Inception3 model(options);
   detail::load_or_init(*model, w, [&] {
-    nn::reset_parameters(*model);
     if (options.init_weights.value_or(true)) init_inception3(*model);
   });
   if (w && !keep_aux) model->drop_aux();
   return model;
 }
 
-MZ_REGISTER_MODEL(inception_v3, "classification");
+MZ_REGISTER_MODEL(inception_v3);
 
 }  // namespace mz

@@ -9,8 +9,6 @@
 #include <torch/nn/modules/pooling.h>
 
 #include "builders/common.h"
-#include "modelzoo/models/googlenet.h"         // detail::trunc_normal_
-#include "modelzoo/models/swin_transformer.h"  // swin::relative_position_index
 #include "registry/register.h"
 
 namespace mz::maxvit {
@@ -78,7 +76,7 @@ RelativePositionalMultiHeadAttentionImpl::RelativePositionalMultiHeadAttentionIm
   relative_position_bias_table =
       register_parameter("relative_position_bias_table", torch::empty({(2 * size - 1) * (2 * size - 1), n_heads}));
   relative_position_index = register_buffer(
-      "relative_position_index", swin::relative_position_index(size, size).view({size * size, size * size}));
+      "relative_position_index", ops::relative_position_index(size, size).view({size * size, size * size}));
 }
 
 torch::Tensor RelativePositionalMultiHeadAttentionImpl::get_relative_positional_bias() {
@@ -225,10 +223,9 @@ namespace {
 // LayerNorm defaults; the relative position bias tables trunc_normal(0.02).
 void init_maxvit(MaxVitImpl& model) {
   torch::NoGradGuard no_grad;
-  nn::reset_parameters(model);
   nn::for_each<maxvit::RelativePositionalMultiHeadAttentionImpl>(
       model, [](maxvit::RelativePositionalMultiHeadAttentionImpl& a) {
-        detail::trunc_normal_(a.relative_position_bias_table, 0, 0.02, -2, 2);
+        nn::init::trunc_normal_(a.relative_position_bias_table, 0, 0.02, -2, 2);
       });
   nn::for_each<nn::Conv2dImpl>(model, [](nn::Conv2dImpl& c) {
     c.weight.normal_(0, 0.02);
@@ -258,6 +255,6 @@ MaxVit maxvit_t(std::optional<MaxVit_T_Weights> w, MaxVitOptions options) {
   return model;
 }
 
-MZ_REGISTER_MODEL(maxvit_t, "classification");
+MZ_REGISTER_MODEL(maxvit_t);
 
 }  // namespace mz

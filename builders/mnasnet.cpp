@@ -118,20 +118,13 @@ std::vector<Step> MNASNetImpl::steps() {
           step("classifier", classifier)};
 }
 
-LoadReport load_mnasnet_checkpoint(MNASNetImpl& model, const std::string& path, const LoadOptions& options) {
-  Checkpoint checkpoint(path);
-  auto rename = [&](const std::string& key) { return options.rename ? options.rename(key) : key; };
-  std::optional<torch::Tensor> first, pointwise;  // layers.0.weight and layers.6.weight, if present
-  for (const auto& name : checkpoint.names()) {
-    const std::string key = rename(name);
-    if (key == "layers.0.weight") first = checkpoint.tensor(name);
-    if (key == "layers.6.weight") pointwise = checkpoint.tensor(name);
-  }
-  const auto d = mnasnet::depths(model.alpha);
-  const bool v1_stem = first && pointwise && first->size(0) == 32 && pointwise->size(0) == 16 &&
-                       pointwise->size(1) == 32;
-  if (v1_stem && (d[0] != 32 || d[1] != 16)) model.use_v1_stem();
-  return checkpoint.load_into(model, options);
+void MNASNetImpl::adapt_checkpoint(IncomingState& state, const std::string& prefix) {
+  const std::string first = prefix + "layers.0.weight", pointwise = prefix + "layers.6.weight";
+  if (!state.contains(first) || !state.contains(pointwise)) return;
+  const auto f = state.shape(first), p = state.shape(pointwise);
+  const bool v1_stem = f.size() == 4 && p.size() == 4 && f[0] == 32 && p[0] == 16 && p[1] == 32;
+  const auto d = mnasnet::depths(alpha);
+  if (v1_stem && (d[0] != 32 || d[1] != 16)) use_v1_stem();
 }
 
 namespace {
@@ -140,7 +133,6 @@ namespace {
 // kaiming_uniform_(fan_out, sigmoid) with zero bias.
 void init_mnasnet(MNASNetImpl& model) {
   torch::NoGradGuard no_grad;
-  nn::reset_parameters(model);
   nn::for_each<nn::Conv2dImpl>(model, [](nn::Conv2dImpl& c) {
     torch::nn::init::kaiming_normal_(c.weight, 0, torch::kFanOut, torch::kReLU);
     if (c.bias.defined()) c.bias.zero_();
@@ -165,9 +157,9 @@ MNASNet mnasnet0_75(std::optional<MNASNet0_75_Weights> w, MNASNetOptions o) { re
 MNASNet mnasnet1_0(std::optional<MNASNet1_0_Weights> w, MNASNetOptions o) { return make_mnasnet(1.0, w, o); }
 MNASNet mnasnet1_3(std::optional<MNASNet1_3_Weights> w, MNASNetOptions o) { return make_mnasnet(1.3, w, o); }
 
-MZ_REGISTER_MODEL(mnasnet0_5, "classification");
-MZ_REGISTER_MODEL(mnasnet0_75, "classification");
-MZ_REGISTER_MODEL(mnasnet1_0, "classification");
-MZ_REGISTER_MODEL(mnasnet1_3, "classification");
+MZ_REGISTER_MODEL(mnasnet0_5);
+MZ_REGISTER_MODEL(mnasnet0_75);
+MZ_REGISTER_MODEL(mnasnet1_0);
+MZ_REGISTER_MODEL(mnasnet1_3);
 
 }  // namespace mz

@@ -71,27 +71,14 @@ std::vector<Step> MobileNetV2Impl::steps() {
           step("classifier", classifier)};
 }
 
-void mobilenetv2::init_weights(torch::nn::Module& model) {
-  torch::NoGradGuard no_grad;
-  nn::reset_parameters(model);
-  nn::for_each<nn::Conv2dImpl>(model, [](nn::Conv2dImpl& c) {
-    torch::nn::init::kaiming_normal_(c.weight, 0, torch::kFanOut);
-    if (c.bias.defined()) c.bias.zero_();
-  });
-  nn::for_each<nn::LinearImpl>(model, [](nn::LinearImpl& l) {
-    l.weight.normal_(0, 0.01);
-    l.bias.zero_();
-  });
-}
-
 MobileNetV2 mobilenet_v2(std::optional<MobileNet_V2_Weights> weights, MobileNetV2Options options) {
   const std::optional<Weights> w = weights;
   options.num_classes = detail::num_classes(options.num_classes, w);
   MobileNetV2 model(options);
-  detail::load_or_init(*model, w, [&] { mobilenetv2::init_weights(*model); });
+  detail::load_or_init(*model, w, [&] { detail::init_mobilenet(*model); });
   return model;
 }
 
-MZ_REGISTER_MODEL(mobilenet_v2, "classification");
+MZ_REGISTER_MODEL(mobilenet_v2);
 
 }  // namespace mz

@@ -4,7 +4,6 @@
 #include <torch/nn/modules/dropout.h>
 
 #include "builders/common.h"
-#include "modelzoo/models/mobilenetv2.h"  // mobilenetv2::init_weights, which MobileNetV3 shares
 #include "registry/register.h"
 
 namespace mz {
@@ -132,7 +131,7 @@ MobileNetV3 make_mobilenet_v3(const std::string& arch, const std::optional<Weigh
   options.num_classes = detail::num_classes(options.num_classes, weights);
   auto [setting, last_channel] = mobilenetv3::config(arch, options);
   MobileNetV3 model(setting, last_channel, options);
-  detail::load_or_init(*model, weights, [&] { mobilenetv2::init_weights(*model); });
+  detail::load_or_init(*model, weights, [&] { detail::init_mobilenet(*model); });
   return model;
 }
 
@@ -145,7 +144,7 @@ MobileNetV3 mobilenet_v3_small(std::optional<MobileNet_V3_Small_Weights> w, Mobi
   return make_mobilenet_v3("mobilenet_v3_small", w, o);
 }
 
-MZ_REGISTER_MODEL(mobilenet_v3_large, "classification");
-MZ_REGISTER_MODEL(mobilenet_v3_small, "classification");
+MZ_REGISTER_MODEL(mobilenet_v3_large);
+MZ_REGISTER_MODEL(mobilenet_v3_small);
 
 }  // namespace mz

@@ -140,7 +140,6 @@ namespace {
 // fan_out = kh * kw * out_channels, norms to (1, 0), fc weights N(0, 0.01) with zero bias.
 void init_regnet(RegNetImpl& model) {
   torch::NoGradGuard no_grad;
-  nn::reset_parameters(model);
   nn::for_each<nn::Conv2dImpl>(model, [](nn::Conv2dImpl& c) {
     const auto& k = c.options.kernel_size();
     const double fan_out = static_cast<double>(k->at(0) * k->at(1) * c.options.out_channels());
@@ -215,20 +214,20 @@ RegNet regnet_x_32gf(std::optional<RegNet_X_32GF_Weights> w, RegNetOptions o) {
   return make_regnet(x_params(23, 320, 69.86, 2.0, 168), w, o);
 }
 
-MZ_REGISTER_MODEL(regnet_y_400mf, "classification");
-MZ_REGISTER_MODEL(regnet_y_800mf, "classification");
-MZ_REGISTER_MODEL(regnet_y_1_6gf, "classification");
-MZ_REGISTER_MODEL(regnet_y_3_2gf, "classification");
-MZ_REGISTER_MODEL(regnet_y_8gf, "classification");
-MZ_REGISTER_MODEL(regnet_y_16gf, "classification");
-MZ_REGISTER_MODEL(regnet_y_32gf, "classification");
-MZ_REGISTER_MODEL(regnet_y_128gf, "classification");
-MZ_REGISTER_MODEL(regnet_x_400mf, "classification");
-MZ_REGISTER_MODEL(regnet_x_800mf, "classification");
-MZ_REGISTER_MODEL(regnet_x_1_6gf, "classification");
-MZ_REGISTER_MODEL(regnet_x_3_2gf, "classification");
-MZ_REGISTER_MODEL(regnet_x_8gf, "classification");
-MZ_REGISTER_MODEL(regnet_x_16gf, "classification");
-MZ_REGISTER_MODEL(regnet_x_32gf, "classification");
+MZ_REGISTER_MODEL(regnet_y_400mf);
+MZ_REGISTER_MODEL(regnet_y_800mf);
+MZ_REGISTER_MODEL(regnet_y_1_6gf);
+MZ_REGISTER_MODEL(regnet_y_3_2gf);
+MZ_REGISTER_MODEL(regnet_y_8gf);
+MZ_REGISTER_MODEL(regnet_y_16gf);
+MZ_REGISTER_MODEL(regnet_y_32gf);
+MZ_REGISTER_MODEL(regnet_y_128gf);
+MZ_REGISTER_MODEL(regnet_x_400mf);
+MZ_REGISTER_MODEL(regnet_x_800mf);
+MZ_REGISTER_MODEL(regnet_x_1_6gf);
+MZ_REGISTER_MODEL(regnet_x_3_2gf);
+MZ_REGISTER_MODEL(regnet_x_8gf);
+MZ_REGISTER_MODEL(regnet_x_16gf);
+MZ_REGISTER_MODEL(regnet_x_32gf);
 
 }  // namespace mz

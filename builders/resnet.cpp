@@ -123,7 +123,6 @@ namespace {
 // default for fc, and optionally the last BN of every residual branch to zero.
 void init_resnet(ResNetImpl& model, bool zero_init_residual) {
   torch::NoGradGuard no_grad;
-  nn::reset_parameters(model);
   nn::for_each<nn::Conv2dImpl>(model, [](nn::Conv2dImpl& c) {
     torch::nn::init::kaiming_normal_(c.weight, 0, torch::kFanOut, torch::kReLU);
   });
@@ -178,15 +177,15 @@ ResNet wide_resnet101_2(std::optional<Wide_ResNet101_2_Weights> w, ResNetOptions
   return make_resnet(kBottleneck, {3, 4, 23, 3}, w, fixed(o, "wide_resnet101_2", 1, 128));
 }
 
-MZ_REGISTER_MODEL(resnet18, "classification");
-MZ_REGISTER_MODEL(resnet34, "classification");
-MZ_REGISTER_MODEL(resnet50, "classification");
-MZ_REGISTER_MODEL(resnet101, "classification");
-MZ_REGISTER_MODEL(resnet152, "classification");
-MZ_REGISTER_MODEL(resnext50_32x4d, "classification");
-MZ_REGISTER_MODEL(resnext101_32x8d, "classification");
-MZ_REGISTER_MODEL(resnext101_64x4d, "classification");
-MZ_REGISTER_MODEL(wide_resnet50_2, "classification");
-MZ_REGISTER_MODEL(wide_resnet101_2, "classification");
+MZ_REGISTER_MODEL(resnet18);
+MZ_REGISTER_MODEL(resnet34);
+MZ_REGISTER_MODEL(resnet50);
+MZ_REGISTER_MODEL(resnet101);
+MZ_REGISTER_MODEL(resnet152);
+MZ_REGISTER_MODEL(resnext50_32x4d);
+MZ_REGISTER_MODEL(resnext101_32x8d);
+MZ_REGISTER_MODEL(resnext101_64x4d);
+MZ_REGISTER_MODEL(wide_resnet50_2);
+MZ_REGISTER_MODEL(wide_resnet101_2);
 
 }  // namespace mz

@@ -23,10 +23,7 @@ std::pair<std::int64_t, bool> configure(const std::optional<W>& weights, Segment
 // keeps what its own builder gave it (ImageNet weights or its family's init).
 template <class Model, class W>
 Model finish(Model model, const std::optional<W>& weights) {
-  detail::load_or_init(*model, weights, [&] {
-    for (const auto& child : model->named_children())
-      if (child.key() != "backbone") nn::reset_parameters(*child.value());
-  });
+  detail::load_or_init(*model, weights, [] {}, /*keep=*/{"backbone"});
   return model;
 }
 
@@ -113,11 +110,11 @@ LRASPP lraspp_mobilenet_v3_large(std::optional<LRASPP_MobileNet_V3_Large_Weights
                 w);
 }
 
-MZ_REGISTER_MODEL(fcn_resnet50, "segmentation");
-MZ_REGISTER_MODEL(fcn_resnet101, "segmentation");
-MZ_REGISTER_MODEL(deeplabv3_resnet50, "segmentation");
-MZ_REGISTER_MODEL(deeplabv3_resnet101, "segmentation");
-MZ_REGISTER_MODEL(deeplabv3_mobilenet_v3_large, "segmentation");
-MZ_REGISTER_MODEL(lraspp_mobilenet_v3_large, "segmentation");
+MZ_REGISTER_MODEL(fcn_resnet50);
+MZ_REGISTER_MODEL(fcn_resnet101);
+MZ_REGISTER_MODEL(deeplabv3_resnet50);
+MZ_REGISTER_MODEL(deeplabv3_resnet101);
+MZ_REGISTER_MODEL(deeplabv3_mobilenet_v3_large);
+MZ_REGISTER_MODEL(lraspp_mobilenet_v3_large);
 
 }  // namespace mz

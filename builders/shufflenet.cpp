@@ -96,7 +96,7 @@ ShuffleNetV2 make_shufflenetv2(const std::optional<Weights>& weights, std::vecto
                                ShuffleNetV2Options options) {
   options.num_classes = detail::num_classes(options.num_classes, weights);
   ShuffleNetV2 model(std::vector<std::int64_t>{4, 8, 4}, std::move(out_channels), options);
-  detail::load_or_init(*model, weights, [&] { nn::reset_parameters(*model); });
+  detail::load_or_init(*model, weights);
   return model;
 }
 
@@ -115,9 +115,9 @@ ShuffleNetV2 shufflenet_v2_x2_0(std::optional<ShuffleNet_V2_X2_0_Weights> w, Shu
   return make_shufflenetv2(w, {24, 244, 488, 976, 2048}, o);
 }
 
-MZ_REGISTER_MODEL(shufflenet_v2_x0_5, "classification");
-MZ_REGISTER_MODEL(shufflenet_v2_x1_0, "classification");
-MZ_REGISTER_MODEL(shufflenet_v2_x1_5, "classification");
-MZ_REGISTER_MODEL(shufflenet_v2_x2_0, "classification");
+MZ_REGISTER_MODEL(shufflenet_v2_x0_5);
+MZ_REGISTER_MODEL(shufflenet_v2_x1_0);
+MZ_REGISTER_MODEL(shufflenet_v2_x1_5);
+MZ_REGISTER_MODEL(shufflenet_v2_x2_0);
 
 }  // namespace mz

@@ -70,10 +70,7 @@ SqueezeNet make_squeezenet(const std::string& version, const std::optional<Weigh
                            SqueezeNetOptions options) {
   options.num_classes = detail::num_classes(options.num_classes, weights);
   SqueezeNet model(version, options);
-  detail::load_or_init(*model, weights, [&] {
-    nn::reset_parameters(*model);
-    init_squeezenet(*model);
-  });
+  detail::load_or_init(*model, weights, [&] { init_squeezenet(*model); });
   return model;
 }
 
@@ -86,7 +83,7 @@ SqueezeNet squeezenet1_1(std::optional<SqueezeNet1_1_Weights> w, SqueezeNetOptio
   return make_squeezenet("1_1", w, o);
 }
 
-MZ_REGISTER_MODEL(squeezenet1_0, "classification");
-MZ_REGISTER_MODEL(squeezenet1_1, "classification");
+MZ_REGISTER_MODEL(squeezenet1_0);
+MZ_REGISTER_MODEL(squeezenet1_1);
 
 }  // namespace mz

@@ -7,7 +7,6 @@
 #include <torch/nn/init.h>
 
 #include "builders/common.h"
-#include "modelzoo/models/googlenet.h"  // detail::trunc_normal_
 #include "registry/register.h"
 
 namespace mz::swin {
@@ -93,15 +92,6 @@ torch::Tensor shifted_window_attention(const torch::Tensor& input, const torch::
   return x.slice(1, 0, H).slice(2, 0, W).contiguous();
 }
 
-torch::Tensor relative_position_index(std::int64_t wh, std::int64_t ww) {
-  auto grids = torch::meshgrid({torch::arange(wh), torch::arange(ww)}, "ij");
-  auto coords = torch::stack({grids[0], grids[1]}).flatten(1);                         // 2, Wh*Ww
-  auto rel = (coords.unsqueeze(2) - coords.unsqueeze(1)).permute({1, 2, 0}).contiguous();  // Wh*Ww, Wh*Ww, 2
-  rel.select(2, 0).add_(wh - 1).mul_(2 * ww - 1);
-  rel.select(2, 1).add_(ww - 1);
-  return rel.sum(-1).flatten();
-}
-
 namespace {
 
 torch::Tensor make_relative_coords_table(std::int64_t wh, std::int64_t ww) {
@@ -137,7 +127,7 @@ ShiftedWindowAttentionImpl::ShiftedWindowAttentionImpl(std::int64_t dim, std::ve
   } else {
     relative_coords_table = register_buffer("relative_coords_table", make_relative_coords_table(wh, ww));
   }
-  relative_position_index = register_buffer("relative_position_index", swin::relative_position_index(wh, ww));
+  relative_position_index = register_buffer("relative_position_index", ops::relative_position_index(wh, ww));
   if (v2) {
     logit_scale = register_parameter("logit_scale", torch::empty({num_heads, 1, 1}));
     cpb_mlp = register_module(
@@ -253,13 +243,12 @@ namespace {
 // tables trunc_normal(0.02); v2 logit_scale log(10).
 void init_swin(SwinTransformerImpl& model) {
   torch::NoGradGuard no_grad;
-  nn::reset_parameters(model);
   nn::for_each<swin::ShiftedWindowAttentionImpl>(model, [](swin::ShiftedWindowAttentionImpl& a) {
     if (a.v2) a.logit_scale.fill_(std::log(10.0));
-    else detail::trunc_normal_(a.relative_position_bias_table, 0, 0.02, -2, 2);
+    else nn::init::trunc_normal_(a.relative_position_bias_table, 0, 0.02, -2, 2);
   });
   nn::for_each<nn::LinearImpl>(model, [](nn::LinearImpl& l) {
-    detail::trunc_normal_(l.weight, 0, 0.02, -2, 2);
+    nn::init::trunc_normal_(l.weight, 0, 0.02, -2, 2);
     if (l.bias.defined()) l.bias.zero_();
   });
 }
@@ -297,11 +286,11 @@ SwinTransformer swin_v2_b(std::optional<Swin_V2_B_Weights> w, SwinTransformerOpt
   return make_swin("swin_v2_b", {2, 2, 18, 2}, 128, {4, 8, 16, 32}, 8, 0.5, true, w, o);
 }
 
-MZ_REGISTER_MODEL(swin_t, "classification");
-MZ_REGISTER_MODEL(swin_s, "classification");
-MZ_REGISTER_MODEL(swin_b, "classification");
-MZ_REGISTER_MODEL(swin_v2_t, "classification");
-MZ_REGISTER_MODEL(swin_v2_s, "classification");
-MZ_REGISTER_MODEL(swin_v2_b, "classification");
+MZ_REGISTER_MODEL(swin_t);
+MZ_REGISTER_MODEL(swin_s);
+MZ_REGISTER_MODEL(swin_b);
+MZ_REGISTER_MODEL(swin_v2_t);
+MZ_REGISTER_MODEL(swin_v2_s);
+MZ_REGISTER_MODEL(swin_v2_b);
 
 }  // namespace mz

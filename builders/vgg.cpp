@@ -62,10 +62,6 @@ void init_vgg(VGGImpl& model) {
     torch::nn::init::kaiming_normal_(c.weight, 0, torch::kFanOut, torch::kReLU);
     c.bias.zero_();
   });
-  nn::for_each<nn::BatchNorm2dImpl>(model, [](nn::BatchNorm2dImpl& b) {
-    b.weight.fill_(1);
-    b.bias.zero_();
-  });
   nn::for_each<nn::LinearImpl>(model, [](nn::LinearImpl& l) {
     l.weight.normal_(0, 0.01);
     l.bias.zero_();
@@ -79,7 +75,6 @@ VGG make_vgg(const std::vector<std::int64_t>& cfg, bool batch_norm, const std::o
     options.num_classes = detail::num_classes(options.num_classes, weights);
   VGG model(cfg, batch_norm, options);
   detail::load_or_init(*model, weights, [&] {
-    nn::reset_parameters(*model);
     if (options.init_weights) init_vgg(*model);
   });
   return model;
@@ -96,13 +91,13 @@ VGG vgg16_bn(std::optional<VGG16_BN_Weights> w, VGGOptions o) { return make_vgg(
 VGG vgg19(std::optional<VGG19_Weights> w, VGGOptions o) { return make_vgg(kCfgE, false, w, o); }
 VGG vgg19_bn(std::optional<VGG19_BN_Weights> w, VGGOptions o) { return make_vgg(kCfgE, true, w, o); }
 
-MZ_REGISTER_MODEL(vgg11, "classification");
-MZ_REGISTER_MODEL(vgg11_bn, "classification");
-MZ_REGISTER_MODEL(vgg13, "classification");
-MZ_REGISTER_MODEL(vgg13_bn, "classification");
-MZ_REGISTER_MODEL(vgg16, "classification");
-MZ_REGISTER_MODEL(vgg16_bn, "classification");
-MZ_REGISTER_MODEL(vgg19, "classification");
-MZ_REGISTER_MODEL(vgg19_bn, "classification");
+MZ_REGISTER_MODEL(vgg11);
+MZ_REGISTER_MODEL(vgg11_bn);
+MZ_REGISTER_MODEL(vgg13);
+MZ_REGISTER_MODEL(vgg13_bn);
+MZ_REGISTER_MODEL(vgg16);
+MZ_REGISTER_MODEL(vgg16_bn);
+MZ_REGISTER_MODEL(vgg19);
+MZ_REGISTER_MODEL(vgg19_bn);
 
 }  // namespace mz

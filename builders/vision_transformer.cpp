@@ -9,7 +9,6 @@
 #include <torch/nn/init.h>
 
 #include "builders/common.h"
-#include "modelzoo/models/googlenet.h"  // detail::trunc_normal_
 #include "registry/register.h"
 
 namespace mz {
@@ -121,76 +120,67 @@ std::vector<Step> VisionTransformerImpl::steps() {
           step("heads", heads)};
 }
 
-NamedTensors interpolate_embeddings(std::int64_t image_size, std::int64_t patch_size, NamedTensors model_state,
+namespace {
+
+// The position embeddings [1, 1 + side^2, D] resized to [1, 1 + new_side^2, D]: the class token's
+// embedding is kept, the grid is resized with `mode` (align_corners=True where it applies).
+torch::Tensor resize_pos_embedding(const torch::Tensor& pos_embedding, std::int64_t side, std::int64_t new_side,
+                                   const std::string& mode) {
+  namespace F = torch::nn::functional;
+  const auto hidden_dim = pos_embedding.size(2);
+  auto options = F::InterpolateFuncOptions().size(std::vector<std::int64_t>{new_side, new_side});
+  if (mode == "bicubic") options.mode(torch::kBicubic).align_corners(true);
+  else if (mode == "bilinear") options.mode(torch::kBilinear).align_corners(true);
+  else if (mode == "nearest") options.mode(torch::kNearest);
+  else throw UsageError("interpolate_embeddings", "unsupported interpolation_mode '" + mode + "'");
+  auto token = pos_embedding.slice(1, 0, 1);
+  auto grid = pos_embedding.slice(1, 1).permute({0, 2, 1}).reshape({1, hidden_dim, side, side});
+  auto resized = F::interpolate(grid, options).reshape({1, hidden_dim, new_side * new_side}).permute({0, 2, 1});
+  return torch::cat({token, resized}, 1);
+}
+
+// The side of the square grid of `seq_length` = 1 + side^2 positions, or -1.
+std::int64_t grid_side(std::int64_t seq_length) {
+  const auto side = static_cast<std::int64_t>(std::lround(std::sqrt(static_cast<double>(seq_length - 1))));
+  return side * side == seq_length - 1 ? side : -1;
+}
+
+}  // namespace
+
+TensorDict interpolate_embeddings(std::int64_t image_size, std::int64_t patch_size, TensorDict model_state,
                                     const std::string& interpolation_mode, bool reset_heads) {
-  auto it = std::find_if(model_state.begin(), model_state.end(),
-                         [](const auto& kv) { return kv.first == "encoder.pos_embedding"; });
-  if (it == model_state.end()) throw UsageError("interpolate_embeddings", "no encoder.pos_embedding in the state dict");
-  const auto pos_embedding = it->second;
+  torch::Tensor* found = model_state.find("encoder.pos_embedding");
+  if (!found) throw UsageError("interpolate_embeddings", "no encoder.pos_embedding in the state dict");
+  const auto pos_embedding = *found;
   if (pos_embedding.dim() != 3 || pos_embedding.size(0) != 1)
     throw UsageError("interpolate_embeddings", "Unexpected position embedding shape: " +
                                                    c10::str(pos_embedding.sizes()));
-  auto seq_length = pos_embedding.size(1);
-  const auto hidden_dim = pos_embedding.size(2);
-  auto new_seq_length = (image_size / patch_size) * (image_size / patch_size) + 1;
-  if (new_seq_length == seq_length) return model_state;
-
-  // The class token's embedding is not interpolated.
-  seq_length -= 1;
-  new_seq_length -= 1;
-  auto token = pos_embedding.slice(1, 0, 1);
-  auto img = pos_embedding.slice(1, 1).permute({0, 2, 1});
-  const auto side = static_cast<std::int64_t>(std::sqrt(static_cast<double>(seq_length)));
-  if (side * side != seq_length)
+  const auto seq_length = pos_embedding.size(1);
+  const auto new_side = image_size / patch_size;
+  if (new_side * new_side + 1 == seq_length) return model_state;
+  const auto side = static_cast<std::int64_t>(std::sqrt(static_cast<double>(seq_length - 1)));
+  if (side * side != seq_length - 1)
     throw UsageError("interpolate_embeddings", "seq_length is not a perfect square! Instead got seq_length_1d * "
                                                "seq_length_1d = " + std::to_string(side * side) +
-                                                   " and seq_length = " + std::to_string(seq_length));
-  img = img.reshape({1, hidden_dim, side, side});
-  namespace F = torch::nn::functional;
-  auto options = F::InterpolateFuncOptions().size(std::vector<std::int64_t>{image_size / patch_size,
-                                                                            image_size / patch_size});
-  if (interpolation_mode == "bicubic") options.mode(torch::kBicubic).align_corners(true);
-  else if (interpolation_mode == "bilinear") options.mode(torch::kBilinear).align_corners(true);
-  else if (interpolation_mode == "nearest") options.mode(torch::kNearest);
-  else throw UsageError("interpolate_embeddings", "unsupported interpolation_mode '" + interpolation_mode + "'");
-  auto new_img = F::interpolate(img, options).reshape({1, hidden_dim, new_seq_length}).permute({0, 2, 1});
-  it->second = torch::cat({token, new_img}, 1);
-  if (reset_heads) {
-    NamedTensors kept;
-    for (auto& kv : model_state)
-      if (kv.first.rfind("heads", 0) != 0) kept.push_back(std::move(kv));
-    return kept;
-  }
-  return model_state;
+                                                   " and seq_length = " + std::to_string(seq_length - 1));
+  *found = resize_pos_embedding(pos_embedding, side, new_side, interpolation_mode);
+  if (!reset_heads) return model_state;
+  TensorDict kept;
+  for (const auto& item : model_state)
+    if (item.key().rfind("heads", 0) != 0) kept.insert(item.key(), item.value());
+  return kept;
 }
 
-LoadReport load_vit_checkpoint(VisionTransformerImpl& model, const std::string& path, const LoadOptions& options,
-                               const std::string& interpolation_mode) {
-  Checkpoint checkpoint(path);
-  std::string key = "encoder.pos_embedding";
-  for (const auto& name : checkpoint.names())
-    if ((options.rename ? options.rename(name) : name) == key) key = name;
-  const auto names = checkpoint.names();
-  if (std::find(names.begin(), names.end(), key) == names.end()) return checkpoint.load_into(model, options);
-  auto stored = checkpoint.tensor(key);
-  if (stored.sizes() == model.encoder->pos_embedding.sizes()) return checkpoint.load_into(model, options);
-  auto state = interpolate_embeddings(model.image_size, model.patch_size, {{"encoder.pos_embedding", stored}},
-                                      interpolation_mode);
-  const auto& resized = state.front().second;
-  if (resized.sizes() != model.encoder->pos_embedding.sizes())
-    throw LoadError(path, "encoder.pos_embedding: checkpoint " + c10::str(stored.sizes()) + " cannot be interpolated to " +
-                              c10::str(model.encoder->pos_embedding.sizes()));
-  LoadOptions rest = options;
-  rest.skip.push_back("encoder.pos_embedding");
-  auto report = checkpoint.load_into(model, rest);
-  {
-    torch::NoGradGuard no_grad;
-    model.encoder->pos_embedding.copy_(resized);
-  }
-  report.skipped.erase(std::remove(report.skipped.begin(), report.skipped.end(), "encoder.pos_embedding"),
-                       report.skipped.end());
-  report.loaded.push_back("encoder.pos_embedding");
-  return report;
+void vit::EncoderImpl::adapt_checkpoint(IncomingState& state, const std::string& prefix) {
+  const std::string key = prefix + "pos_embedding";
+  if (!state.contains(key)) return;
+  const auto shape = state.shape(key);
+  if (torch::IntArrayRef(shape) == pos_embedding.sizes()) return;
+  // Anything but another square grid of the same width is left for the loader to report.
+  if (shape.size() != 3 || shape[0] != 1 || shape[2] != pos_embedding.size(2)) return;
+  const auto side = grid_side(shape[1]), new_side = grid_side(pos_embedding.size(1));
+  if (side < 1 || new_side < 1) return;
+  state.set(key, resize_pos_embedding(state.read(key), side, new_side, "bicubic"));
 }
 
 namespace {
@@ -200,7 +190,6 @@ namespace {
 // pre_logits trunc_normal(sqrt(1/fan_in)), head zeros.
 void init_vit(VisionTransformerImpl& model) {
   torch::NoGradGuard no_grad;
-  nn::reset_parameters(model);
   nn::for_each<vit::EncoderBlockImpl>(model, [](vit::EncoderBlockImpl& b) {
     nn::for_each<nn::LinearImpl>(*b.mlp, [](nn::LinearImpl& l) {
       torch::nn::init::xavier_uniform_(l.weight);
@@ -212,14 +201,14 @@ void init_vit(VisionTransformerImpl& model) {
   model.class_token.zero_();
   const auto& k = model.conv_proj->options.kernel_size();
   const double fan_in = 3.0 * static_cast<double>(k->at(0) * k->at(1));
-  detail::trunc_normal_(model.conv_proj->weight, 0, std::sqrt(1 / fan_in), -2, 2);
+  nn::init::trunc_normal_(model.conv_proj->weight, 0, std::sqrt(1 / fan_in), -2, 2);
   model.conv_proj->bias.zero_();
   for (const auto& item : model.heads->named_children()) {
     auto* linear = item.value()->as<nn::LinearImpl>();
     if (!linear) continue;
     if (item.key() == "pre_logits") {
       const double in = static_cast<double>(linear->options.in_features());
-      detail::trunc_normal_(linear->weight, 0, std::sqrt(1 / in), -2, 2);
+      nn::init::trunc_normal_(linear->weight, 0, std::sqrt(1 / in), -2, 2);
       linear->bias.zero_();
     } else {
       linear->weight.zero_();
@@ -262,10 +251,10 @@ VisionTransformer vit_h_14(std::optional<ViT_H_14_Weights> w, VisionTransformerO
   return make_vit(14, 32, 16, 1280, 5120, w, o);
 }
 
-MZ_REGISTER_MODEL(vit_b_16, "classification");
-MZ_REGISTER_MODEL(vit_b_32, "classification");
-MZ_REGISTER_MODEL(vit_l_16, "classification");
-MZ_REGISTER_MODEL(vit_l_32, "classification");
-MZ_REGISTER_MODEL(vit_h_14, "classification");
+MZ_REGISTER_MODEL(vit_b_16);
+MZ_REGISTER_MODEL(vit_b_32);
+MZ_REGISTER_MODEL(vit_l_16);
+MZ_REGISTER_MODEL(vit_l_32);
+MZ_REGISTER_MODEL(vit_h_14);
 
 }  // namespace mz

@@ -1,13 +1,11 @@
-// MZ_REGISTER_MODEL(builder, task): the one registration line per builder. The weights enum and
-// the options struct are deduced from the builder's signature
+// MZ_REGISTER_MODEL(builder): the one registration line per builder. The weights enum and the
+// options struct are deduced from the builder's signature
 //   Holder builder(std::optional<Weights>, Options)
-// so a builder cannot be registered with another model's weights type.
+// and the task comes from the weights records (through the generated enum), so nothing is stated
+// twice. A builder registered with another model's weights type does not compile.
 #pragma once
 
-#include <map>
 #include <type_traits>
-
-#include <torch/ordered_dict.h>
 
 #include "modelzoo/heads/compose.h"
 #include "modelzoo/options.h"
@@ -15,30 +13,32 @@
 
 namespace mz::detail {
 
-inline TensorDict to_dict(torch::Tensor t) { return {{"output", std::move(t)}}; }
-template <class Map>
-TensorDict to_dict(const Map& map) {
+// A builder's forward output as named outputs: a tensor is "output".
+inline TensorDict to_dict(torch::Tensor t) {
   TensorDict out;
-  for (const auto& item : map) out.emplace_back(item.first, item.second);
+  out.insert("output", std::move(t));
   return out;
 }
-inline TensorDict to_dict(const TensorMap& map) {
-  TensorDict out;
-  for (const auto& item : map) out.emplace_back(item.key(), item.value());
-  return out;
-}
-template <class V>
-TensorDict to_dict(const torch::OrderedDict<std::string, V>& map) {
-  TensorDict out;
-  for (const auto& item : map) out.emplace_back(item.key(), item.value());
-  return out;
+inline TensorDict to_dict(TensorDict d) { return d; }
+
+// Compile-time string equality (a registration line checks its builder against its weights enum).
+constexpr bool same_name(const char* a, const char* b) {
+  return *a == *b && (*a == '\0' || same_name(a + 1, b + 1));
 }
 
+// The weights enum of a builder's signature.
+template <class Fn>
+struct weights_of;
 template <class Holder, class W, class O>
-bool register_builder(const char* name, const char* task, Holder (*builder)(std::optional<W>, O)) {
+struct weights_of<Holder (*)(std::optional<W>, O)> {
+  using type = W;
+};
+
+template <class Holder, class W, class O>
+bool register_builder(const char* name, Holder (*builder)(std::optional<W>, O)) {
   ModelInfo info;
   info.name = name;
-  info.task = task;
+  info.task = W::task;
   info.weights_enum = W::enum_name;
   info.default_options = O{};
   info.default_weights = [] { return W::DEFAULT.name(); };
@@ -54,5 +54,7 @@ bool register_builder(const char* name, const char* task, Holder (*builder)(std:
 
 }  // namespace mz::detail
 
-#define MZ_REGISTER_MODEL(builder, task) \
-  static const bool mz_registered_##builder = ::mz::detail::register_builder(#builder, task, &::mz::builder)
+#define MZ_REGISTER_MODEL(builder)                                                                        \
+  static_assert(::mz::detail::same_name(::mz::detail::weights_of<decltype(&::mz::builder)>::type::model, #builder), \
+                #builder ": its weights enum belongs to another model");                                      \
+  static const bool mz_registered_##builder = ::mz::detail::register_builder(#builder, &::mz::builder)

@@ -1,4 +1,4 @@
-// The weights table: registration, lookup, and the weight-entry JSON of DESIGN.md.
+// The weights table: registration, lookup, and the weight-entry JSON (`mz list --json`, manifests).
 #include <algorithm>
 #include <cmath>
 #include <deque>

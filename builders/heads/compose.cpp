@@ -128,10 +128,10 @@ FeatureExtractorImpl::FeatureExtractorImpl(std::shared_ptr<torch::nn::Module> mo
     if (auto child = child_named(*model_, steps[i].name)) register_module(steps[i].name, child);
 }
 
-TensorMap FeatureExtractorImpl::forward(const torch::Tensor& x) {
+TensorDict FeatureExtractorImpl::forward(const torch::Tensor& x) {
   std::map<std::string, torch::Tensor> found;
   run(*model_, x, *tree_, found, /*need_output=*/false);
-  TensorMap out;
+  TensorDict out;
   for (const auto& [path, name] : return_nodes_) out.insert(name, found.at(name));
   return out;
 }

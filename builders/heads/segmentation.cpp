@@ -80,10 +80,10 @@ void SegmentationModelImpl::init(FeatureExtractor bb, torch::nn::AnyModule cls, 
   if (!aux_classifier.is_empty()) register_module("aux_classifier", aux_classifier.ptr());
 }
 
-TensorMap SegmentationModelImpl::forward(const torch::Tensor& x) {
+TensorDict SegmentationModelImpl::forward(const torch::Tensor& x) {
   const std::vector<std::int64_t> size = {x.size(-2), x.size(-1)};
   auto features = backbone->forward(x);
-  TensorMap result;
+  TensorDict result;
   result.insert("out", upsample(classifier.forward(features["out"]), size));
   if (!aux_classifier.is_empty()) result.insert("aux", upsample(aux_classifier.forward(features["aux"]), size));
   return result;
@@ -113,9 +113,9 @@ LRASPPImpl::LRASPPImpl(FeatureExtractor bb, std::int64_t low_channels, std::int6
   classifier = register_module("classifier", LRASPPHead(low_channels, high_channels, num_classes, inter_channels));
 }
 
-TensorMap LRASPPImpl::forward(const torch::Tensor& x) {
+TensorDict LRASPPImpl::forward(const torch::Tensor& x) {
   auto features = backbone->forward(x);
-  TensorMap result;
+  TensorDict result;
   result.insert("out", upsample(classifier->forward(features["low"], features["high"]), {x.size(-2), x.size(-1)}));
   return result;
 }

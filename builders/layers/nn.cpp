@@ -90,6 +90,11 @@ void BatchNorm2dImpl::reset_parameters() {
   }
 }
 
+void BatchNorm2dImpl::adapt_checkpoint(IncomingState& state, const std::string& prefix) {
+  const std::string key = prefix + "num_batches_tracked";
+  if (options.track_running_stats() && !state.contains(key)) state.set(key, torch::zeros({}, torch::kLong));
+}
+
 void BatchNorm2dImpl::pretty_print(std::ostream& s) const {
   s << "BatchNorm2d(" << options.num_features() << ", eps=" << options.eps() << ")";
 }
@@ -115,6 +120,13 @@ void LayerNormImpl::reset_parameters() {
 
 void LayerNormImpl::pretty_print(std::ostream& s) const {
   s << "LayerNorm(" << options.normalized_shape() << ", eps=" << options.eps() << ")";
+}
+
+void init::trunc_normal_(torch::Tensor& tensor, double mean, double std, double a, double b) {
+  torch::NoGradGuard no_grad;
+  auto cdf = [](double v) { return (1.0 + std::erf(v / std::sqrt(2.0))) / 2.0; };
+  const double l = cdf((a - mean) / std), u = cdf((b - mean) / std);
+  tensor.uniform_(2 * l - 1, 2 * u - 1).erfinv_().mul_(std * std::sqrt(2.0)).add_(mean).clamp_(a, b);
 }
 
 void reset_parameters(torch::nn::Module& module) {

@@ -118,4 +118,21 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   return torch::matmul(scores, v);
 }
 
+BasicConv2dImpl::BasicConv2dImpl(torch::nn::Conv2dOptions options) {
+  const auto out = options.out_channels();
+  conv = register_module("conv", nn::Conv2d(options.bias(false)));
+  bn = register_module("bn", nn::BatchNorm2d(torch::nn::BatchNormOptions(out).eps(0.001)));
+}
+
+torch::Tensor BasicConv2dImpl::forward(torch::Tensor x) { return torch::relu(bn(conv(x))); }
+
+torch::Tensor relative_position_index(std::int64_t wh, std::int64_t ww) {
+  auto grids = torch::meshgrid({torch::arange(wh), torch::arange(ww)}, "ij");
+  auto coords = torch::stack({grids[0], grids[1]}).flatten(1);                             // 2, Wh*Ww
+  auto rel = (coords.unsqueeze(2) - coords.unsqueeze(1)).permute({1, 2, 0}).contiguous();  // Wh*Ww, Wh*Ww, 2
+  rel.select(2, 0).add_(wh - 1).mul_(2 * ww - 1);
+  rel.select(2, 1).add_(ww - 1);
+  return rel.sum(-1).flatten();
+}
+
 }  // namespace mz::ops

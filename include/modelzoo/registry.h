@@ -1,5 +1,5 @@
 // Models and weights by name. Each builder is registered by one line next to it:
-//   MZ_REGISTER_MODEL(resnet50, "classification");
+//   MZ_REGISTER_MODEL(resnet50);
 // which links the builder to its weights enum (deduced from its signature) and options struct.
 #pragma once
 
@@ -13,15 +13,14 @@
 #include <torch/nn/module.h>
 #include <nlohmann/json.hpp>
 
+#include "modelzoo/tensor_dict.h"
 #include "modelzoo/weights.h"
 
 namespace mz {
 
-// Named outputs of a forward pass: {"output": logits} for a plain tensor, or the model's own keys
-// ({"out", "aux"} for segmentation), in order.
-using TensorDict = std::vector<std::pair<std::string, torch::Tensor>>;
-
-// A type-erased model: the module (for state_dict, eval, to(...)) plus its forward.
+// A type-erased model: the module (for state_dict, eval, to(...)) plus its forward, which returns
+// named outputs in order: {"output": logits} for a plain tensor, or the model's own keys ({"out",
+// "aux"} for segmentation).
 struct Model {
   std::string name;
   std::shared_ptr<torch::nn::Module> module;

@@ -72,7 +72,7 @@ struct WeightsRecord {
   std::string name() const { return enum_name + "." + value_name; }
 };
 
-// The weight entry JSON of DESIGN.md (`mz list --json`, manifests). from_json validates every field
+// The weight entry JSON (`mz list --json`, manifests; the README documents it). from_json validates every field
 // and throws mz::UsageError("<source>: <entry name>", reason) on a missing or malformed one.
 nlohmann::json to_json(const WeightsRecord&);
 nlohmann::json to_json(const Transforms&);
@@ -117,7 +117,8 @@ class Weights {
   const char* value_;
 };
 
-// Strongly typed weights of one builder. Two enums never convert into each other.
+// Strongly typed weights of one builder. Two enums never convert into each other. The enums themselves
+// (ResNet50_Weights, ...) are generated from the records at build time: <modelzoo/weights_enums.h>.
 template <class Self>
 class WeightsEnum : public Weights {
  public:
@@ -146,29 +147,3 @@ class WeightsEnum : public Weights {
 };
 
 }  // namespace mz
-
-// Declares a weights enum: MZ_WEIGHTS_ENUM(ResNet50_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2)
-// (type, DEFAULT's value, every value). The records themselves live in weights/records/<family>.cpp.
-#define MZ_WEIGHTS_ENUM(Type, Default, ...)                                          \
-  struct Type : ::mz::WeightsEnum<Type> {                                            \
-    static constexpr const char* enum_name = #Type;                                  \
-    explicit constexpr Type(const char* value) : WeightsEnum(value) {}               \
-    MZ_WEIGHTS_FOR_EACH_(MZ_WEIGHTS_DECLARE_, Type, __VA_ARGS__)                     \
-    static const Type DEFAULT;                                                       \
-  };                                                                                 \
-  MZ_WEIGHTS_FOR_EACH_(MZ_WEIGHTS_DEFINE_, Type, __VA_ARGS__)                        \
-  inline constexpr Type Type::DEFAULT{#Default}
-
-#define MZ_WEIGHTS_DECLARE_(Type, v) static const Type v;
-#define MZ_WEIGHTS_DEFINE_(Type, v) inline constexpr Type Type::v{#v};
-#define MZ_WEIGHTS_FOR_EACH_(m, T, ...) \
-  MZ_WEIGHTS_PICK_(__VA_ARGS__, MZ_WFE8_, MZ_WFE7_, MZ_WFE6_, MZ_WFE5_, MZ_WFE4_, MZ_WFE3_, MZ_WFE2_, MZ_WFE1_)(m, T, __VA_ARGS__)
-#define MZ_WEIGHTS_PICK_(_1, _2, _3, _4, _5, _6, _7, _8, NAME, ...) NAME
-#define MZ_WFE1_(m, T, a) m(T, a)
-#define MZ_WFE2_(m, T, a, ...) m(T, a) MZ_WFE1_(m, T, __VA_ARGS__)
-#define MZ_WFE3_(m, T, a, ...) m(T, a) MZ_WFE2_(m, T, __VA_ARGS__)
-#define MZ_WFE4_(m, T, a, ...) m(T, a) MZ_WFE3_(m, T, __VA_ARGS__)
-#define MZ_WFE5_(m, T, a, ...) m(T, a) MZ_WFE4_(m, T, __VA_ARGS__)
-#define MZ_WFE6_(m, T, a, ...) m(T, a) MZ_WFE5_(m, T, __VA_ARGS__)
-#define MZ_WFE7_(m, T, a, ...) m(T, a) MZ_WFE6_(m, T, __VA_ARGS__)
-#define MZ_WFE8_(m, T, a, ...) m(T, a) MZ_WFE7_(m, T, __VA_ARGS__)

@@ -9,21 +9,14 @@
 #include "modelzoo/hub.h"
 #include "modelzoo/weights.h"
 #include "registry/cli/cli.h"
+#include "weights/hub/hub_impl.h"
 
 namespace mz::cli {
 namespace {
 
 using nlohmann::json;
 
-std::string human_size(std::uint64_t n) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  int u = 0;
-  while (v >= 1024 && u < 4) v /= 1024, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-  return buf;
-}
+std::string human_size(std::uint64_t n) { return hub::detail::human_bytes(static_cast<double>(n)); }
 
 json entry_json(const hub::CacheEntry& e) {
   return {{"weight", e.weights.empty() ? json(nullptr) : json(e.weights)},

@@ -134,9 +134,7 @@ void run_forward(const ForwardArgs& a) {
   const torch::Tensor input = Checkpoint(a.input).tensor("input");
   m.module->eval();
   torch::InferenceMode guard;
-  NamedTensors outputs;
-  for (auto& [name, t] : m.forward(input.to(torch::kFloat32))) outputs.emplace_back(name, t);
-  save_safetensors(a.output, outputs);
+  save_safetensors(a.output, m.forward(input.to(torch::kFloat32)));
 }
 
 // ---- convert ----------------------------------------------------------------------------------

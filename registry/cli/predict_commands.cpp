@@ -53,8 +53,8 @@ void run_predict(const PredictArgs& a) {
     const std::vector<std::string> paths(a.images.begin() + first, a.images.begin() + last);
     const torch::Tensor input = preprocess(w.transforms, paths);
     const TensorDict out = model.forward(input);
-    if (out.empty()) throw UsageError(w.model, "model gave no output");
-    const torch::Tensor probs = torch::softmax(out.front().second.to(torch::kFloat32), 1);
+    if (out.is_empty()) throw UsageError(w.model, "model gave no output");
+    const torch::Tensor probs = torch::softmax(out.front().value().to(torch::kFloat32), 1);
     const std::int64_t k = std::min<std::int64_t>(a.topk, probs.size(1));
     const auto [values, indices] = probs.topk(k, 1);
     for (std::size_t i = 0; i < paths.size(); ++i) {

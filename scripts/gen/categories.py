@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""Writes weights/categories.cpp: the category lists torchvision's weights use (data, not code).
+"""Writes weights/records/categories.cpp: the category lists torchvision's weights use (data, not code).
 
-Run with Debian's /usr/bin/python3: scripts/gen/categories.py > weights/categories.cpp
+Run with Debian's /usr/bin/python3: scripts/gen/categories.py > weights/records/categories.cpp
 """
 import json
 

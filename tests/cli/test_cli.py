@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """The mz CLI contract: exit codes with one-line errors, hostile checkpoints, convert, JSON schemas,
-forward options, and list/info/bench for every registered model (generic over the registry).
+forward options, old upstream checkpoints through every --checkpoint command, and list/info/bench for every
+registered model (generic over the registry).
 
 Usage: test_cli.py --mz build/mz --fixtures build/fixtures/formats --work DIR
 """
 import argparse
+import collections
 import json
 import os
 import shutil
@@ -18,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "oracle"))
 sys.path.insert(0, os.path.join(HERE, "..", "parity"))
 import st  # noqa: E402
-from parity import SPECIAL, DEFAULT_SIZE  # noqa: E402
+from parity import SPECIAL, DEFAULT_SIZE, densenet_v1_key, mnasnet_v1, randomize  # noqa: E402
 
 ENTRY_KEYS = {"weight", "model", "task", "default", "url", "hash_prefix", "sha256", "file_size", "meta",
               "transforms", "source"}
@@ -114,6 +116,39 @@ def test_forward_options_and_errors():
     check(mz("--help").returncode == 0 and "forward" in mz("--help").stdout, "--help lists subcommands")
 
 
+def old_checkpoint(net, path, old_key=lambda k: k):
+    """`net`'s state saved as torchvision's 2017-2018 files are: legacy format, no num_batches_tracked."""
+    sd = collections.OrderedDict((old_key(k), v) for k, v in net.state_dict().items()
+                                 if not k.endswith("num_batches_tracked"))
+    torch.save(sd, path, _use_new_zipfile_serialization=False)
+
+
+def test_old_checkpoints():
+    """Files in upstream's old layouts load through forward, bench and predict --checkpoint (the adaptation hook)."""
+    inp, out = os.path.join(A.work, "in_old.safetensors"), os.path.join(A.work, "out_old.safetensors")
+    x = torch.randn(1, 3, 32, 32)
+    st.save(inp, {"input": x})
+    cases = [("resnet18", tvm.resnet18(), lambda k: k), ("densenet121", tvm.densenet121(), densenet_v1_key),
+             ("mnasnet0_5", mnasnet_v1(tvm.mnasnet0_5()), lambda k: k)]
+    for name, net, old_key in cases:
+        net.eval()
+        randomize(net, torch.Generator().manual_seed(7))
+        ckpt = os.path.join(A.work, f"{name}-old.pth")
+        old_checkpoint(net, ckpt, old_key)
+        for mmap in ([], ["--mmap"]):
+            r = mz("forward", name, "--checkpoint", ckpt, *mmap, "--input", inp, "--output", out)
+            check(r.returncode == 0, f"forward {name} {mmap} old checkpoint: {r.stderr.strip()}")
+            if r.returncode == 0:
+                with torch.no_grad():
+                    check(torch.allclose(st.load(out)["output"], net(x), rtol=1e-4, atol=1e-5),
+                          f"forward {name} {mmap} old checkpoint: values")
+        r = mz("bench", name, "--checkpoint", ckpt, "--size", "32", "--repeat", "1", "--json")
+        check(r.returncode == 0, f"bench {name} old checkpoint: {r.stderr.strip()}")
+        image = os.path.join(HERE, "..", "images", "sample.png")
+        r = mz("predict", name, image, "--checkpoint", ckpt, "--json")
+        check(r.returncode == 0 and len(json.loads(r.stdout)) == 1, f"predict {name} old checkpoint: {r.stderr.strip()}")
+
+
 def test_front_end():
     """`mz` runs download, verify and cache without LibTorch and hands every other command to mz-torch."""
     ldd = subprocess.run(["ldd", A.mz], capture_output=True, text=True).stdout
@@ -181,7 +216,8 @@ if __name__ == "__main__":
     A = ap.parse_args()
     os.makedirs(A.work, exist_ok=True)
     torch.manual_seed(0)
-    for t in (test_hostile_checkpoints, test_convert_round_trip, test_forward_options_and_errors, test_front_end,
+    for t in (test_hostile_checkpoints, test_convert_round_trip, test_forward_options_and_errors, test_old_checkpoints,
+              test_front_end,
               test_json_schemas, test_every_model):
         t()
     print(f"cli: {passed} passed, {len(failed)} failed")

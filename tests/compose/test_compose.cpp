@@ -3,28 +3,11 @@
 
 #include <filesystem>
 
-#include "modelzoo/modelzoo.h"
+#include "tests/support/support.h"
 
 using namespace mz;
+using namespace mz::test;
 
-namespace {
-std::string temp_path(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("mz-compose-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
-}
-NamedTensors state_of(torch::nn::Module& m) {
-  NamedTensors out;
-  for (const auto& p : m.named_parameters()) out.emplace_back(p.key(), p.value().detach().clone());
-  for (const auto& b : m.named_buffers()) out.emplace_back(b.key(), b.value().detach().clone());
-  return out;
-}
-std::vector<std::string> keys_of(torch::nn::Module& m) {
-  std::vector<std::string> out;
-  for (const auto& [k, v] : state_of(m)) out.push_back(k);
-  return out;
-}
-}  // namespace
 
 TEST_CASE("feature_extractor: outputs by name, in request order, equal to the model's own layers") {
   torch::NoGradGuard no_grad;
@@ -126,12 +109,12 @@ TEST_CASE("fine-tuning: load everything but the head, re-initialise the head, re
   CHECK(report.ok());
   CHECK(report.skipped == std::vector<std::string>{"fc.weight", "fc.bias"});
   const auto expected = state_of(*pretrained);
-  for (const auto& [k, v] : state_of(**model)) {
+  for (const auto& item : state_of(**model)) {
+    const std::string& k = item.key();
     CAPTURE(k);
     if (k.rfind("fc.", 0) == 0) continue;
-    const auto it = std::find_if(expected.begin(), expected.end(), [&](const auto& e) { return e.first == k; });
-    REQUIRE(it != expected.end());
-    CHECK(torch::equal(v, it->second));
+    REQUIRE(expected.contains(k));
+    CHECK(torch::equal(item.value(), expected[k]));
   }
   CHECK((*model)->fc->weight.sizes() == torch::IntArrayRef{10, 512});
   const double bound = 1.0 / std::sqrt(512.0);  // PyTorch's default Linear init
@@ -170,5 +153,5 @@ TEST_CASE("segmentation builders: weights fix num_classes and aux_loss; weights_
   CHECK(info.task == "segmentation");
   Model m = get_model("fcn_resnet101", "", {{"weights_backbone", nullptr}, {"num_classes", 4}});
   m.module->eval();
-  CHECK(m.forward(torch::zeros({1, 3, 32, 32})).front().second.sizes() == torch::IntArrayRef{1, 4, 32, 32});
+  CHECK(m.forward(torch::zeros({1, 3, 32, 32})).at("out").sizes() == torch::IntArrayRef{1, 4, 32, 32});
 }

@@ -6,9 +6,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "modelzoo/modelzoo.h"
+#include "tests/support/support.h"
 
 using namespace mz;
+using namespace mz::test;
 namespace fs = std::filesystem;
 
 namespace {
@@ -25,27 +26,7 @@ struct TinyImpl : torch::nn::Module {
   nn::Linear fc{nullptr};
 };
 
-std::string temp_path(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("mz-core-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return (dir / name).string();
-}
-
-NamedTensors state_of(torch::nn::Module& m) {
-  NamedTensors out;
-  for (const auto& p : m.named_parameters()) out.emplace_back(p.key(), p.value().detach().clone());
-  for (const auto& b : m.named_buffers()) out.emplace_back(b.key(), b.value().detach().clone());
-  return out;
-}
-
-void expect_equal(torch::nn::Module& a, torch::nn::Module& b) {
-  auto sa = state_of(a), sb = state_of(b);
-  REQUIRE(sa.size() == sb.size());
-  for (std::size_t i = 0; i < sa.size(); ++i) {
-    CAPTURE(sa[i].first);
-    CHECK(torch::equal(sa[i].second, sb[i].second));
-  }
-}
+void expect_equal(torch::nn::Module& a, torch::nn::Module& b) { CHECK(same_state(a, b)); }
 
 // True when `address` lies in a mapping of `file` (/proc/self/maps).
 bool mapped_from(const void* address, const std::string& file) {
@@ -81,11 +62,10 @@ TEST_CASE("safetensors round trip fills every parameter and buffer") {
 
 TEST_CASE("strict loading reports every missing, unexpected and mismatched key by name") {
   TinyImpl dst;
-  NamedTensors bad = state_of(dst);
-  bad.erase(bad.begin());                                     // conv.weight missing
-  bad.emplace_back("extra.weight", torch::zeros({1}));        // unexpected
-  for (auto& [k, t] : bad)
-    if (k == "fc.weight") t = torch::zeros({3, 4});            // mismatched
+  TensorDict bad = state_of(dst);
+  bad.erase("conv.weight");                        // missing
+  bad.insert("extra.weight", torch::zeros({1}));  // unexpected
+  bad["fc.weight"] = torch::zeros({3, 4});        // mismatched
   const auto path = temp_path("bad.safetensors");
   save_safetensors(path, bad);
   CHECK_THROWS_WITH_AS(load_checkpoint(dst, path),
@@ -101,8 +81,8 @@ TEST_CASE("strict loading reports every missing, unexpected and mismatched key b
 
 TEST_CASE("module. prefix stripping, skip globs, renames") {
   TinyImpl src, dst;
-  NamedTensors prefixed;
-  for (auto& [k, t] : state_of(src)) prefixed.emplace_back("module." + k, t);
+  TensorDict prefixed;
+  for (const auto& item : state_of(src)) prefixed.insert("module." + item.key(), item.value());
   const auto path = temp_path("prefixed.safetensors");
   save_safetensors(path, prefixed);
   CHECK_THROWS_AS(load_checkpoint(dst, path), LoadError);
@@ -124,9 +104,12 @@ TEST_CASE("module. prefix stripping, skip globs, renames") {
 
 TEST_CASE("tensors of other dtypes convert to the parameter's dtype") {
   TinyImpl src, dst;
-  NamedTensors mixed;
-  for (auto& [k, t] : state_of(src))
-    mixed.emplace_back(k, t.is_floating_point() ? t.to(k.rfind("conv", 0) == 0 ? torch::kFloat64 : torch::kBFloat16) : t);
+  TensorDict mixed;
+  for (const auto& item : state_of(src)) {
+    const std::string& k = item.key();
+    const torch::Tensor& t = item.value();
+    mixed.insert(k, t.is_floating_point() ? t.to(k.rfind("conv", 0) == 0 ? torch::kFloat64 : torch::kBFloat16) : t);
+  }
   const auto path = temp_path("mixed.safetensors");
   save_safetensors(path, mixed);
   CHECK(load_checkpoint(dst, path).ok());
@@ -150,9 +133,8 @@ TEST_CASE("Storage::Map: parameters are the file's own pages, copy-on-write; pat
   TinyImpl src;
   src.bn->running_mean.normal_();
   src.bn->num_batches_tracked.fill_(7);
-  NamedTensors state = state_of(src);
-  for (auto& [k, t] : state)
-    if (k == "fc.bias") t = t.to(torch::kBFloat16);  // another dtype than the parameter's: copied
+  TensorDict state = state_of(src);
+  state["fc.bias"] = state["fc.bias"].to(torch::kBFloat16);  // another dtype than the parameter's: copied
   const auto path = temp_path("mapped.safetensors");
   save_safetensors(path, state);
 

@@ -21,11 +21,12 @@ want = subprocess.check_output([a.mz, "list", "--markdown"], text=True)
 if not table or table.group(1) != want:
     failures.append("README's supported-models table differs from `mz list --markdown` (run scripts/update_readme.sh)")
 blocks = re.findall(r"```cpp\n(.*?)```", readme, re.S)
-for name in ("compose.cpp", "finetune.cpp"):
+EXAMPLES = ("compose.cpp", "finetune.cpp", "adapter.cpp")
+for name in EXAMPLES:
     body = open(os.path.join(a.examples, name)).read().split("\n", 1)[1]  # minus the first comment line
     if body not in blocks:
         failures.append(f"examples/{name} is not shown verbatim in README.md")
 for f in failures:
     print("FAIL", f)
-print(f"readme: {3 - len(failures)} passed, {len(failures)} failed")
+print(f"readme: {1 + len(EXAMPLES) - len(failures)} passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)

@@ -15,9 +15,9 @@ int main(int argc, char** argv) try {
   torch::set_num_threads(1);
   if (argc >= 4 && std::strcmp(argv[1], "dump") == 0) {
     const bool decode_only = std::strcmp(argv[2], "decode") == 0;
-    mz::NamedTensors out;
+    mz::TensorDict out;
     for (int i = 4; i < argc; ++i) {
-      out.emplace_back(std::to_string(i - 4), decode_only ? mz::read_image(argv[i])
+      out.insert(std::to_string(i - 4), decode_only ? mz::read_image(argv[i])
                                                           : mz::preprocess(mz::get_weight(argv[2]).transforms, argv[i]));
     }
     mz::save_safetensors(argv[3], out);

@@ -7,12 +7,18 @@ torch.save or safetensors, rotating; some models in all three), run `mz forward 
 random input, and require relative error <= 1e-4. `mz forward` loads strictly, so state-dict names
 and shapes (buffers included) must equal torchvision's too.
 
+The fourth format, "old", writes a checkpoint the way upstream's 2017-2018 files look: legacy
+torch.save, no num_batches_tracked buffers (before PyTorch 0.4.1), and the family's old layout
+where it had one (DenseNet's "norm.1" keys, MNASNet's v1 stem), which mz must adapt on load.
+
 Usage: parity.py --mz build/mz --work DIR [--shard I/N] [--extended|--only-extended] [MODEL...]
 Per-model special cases live in the SPECIAL table, nowhere else.
 """
 import argparse
+import collections
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,11 +31,32 @@ from torchvision.models import segmentation  # noqa: F401  (registers segmentati
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "oracle"))
 import st  # noqa: E402
 
-FORMATS = ("zip", "legacy", "safetensors")
+FORMATS = ("zip", "legacy", "safetensors", "old")
 TOLERANCE = 1e-4
 
+
+
+def densenet_v1_key(key):
+    """torchvision's DenseNet loader maps "denselayer1.norm.1.weight" to "...norm1.weight"; this undoes it."""
+    return re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", key)
+
+
+def mnasnet_v1(net):
+    """The model as a version-1 checkpoint has it: torchvision's own loader patches the stem when it
+    sees version 1 (and then fails on the version-2 shapes it was given, which is fine here)."""
+    sd = net.state_dict()
+    sd._metadata[""]["version"] = 1
+    try:
+        net.load_state_dict(sd)
+    except RuntimeError:
+        pass
+    assert net._version == 1
+    return net
+
+
 # name -> {"size": input side, "kwargs": builder kwargs (both sides), "extended": only in --extended,
-#          "formats": formats to test (default: one, rotating)}
+#          "formats": formats to test (default: one, rotating),
+#          "old_key": checkpoint key -> its name in old files, "old_net": model -> the old model}
 SPECIAL = {
     # segmentation: both outputs ("out" and "aux"); no backbone download (weights_backbone=None)
     "fcn_resnet50": {"kwargs": {"aux_loss": True, "weights_backbone": None}, "formats": FORMATS},
@@ -55,20 +82,20 @@ SPECIAL = {
     "vgg19_bn": {"size": 32},
     "squeezenet1_0": {"size": 32, "formats": FORMATS},
     "squeezenet1_1": {"size": 32},
-    "densenet121": {"size": 32, "formats": FORMATS},
-    "densenet161": {"size": 32},
-    "densenet169": {"size": 32},
-    "densenet201": {"size": 32},
+    "densenet121": {"size": 32, "formats": FORMATS, "old_key": densenet_v1_key},
+    "densenet161": {"size": 32, "old_key": densenet_v1_key},
+    "densenet169": {"size": 32, "old_key": densenet_v1_key},
+    "densenet201": {"size": 32, "formats": ("safetensors", "old"), "old_key": densenet_v1_key},
     # init_weights given: torchvision warns without it; random weights are overwritten anyway.
     "googlenet": {"size": 32, "formats": FORMATS, "kwargs": {"init_weights": False, "transform_input": True}},
     "inception_v3": {"size": 75, "formats": FORMATS, "kwargs": {"init_weights": False}},
     "mobilenet_v2": {"size": 32, "formats": FORMATS},
     "mobilenet_v3_large": {"size": 32, "formats": FORMATS},
     "mobilenet_v3_small": {"size": 32, "kwargs": {"dilated": True, "reduced_tail": True}},
-    "mnasnet0_5": {"size": 32},
-    "mnasnet0_75": {"size": 32},
+    "mnasnet0_5": {"size": 32, "formats": ("zip", "old"), "old_net": mnasnet_v1},
+    "mnasnet0_75": {"size": 32, "old_net": mnasnet_v1},
     "mnasnet1_0": {"size": 32, "formats": FORMATS},
-    "mnasnet1_3": {"size": 32},
+    "mnasnet1_3": {"size": 32, "formats": ("legacy", "old"), "old_net": mnasnet_v1},
     "shufflenet_v2_x0_5": {"size": 32},
     "shufflenet_v2_x1_0": {"size": 32, "formats": FORMATS},
     "shufflenet_v2_x1_5": {"size": 32},
@@ -81,7 +108,7 @@ SPECIAL = {
     # 64: padding and shifted windows in the first two stages (window 7); 80 for v2's window 8.
     "swin_t": {"formats": FORMATS},
     "swin_v2_t": {"size": 80},
-    "maxvit_t": {"size": 224},
+    "maxvit_t": {"size": 224, "formats": ("zip", "old")},
     "efficientnet_b0": {"size": 32, "formats": FORMATS},
     "efficientnet_b1": {"size": 32},
     "efficientnet_b2": {"size": 32},
@@ -131,11 +158,14 @@ def randomize(model, gen):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
 
 
-def save_checkpoint(sd, path, fmt):
+def save_checkpoint(sd, path, fmt, old_key):
     if fmt == "zip":
         torch.save(sd, path)
     elif fmt == "legacy":
         torch.save(sd, path, _use_new_zipfile_serialization=False)
+    elif fmt == "old":
+        old = collections.OrderedDict((old_key(k), v) for k, v in sd.items() if not k.endswith("num_batches_tracked"))
+        torch.save(old, path, _use_new_zipfile_serialization=False)
     else:
         st.save(path, dict(sd))
 
@@ -157,12 +187,14 @@ def check(mz, model, fmt, work, index):
     gen = torch.Generator().manual_seed(1000 + index)
     torch.manual_seed(index)
     net = tvm.get_model(model, weights=None, **kwargs).eval()
+    if fmt == "old":
+        net = spec.get("old_net", lambda n: n)(net)
     randomize(net, gen)
     x = torch.randn(1, 3, size, size, generator=gen)
     with torch.no_grad():
         ref = outputs_of(net(x))
     ckpt = os.path.join(work, f"{model}.{fmt}")
-    save_checkpoint(net.state_dict(), ckpt, fmt)
+    save_checkpoint(net.state_dict(), ckpt, fmt, spec.get("old_key", lambda k: k))
     inp, out = os.path.join(work, f"{model}.in.safetensors"), os.path.join(work, f"{model}.out.safetensors")
     st.save(inp, {"input": x})
     cmd = [mz, "forward", model, "--checkpoint", ckpt, "--input", inp, "--output", out,
@@ -206,7 +238,7 @@ def main():
     i, n = map(int, a.shard.split("/"))
     jobs = []
     for idx, m in enumerate(models):
-        for fmt in SPECIAL.get(m, {}).get("formats", (FORMATS[idx % 3],)):
+        for fmt in SPECIAL.get(m, {}).get("formats", (FORMATS[idx % len(FORMATS)],)):
             jobs.append((idx, m, fmt))
     jobs = jobs[i::n]
     work = a.work or tempfile.mkdtemp(prefix="mz-parity-")

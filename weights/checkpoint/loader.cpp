@@ -211,55 +211,166 @@ torch::Tensor Checkpoint::tensor(const std::string& name) const {
   return out;
 }
 
-NamedTensors Checkpoint::tensors() const {
-  NamedTensors out;
-  for (const auto& d : impl_->desc.tensors) out.emplace_back(d.name, tensor(d.name));
+TensorDict Checkpoint::tensors() const {
+  TensorDict out;
+  for (const auto& d : impl_->desc.tensors) out.insert(d.name, tensor(d.name));
   return out;
 }
 
-LoadReport Checkpoint::load_into(torch::nn::Module& module, const LoadOptions& options) const {
-  LoadReport report;
-  report.file = impl_->path;
-  // Checkpoint key -> module key.
-  std::unordered_map<std::string, const formats::TensorDesc*> by_key;
-  std::vector<std::string> keys_in_order;
-  for (const auto& d : impl_->desc.tensors) {
-    std::string key = d.name;
-    if (options.strip_module_prefix && key.rfind("module.", 0) == 0) key.erase(0, 7);
-    if (options.rename) key = options.rename(key);
-    if (by_key.emplace(key, &d).second) keys_in_order.push_back(key);
+// One incoming tensor: a tensor of the file (read on demand) or a tensor an adapter (or load_state) set.
+struct IncomingEntry {
+  std::string key;
+  const formats::TensorDesc* desc = nullptr;
+  torch::Tensor value;
+  bool erased = false;
+  std::vector<std::int64_t> shape() const { return desc ? desc->shape : value.sizes().vec(); }
+};
+
+struct IncomingState::Impl {
+  std::string file;
+  const Checkpoint::Impl* checkpoint = nullptr;  // nullptr: every entry holds its value
+  std::vector<IncomingEntry> entries;
+  std::unordered_map<std::string, std::size_t> index;  // live entries only
+  std::vector<std::string> adapted;
+
+  void add(IncomingEntry e) {
+    const auto it = index.find(e.key);
+    if (it != index.end()) {  // a later duplicate of a key replaces the earlier one
+      entries[it->second] = std::move(e);
+      return;
+    }
+    index.emplace(e.key, entries.size());
+    entries.push_back(std::move(e));
   }
-  std::vector<std::pair<torch::Tensor, const formats::TensorDesc*>> copies;
+  IncomingEntry& at(const std::string& key) {
+    const auto it = index.find(key);
+    if (it == index.end()) throw LoadError(file, "no incoming tensor named '" + key + "'");
+    return entries[it->second];
+  }
+  void note(const std::string& key) {
+    if (std::find(adapted.begin(), adapted.end(), key) == adapted.end()) adapted.push_back(key);
+  }
+};
+
+namespace detail {
+struct StateAccess {
+  static IncomingState make(std::unique_ptr<IncomingState::Impl> impl) { return IncomingState(std::move(impl)); }
+  static IncomingState::Impl& impl(IncomingState& s) { return *s.impl_; }
+};
+}  // namespace detail
+
+IncomingState::IncomingState(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+IncomingState::~IncomingState() = default;
+const std::string& IncomingState::file() const { return impl_->file; }
+bool IncomingState::contains(const std::string& key) const { return impl_->index.count(key) > 0; }
+std::vector<std::string> IncomingState::keys() const {
+  std::vector<std::string> out;
+  for (const auto& e : impl_->entries)
+    if (!e.erased) out.push_back(e.key);
+  return out;
+}
+std::vector<std::int64_t> IncomingState::shape(const std::string& key) const { return impl_->at(key).shape(); }
+torch::Tensor IncomingState::read(const std::string& key) const {
+  const IncomingEntry& e = impl_->at(key);
+  if (!e.desc) return e.value.clone();
+  torch::Tensor out = torch::empty(e.desc->shape, torch::TensorOptions().dtype(scalar_type(e.desc->dtype)));
+  impl_->checkpoint->copy_into(out, *e.desc, /*release=*/false);
+  return out;
+}
+void IncomingState::set(const std::string& key, torch::Tensor value) {
+  impl_->add({key, nullptr, std::move(value)});
+  impl_->note(key);
+}
+void IncomingState::rename(const std::string& from, const std::string& to) {
+  const auto it = impl_->index.find(from);
+  if (it == impl_->index.end() || from == to) return;
+  IncomingEntry e = impl_->entries[it->second];
+  erase(from);
+  e.key = to;
+  impl_->add(std::move(e));
+  impl_->note(to);
+}
+void IncomingState::erase(const std::string& key) {
+  const auto it = impl_->index.find(key);
+  if (it == impl_->index.end()) return;
+  impl_->entries[it->second].erased = true;
+  impl_->index.erase(it);
+}
+const std::vector<std::string>& IncomingState::adapted() const { return impl_->adapted; }
+
+namespace {
+
+std::string module_key(std::string key, const LoadOptions& options) {
+  if (options.strip_module_prefix && key.rfind("module.", 0) == 0) key.erase(0, 7);
+  return options.rename ? options.rename(key) : key;
+}
+
+// Every CheckpointAdapter in the tree, a parent before its children (children are listed after the
+// parent adapted, since an adapter may replace them).
+void adapt(torch::nn::Module& module, const std::string& prefix, IncomingState& state) {
+  if (auto* adapter = dynamic_cast<CheckpointAdapter*>(&module)) adapter->adapt_checkpoint(state, prefix);
+  for (const auto& child : module.named_children()) adapt(*child.value(), prefix + child.key() + ".", state);
+}
+
+// The one load path: adapt, match every parameter and buffer by key, check, then fill.
+LoadReport load_incoming(torch::nn::Module& module, IncomingState& state, const LoadOptions& options) {
+  auto& in = detail::StateAccess::impl(state);
+  LoadReport report;
+  report.file = in.file;
+  adapt(module, "", state);
+  report.adapted = in.adapted;
+  std::vector<std::pair<torch::Tensor, const IncomingEntry*>> copies;
   std::unordered_map<std::string, bool> in_module;
   auto visit = [&](const std::string& key, torch::Tensor& target) {
     in_module[key] = true;
     if (matches_any(key, options.skip)) return report.skipped.push_back(key);
-    auto it = by_key.find(key);
-    if (it == by_key.end()) return report.missing.push_back(key);
-    const auto& d = *it->second;
-    if (target.sizes() != torch::IntArrayRef(d.shape))
-      return report.mismatched.push_back(key + ": checkpoint " + shape_string(d.shape) + " vs module " +
+    auto it = in.index.find(key);
+    if (it == in.index.end()) return report.missing.push_back(key);
+    const IncomingEntry& e = in.entries[it->second];
+    const auto shape = e.shape();
+    if (target.sizes() != torch::IntArrayRef(shape))
+      return report.mismatched.push_back(key + ": checkpoint " + shape_string(shape) + " vs module " +
                                          shape_string(target.sizes()));
-    copies.emplace_back(target, &d);
+    copies.emplace_back(target, &e);
     report.loaded.push_back(key);
   };
   for (auto& item : module.named_parameters(/*recurse=*/true)) visit(item.key(), item.value());
   for (auto& item : module.named_buffers(/*recurse=*/true)) visit(item.key(), item.value());
-  for (const auto& key : keys_in_order)
-    if (!in_module.count(key) && !matches_any(key, options.skip)) report.unexpected.push_back(key);
-  if (options.strict && !report.ok()) throw LoadError(impl_->path, report.summary());
+  for (const auto& e : in.entries)
+    if (!e.erased && !in_module.count(e.key) && !matches_any(e.key, options.skip)) report.unexpected.push_back(e.key);
+  if (options.strict && !report.ok()) throw LoadError(in.file.empty() ? "state" : in.file, report.summary());
   torch::NoGradGuard no_grad;
-  const bool map = options.storage == Storage::Map;
-  impl_->file.advise(map ? MADV_NORMAL : MADV_SEQUENTIAL);
+  const bool map = options.storage == Storage::Map && in.checkpoint;
+  if (in.checkpoint) in.checkpoint->file.advise(map ? MADV_NORMAL : MADV_SEQUENTIAL);
   for (std::size_t i = 0; i < copies.size(); ++i) {  // copies[i] loads report.loaded[i]
-    auto& [target, d] = copies[i];
-    if (map && impl_->map_into(target, *d))
+    auto& [target, e] = copies[i];
+    if (!e->desc)
+      target.copy_(e->value);
+    else if (map && in.checkpoint->map_into(target, *e->desc))
       report.mapped.push_back(report.loaded[i]);
     else
-      impl_->copy_into(target, *d, /*release=*/!map);  // mapped neighbours keep their pages
+      in.checkpoint->copy_into(target, *e->desc, /*release=*/!map);  // mapped neighbours keep their pages
   }
   if (options.reinit_skipped && !report.skipped.empty()) reinit_layers_of(module, "", report.skipped);
   return report;
+}
+
+}  // namespace
+
+LoadReport Checkpoint::load_into(torch::nn::Module& module, const LoadOptions& options) const {
+  auto in = std::make_unique<IncomingState::Impl>();
+  in->file = impl_->path;
+  in->checkpoint = impl_.get();
+  for (const auto& d : impl_->desc.tensors) in->add({module_key(d.name, options), &d, {}});
+  IncomingState state = detail::StateAccess::make(std::move(in));
+  return load_incoming(module, state, options);
+}
+
+LoadReport load_state(torch::nn::Module& module, TensorDict tensors, const LoadOptions& options) {
+  auto in = std::make_unique<IncomingState::Impl>();
+  for (auto& item : tensors) in->add({module_key(item.key(), options), nullptr, item.value()});
+  IncomingState state = detail::StateAccess::make(std::move(in));
+  return load_incoming(module, state, options);
 }
 
 std::string LoadReport::summary() const {
@@ -284,7 +395,7 @@ ArchitectureOnly::ArchitectureOnly() : previous_(g_architecture_only) { g_archit
 ArchitectureOnly::~ArchitectureOnly() { g_architecture_only = previous_; }
 bool architecture_only() { return g_architecture_only; }
 
-NamedTensors read_checkpoint(const std::string& path) { return Checkpoint(path).tensors(); }
+TensorDict read_checkpoint(const std::string& path) { return Checkpoint(path).tensors(); }
 
 LoadReport load_checkpoint(torch::nn::Module& module, const std::string& path, const LoadOptions& options) {
   return Checkpoint(path).load_into(module, options);
@@ -296,13 +407,14 @@ LoadReport load_weights(torch::nn::Module& module, const Weights& weights, const
   return load_checkpoint(module, hub::fetch(weights.record()), o);
 }
 
-void save_safetensors(const std::string& path, const NamedTensors& tensors,
+void save_safetensors(const std::string& path, const TensorDict& tensors,
                       const std::vector<std::pair<std::string, std::string>>& metadata) {
   std::vector<formats::TensorDesc> descs;
   std::vector<torch::Tensor> data;
   std::uint64_t offset = 0;
-  for (const auto& [name, t] : tensors) {
-    torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+  for (const auto& item : tensors) {
+    const std::string& name = item.key();
+    torch::Tensor c = item.value().detach().to(torch::kCPU).contiguous();
     formats::TensorDesc d;
     d.name = name;
     d.dtype = format_dtype(c.scalar_type(), path, name);

@@ -233,15 +233,6 @@ std::optional<CacheEntry> reuse_torch_hub(const WeightsRecord& r, const Layout& 
 
 // ---- progress bar -------------------------------------------------------------------------------
 
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) b /= 1024, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", b, units[u]);
-  return buf;
-}
-
 // A one-line bar on stderr: "<name>  42%  431.0 MiB/1.0 GiB  812.3 MiB/s  ETA 0:01".
 class TtyBar {
  public:
@@ -263,9 +254,9 @@ class TtyBar {
     const double rate = secs > 0 ? (done - done0_) / secs : 0;
     std::ostringstream line;
     line << "\r" << name_ << "  ";
-    if (total) line << (100 * done / total) << "%  " << human_bytes(done) << "/" << human_bytes(total);
-    else line << human_bytes(done);
-    line << "  " << human_bytes(rate) << "/s";
+    if (total) line << (100 * done / total) << "%  " << detail::human_bytes(done) << "/" << detail::human_bytes(total);
+    else line << detail::human_bytes(done);
+    line << "  " << detail::human_bytes(rate) << "/s";
     if (total && rate > 0) {
       const long eta = static_cast<long>((total - done) / rate);
       char buf[32];

@@ -16,6 +16,7 @@ namespace mz::hub::detail {
 std::string env_str(const char* name, const std::string& fallback = "");
 long env_long(const char* name, long fallback);  // an unparsable value is a UsageError naming it
 void notice(const std::string& line);             // one "mz: ..." line on stderr
+std::string human_bytes(double bytes);            // "431.0 MiB" (progress bars, mz cache ls)
 
 // ---- SHA-256 (OpenSSL EVP) --------------------------------------------------------------------
 class Sha256 {

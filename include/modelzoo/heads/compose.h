@@ -19,16 +19,9 @@
 
 #include "modelzoo/layers/chain.h"
 #include "modelzoo/layers/nn.h"
+#include "modelzoo/tensor_dict.h"
 
 namespace mz {
-
-// Named feature maps in order; at(name) throws for a name that is not there.
-class TensorMap : public torch::OrderedDict<std::string, torch::Tensor> {
- public:
-  using torch::OrderedDict<std::string, torch::Tensor>::OrderedDict;
-  torch::Tensor& at(const std::string& key) { return (*this)[key]; }
-  const torch::Tensor& at(const std::string& key) const { return (*this)[key]; }
-};
 
 // Runs a model up to the last requested layer and returns the requested intermediate outputs, in
 // request order. Layers are named as state-dict names spell them, nested ones included
@@ -40,7 +33,7 @@ class FeatureExtractorImpl : public torch::nn::Module {
  public:
   FeatureExtractorImpl(std::shared_ptr<torch::nn::Module> model,
                        std::vector<std::pair<std::string, std::string>> return_nodes);
-  TensorMap forward(const torch::Tensor& x);
+  TensorDict forward(const torch::Tensor& x);
   // Channels of each returned map, found by a forward pass on a zero image of side `size` (cached).
   std::vector<std::pair<std::string, std::int64_t>> channels(std::int64_t size = 224);
   std::int64_t channels(const std::string& output_name, std::int64_t size = 224);

@@ -53,7 +53,7 @@ class SegmentationModelImpl : public torch::nn::Module {
   SegmentationModelImpl(FeatureExtractor backbone, Head classifier, AuxHead aux_classifier = nullptr) {
     init(std::move(backbone), any(std::move(classifier)), any(std::move(aux_classifier)));
   }
-  TensorMap forward(const torch::Tensor& x);
+  TensorDict forward(const torch::Tensor& x);
   FeatureExtractor backbone{nullptr};
   torch::nn::AnyModule classifier, aux_classifier;
 
@@ -95,7 +95,7 @@ class LRASPPImpl : public torch::nn::Module {
  public:
   LRASPPImpl(FeatureExtractor backbone, std::int64_t low_channels, std::int64_t high_channels,
              std::int64_t num_classes, std::int64_t inter_channels = 128);
-  TensorMap forward(const torch::Tensor& x);
+  TensorDict forward(const torch::Tensor& x);
   FeatureExtractor backbone{nullptr};
   LRASPPHead classifier{nullptr};
 };

@@ -11,6 +11,8 @@
 #include <torch/nn/options/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include "modelzoo/checkpoint.h"
+
 namespace mz::nn {
 
 // Implemented by every layer with parameters; reset_parameters() applies PyTorch's default init.
@@ -43,12 +45,15 @@ class LinearImpl : public torch::nn::Module, public Resettable {
 };
 TORCH_MODULE(Linear);
 
-class BatchNorm2dImpl : public torch::nn::Module, public Resettable {
+// Checkpoints saved before PyTorch 0.4.1 (torchvision's 2017-2018 files among them) have no
+// num_batches_tracked: as PyTorch's _BatchNorm._load_from_state_dict does, a load fills it with 0.
+class BatchNorm2dImpl : public torch::nn::Module, public Resettable, public CheckpointAdapter {
  public:
   explicit BatchNorm2dImpl(torch::nn::BatchNormOptions options);
   explicit BatchNorm2dImpl(std::int64_t features) : BatchNorm2dImpl(torch::nn::BatchNormOptions(features)) {}
   torch::Tensor forward(const torch::Tensor& x);
   void reset_parameters() override;
+  void adapt_checkpoint(IncomingState& state, const std::string& prefix) override;
   void pretty_print(std::ostream& stream) const override;
   torch::nn::BatchNormOptions options;
   torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
@@ -76,6 +81,11 @@ void for_each(torch::nn::Module& module, Fn fn) {
   if (auto* typed = dynamic_cast<Impl*>(&module)) fn(*typed);
   for (const auto& child : module.children()) for_each<Impl>(*child, fn);
 }
+
+namespace init {
+// torch.nn.init.trunc_normal_: N(mean, std) truncated to [a, b] (absolute bounds).
+void trunc_normal_(torch::Tensor& tensor, double mean = 0.0, double std = 1.0, double a = -2.0, double b = 2.0);
+}  // namespace init
 
 // Counts parameters (not buffers), as torchvision's num_params does.
 std::int64_t num_params(const torch::nn::Module& module);

@@ -107,7 +107,21 @@ class SqueezeExcitationImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SqueezeExcitation);
 
-// The residual connection of inverted-residual blocks (MobileNetV2/V3, MNASNet, EfficientNet):
+// The BasicConv2d of GoogLeNet and Inception v3: conv (no bias) -> BatchNorm (eps 0.001) -> ReLU, with torchvision's names `conv` and `bn`.
+class BasicConv2dImpl : public torch::nn::Module {
+ public:
+  explicit BasicConv2dImpl(torch::nn::Conv2dOptions options);
+  BasicConv2dImpl(std::int64_t in, std::int64_t out, std::int64_t kernel_size, std::int64_t stride = 1,
+                  std::int64_t padding = 0)
+      : BasicConv2dImpl(torch::nn::Conv2dOptions(in, out, kernel_size).stride(stride).padding(padding)) {}
+  torch::Tensor forward(torch::Tensor x);
+  nn::Conv2d conv{nullptr};
+  nn::BatchNorm2d bn{nullptr};
+};
+TORCH_MODULE(BasicConv2d);
+
+// The residual connection of inverted-residual blocks (MobileNetV2/V3, MNASNet; EfficientNet adds
+// stochastic depth to its branch and has its own):
 // block(x) + x when the block keeps the shape (stride 1, same channels), else block(x).
 inline torch::Tensor residual(bool use_res_connect, const torch::Tensor& x, torch::Tensor out) {
   return use_res_connect ? out + x : out;
@@ -177,5 +191,9 @@ TORCH_MODULE(MLP);
 // weights applies only when training.
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& bias = {}, double dropout = 0.0, bool training = false);
+
+// The relative position index of windowed attention (Swin, MaxViT): (Wh*Ww)^2 indices into a
+// (2Wh-1)(2Ww-1) table of biases.
+torch::Tensor relative_position_index(std::int64_t wh, std::int64_t ww);
 
 }  // namespace mz::ops

@@ -10,7 +10,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -61,10 +61,8 @@ class ConvNeXtImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(ConvNeXt);
 
-MZ_WEIGHTS_ENUM(ConvNeXt_Tiny_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(ConvNeXt_Small_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(ConvNeXt_Base_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(ConvNeXt_Large_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
+// The weights enums (ConvNeXt_Tiny_Weights, ConvNeXt_Small_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/convnext.cpp.
 
 ConvNeXt convnext_tiny(std::optional<ConvNeXt_Tiny_Weights> weights = {}, ConvNeXtOptions options = {});
 ConvNeXt convnext_small(std::optional<ConvNeXt_Small_Weights> weights = {}, ConvNeXtOptions options = {});

@@ -10,7 +10,7 @@
 #include "modelzoo/layers/chain.h"
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -26,11 +26,14 @@ struct DenseNetOptions {
 };
 MZ_OPTIONS(DenseNetOptions, num_classes, bn_size, drop_rate, memory_efficient)
 
-class DenseLayerImpl : public torch::nn::Module {
+// Old checkpoints (torchvision's released files among them) name the layers "norm.1", "conv.2", ...:
+// a load renames them to "norm1", "conv2", ..., as torchvision's DenseNet loader does.
+class DenseLayerImpl : public torch::nn::Module, public CheckpointAdapter {
  public:
   DenseLayerImpl(std::int64_t num_input_features, std::int64_t growth_rate, std::int64_t bn_size, double drop_rate);
   // x: the concatenation of every earlier feature map of the block.
   torch::Tensor forward(torch::Tensor x);
+  void adapt_checkpoint(IncomingState& state, const std::string& prefix) override;
   nn::BatchNorm2d norm1{nullptr}, norm2{nullptr};
   nn::Conv2d conv1{nullptr}, conv2{nullptr};
   double drop_rate;
@@ -68,15 +71,8 @@ class DenseNetImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(DenseNet);
 
-// The key remapping torchvision's DenseNet loader applies to old checkpoints, whose dense layers
-// were named "norm.1", "conv.2", ...: "features.denseblock1.denselayer1.norm.1.weight" ->
-// "features.denseblock1.denselayer1.norm1.weight". Other keys are returned unchanged.
-std::string densenet_checkpoint_key(const std::string& key);
-
-MZ_WEIGHTS_ENUM(DenseNet121_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(DenseNet161_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(DenseNet169_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(DenseNet201_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
+// The weights enums (DenseNet121_Weights, DenseNet161_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/densenet.cpp.
 
 DenseNet densenet121(std::optional<DenseNet121_Weights> weights = {}, DenseNetOptions options = {});
 DenseNet densenet161(std::optional<DenseNet161_Weights> weights = {}, DenseNetOptions options = {});

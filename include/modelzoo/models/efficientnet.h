@@ -12,7 +12,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -44,29 +44,33 @@ MBConvConfig mbconv(double expand_ratio, std::int64_t kernel, std::int64_t strid
 MBConvConfig fused_mbconv(double expand_ratio, std::int64_t kernel, std::int64_t stride, std::int64_t input_channels,
                           std::int64_t out_channels, std::int64_t num_layers);
 
-// Expand 1x1 (when channels grow) -> depthwise -> SqueezeExcitation (SiLU) -> linear 1x1
-// projection, children of `block`; with a residual connection, the block's output passes
-// StochasticDepth("row") before the addition.
-class MBConvImpl : public torch::nn::Module {
+// What MBConv and FusedMBConv share: the layers of `block` and, with a residual connection, the
+// block's output passing StochasticDepth("row") before the addition.
+class MBConvBaseImpl : public torch::nn::Module {
  public:
-  MBConvImpl(const MBConvConfig& cnf, double stochastic_depth_prob, const ops::NormLayer& norm_layer);
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Sequential block{nullptr};
   ops::StochasticDepth stochastic_depth{nullptr};
-  bool use_res_connect;
-  std::int64_t out_channels;
+  bool use_res_connect = false;
+  std::int64_t out_channels = 0;
+
+ protected:
+  MBConvBaseImpl(const MBConvConfig& cnf, double stochastic_depth_prob);
+  void finish();  // registers block and stochastic_depth, once the subclass filled block
+  double stochastic_depth_prob;
+};
+
+// Expand 1x1 (when channels grow) -> depthwise -> SqueezeExcitation (SiLU) -> linear 1x1 projection.
+class MBConvImpl : public MBConvBaseImpl {
+ public:
+  MBConvImpl(const MBConvConfig& cnf, double stochastic_depth_prob, const ops::NormLayer& norm_layer);
 };
 TORCH_MODULE(MBConv);
 
 // Fused expand (kxk conv) -> linear 1x1 projection, or a single kxk conv when nothing expands.
-class FusedMBConvImpl : public torch::nn::Module {
+class FusedMBConvImpl : public MBConvBaseImpl {
  public:
   FusedMBConvImpl(const MBConvConfig& cnf, double stochastic_depth_prob, const ops::NormLayer& norm_layer);
-  torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Sequential block{nullptr};
-  ops::StochasticDepth stochastic_depth{nullptr};
-  bool use_res_connect;
-  std::int64_t out_channels;
 };
 TORCH_MODULE(FusedMBConv);
 
@@ -92,17 +96,8 @@ class EfficientNetImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(EfficientNet);
 
-MZ_WEIGHTS_ENUM(EfficientNet_B0_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(EfficientNet_B1_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(EfficientNet_B2_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(EfficientNet_B3_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(EfficientNet_B4_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(EfficientNet_B5_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(EfficientNet_B6_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(EfficientNet_B7_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(EfficientNet_V2_S_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(EfficientNet_V2_M_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(EfficientNet_V2_L_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
+// The weights enums (EfficientNet_B0_Weights, EfficientNet_B1_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/efficientnet.cpp.
 
 EfficientNet efficientnet_b0(std::optional<EfficientNet_B0_Weights> weights = {}, EfficientNetOptions options = {});
 EfficientNet efficientnet_b1(std::optional<EfficientNet_B1_Weights> weights = {}, EfficientNetOptions options = {});

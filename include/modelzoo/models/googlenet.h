@@ -1,5 +1,4 @@
-// GoogLeNet, Inception v1 (torchvision.models.googlenet). BasicConv2d and the input transform are
-// shared with Inception v3 (modelzoo/models/inception.h).
+// GoogLeNet, Inception v1 (torchvision.models.googlenet).
 #pragma once
 
 #include <optional>
@@ -10,8 +9,9 @@
 
 #include "modelzoo/layers/chain.h"
 #include "modelzoo/layers/nn.h"
+#include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -28,26 +28,13 @@ struct GoogLeNetOptions {
 };
 MZ_OPTIONS(GoogLeNetOptions, num_classes, aux_logits, transform_input, init_weights, dropout, dropout_aux)
 
-// Conv (no bias) -> BatchNorm (eps 0.001) -> ReLU, with torchvision's names `conv` and `bn`.
-class BasicConv2dImpl : public torch::nn::Module {
- public:
-  explicit BasicConv2dImpl(torch::nn::Conv2dOptions options);
-  BasicConv2dImpl(std::int64_t in, std::int64_t out, std::int64_t kernel_size, std::int64_t stride = 1,
-                  std::int64_t padding = 0)
-      : BasicConv2dImpl(torch::nn::Conv2dOptions(in, out, kernel_size).stride(stride).padding(padding)) {}
-  torch::Tensor forward(torch::Tensor x);
-  nn::Conv2d conv{nullptr};
-  nn::BatchNorm2d bn{nullptr};
-};
-TORCH_MODULE(BasicConv2d);
-
 // GoogLeNet's Inception block: four branches concatenated.
 class InceptionImpl : public torch::nn::Module {
  public:
   InceptionImpl(std::int64_t in_channels, std::int64_t ch1x1, std::int64_t ch3x3red, std::int64_t ch3x3,
                 std::int64_t ch5x5red, std::int64_t ch5x5, std::int64_t pool_proj);
   torch::Tensor forward(torch::Tensor x);
-  BasicConv2d branch1{nullptr};
+  ops::BasicConv2d branch1{nullptr};
   torch::nn::Sequential branch2{nullptr}, branch3{nullptr}, branch4{nullptr};
 };
 TORCH_MODULE(Inception);
@@ -57,7 +44,7 @@ class InceptionAuxImpl : public torch::nn::Module {
  public:
   InceptionAuxImpl(std::int64_t in_channels, std::int64_t num_classes, double dropout);
   torch::Tensor forward(torch::Tensor x);
-  BasicConv2d conv{nullptr};
+  ops::BasicConv2d conv{nullptr};
   nn::Linear fc1{nullptr}, fc2{nullptr};
   torch::nn::Dropout dropout{nullptr};
 };
@@ -81,7 +68,7 @@ class GoogLeNetImpl : public torch::nn::Module, public Chain {
   void drop_aux();
   bool aux_logits() const { return !aux1.is_empty(); }
   bool transform_input;
-  BasicConv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
+  ops::BasicConv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
   torch::nn::MaxPool2d maxpool1{nullptr}, maxpool2{nullptr}, maxpool3{nullptr}, maxpool4{nullptr};
   Inception inception3a{nullptr}, inception3b{nullptr}, inception4a{nullptr}, inception4b{nullptr},
       inception4c{nullptr}, inception4d{nullptr}, inception4e{nullptr}, inception5a{nullptr}, inception5b{nullptr};
@@ -92,15 +79,8 @@ class GoogLeNetImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(GoogLeNet);
 
-namespace detail {
-// The `transform_input` step of GoogLeNet and Inception v3: ImageNet-normalised input -> the
-// (x - 0.5) / 0.5 normalisation the ported weights were trained with.
-torch::Tensor inception_transform_input(const torch::Tensor& x);
-// torch.nn.init.trunc_normal_: N(mean, std) truncated to [a, b] (absolute bounds).
-void trunc_normal_(torch::Tensor& tensor, double mean, double std, double a, double b);
-}  // namespace detail
-
-MZ_WEIGHTS_ENUM(GoogLeNet_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
+// The weights enums (GoogLeNet_Weights) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/googlenet.cpp.
 
 GoogLeNet googlenet(std::optional<GoogLeNet_Weights> weights = {}, GoogLeNetOptions options = {});
 

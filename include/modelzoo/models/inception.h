@@ -1,4 +1,4 @@
-// Inception v3 (torchvision.models.inception). Shares BasicConv2d with GoogLeNet.
+// Inception v3 (torchvision.models.inception).
 #pragma once
 
 #include <optional>
@@ -7,10 +7,10 @@
 #include <torch/nn/modules/pooling.h>
 
 #include "modelzoo/layers/chain.h"
-#include "modelzoo/models/googlenet.h"
+#include "modelzoo/layers/ops.h"
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -30,7 +30,7 @@ class InceptionAImpl : public torch::nn::Module {
  public:
   InceptionAImpl(std::int64_t in_channels, std::int64_t pool_features);
   torch::Tensor forward(torch::Tensor x);
-  BasicConv2d branch1x1{nullptr}, branch5x5_1{nullptr}, branch5x5_2{nullptr}, branch3x3dbl_1{nullptr},
+  ops::BasicConv2d branch1x1{nullptr}, branch5x5_1{nullptr}, branch5x5_2{nullptr}, branch3x3dbl_1{nullptr},
       branch3x3dbl_2{nullptr}, branch3x3dbl_3{nullptr}, branch_pool{nullptr};
 };
 TORCH_MODULE(InceptionA);
@@ -39,7 +39,7 @@ class InceptionBImpl : public torch::nn::Module {
  public:
   explicit InceptionBImpl(std::int64_t in_channels);
   torch::Tensor forward(torch::Tensor x);
-  BasicConv2d branch3x3{nullptr}, branch3x3dbl_1{nullptr}, branch3x3dbl_2{nullptr}, branch3x3dbl_3{nullptr};
+  ops::BasicConv2d branch3x3{nullptr}, branch3x3dbl_1{nullptr}, branch3x3dbl_2{nullptr}, branch3x3dbl_3{nullptr};
 };
 TORCH_MODULE(InceptionB);
 
@@ -47,7 +47,7 @@ class InceptionCImpl : public torch::nn::Module {
  public:
   InceptionCImpl(std::int64_t in_channels, std::int64_t channels_7x7);
   torch::Tensor forward(torch::Tensor x);
-  BasicConv2d branch1x1{nullptr}, branch7x7_1{nullptr}, branch7x7_2{nullptr}, branch7x7_3{nullptr},
+  ops::BasicConv2d branch1x1{nullptr}, branch7x7_1{nullptr}, branch7x7_2{nullptr}, branch7x7_3{nullptr},
       branch7x7dbl_1{nullptr}, branch7x7dbl_2{nullptr}, branch7x7dbl_3{nullptr}, branch7x7dbl_4{nullptr},
       branch7x7dbl_5{nullptr}, branch_pool{nullptr};
 };
@@ -57,7 +57,7 @@ class InceptionDImpl : public torch::nn::Module {
  public:
   explicit InceptionDImpl(std::int64_t in_channels);
   torch::Tensor forward(torch::Tensor x);
-  BasicConv2d branch3x3_1{nullptr}, branch3x3_2{nullptr}, branch7x7x3_1{nullptr}, branch7x7x3_2{nullptr},
+  ops::BasicConv2d branch3x3_1{nullptr}, branch3x3_2{nullptr}, branch7x7x3_1{nullptr}, branch7x7x3_2{nullptr},
       branch7x7x3_3{nullptr}, branch7x7x3_4{nullptr};
 };
 TORCH_MODULE(InceptionD);
@@ -66,7 +66,7 @@ class InceptionEImpl : public torch::nn::Module {
  public:
   explicit InceptionEImpl(std::int64_t in_channels);
   torch::Tensor forward(torch::Tensor x);
-  BasicConv2d branch1x1{nullptr}, branch3x3_1{nullptr}, branch3x3_2a{nullptr}, branch3x3_2b{nullptr},
+  ops::BasicConv2d branch1x1{nullptr}, branch3x3_1{nullptr}, branch3x3_2a{nullptr}, branch3x3_2b{nullptr},
       branch3x3dbl_1{nullptr}, branch3x3dbl_2{nullptr}, branch3x3dbl_3a{nullptr}, branch3x3dbl_3b{nullptr},
       branch_pool{nullptr};
 };
@@ -77,7 +77,7 @@ class Inception3AuxImpl : public torch::nn::Module {
  public:
   Inception3AuxImpl(std::int64_t in_channels, std::int64_t num_classes);
   torch::Tensor forward(torch::Tensor x);
-  BasicConv2d conv0{nullptr}, conv1{nullptr};
+  ops::BasicConv2d conv0{nullptr}, conv1{nullptr};
   nn::Linear fc{nullptr};
 };
 TORCH_MODULE(Inception3Aux);
@@ -100,7 +100,7 @@ class Inception3Impl : public torch::nn::Module, public Chain {
   void drop_aux();
   bool aux_logits() const { return !AuxLogits.is_empty(); }
   bool transform_input;
-  BasicConv2d Conv2d_1a_3x3{nullptr}, Conv2d_2a_3x3{nullptr}, Conv2d_2b_3x3{nullptr}, Conv2d_3b_1x1{nullptr},
+  ops::BasicConv2d Conv2d_1a_3x3{nullptr}, Conv2d_2a_3x3{nullptr}, Conv2d_2b_3x3{nullptr}, Conv2d_3b_1x1{nullptr},
       Conv2d_4a_3x3{nullptr};
   torch::nn::MaxPool2d maxpool1{nullptr}, maxpool2{nullptr};
   InceptionA Mixed_5b{nullptr}, Mixed_5c{nullptr}, Mixed_5d{nullptr};
@@ -115,7 +115,8 @@ class Inception3Impl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(Inception3);
 
-MZ_WEIGHTS_ENUM(Inception_V3_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
+// The weights enums (Inception_V3_Weights) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/inception.cpp.
 
 Inception3 inception_v3(std::optional<Inception_V3_Weights> weights = {}, Inception3Options options = {});
 

@@ -12,7 +12,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -118,7 +118,8 @@ class MaxVitImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(MaxVit);
 
-MZ_WEIGHTS_ENUM(MaxVit_T_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
+// The weights enums (MaxVit_T_Weights) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/maxvit.cpp.
 
 MaxVit maxvit_t(std::optional<MaxVit_T_Weights> weights = {}, MaxVitOptions options = {});
 

@@ -12,7 +12,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -46,7 +46,11 @@ std::vector<std::int64_t> depths(double alpha);
 }  // namespace mnasnet
 
 // layers: stem (0..7), six stacks of inverted residuals (8..13), final 1x1 to 1280 (14..16).
-class MNASNetImpl : public torch::nn::Module, public Chain {
+// Version-1 checkpoints (saved before torchvision 0.5 with alpha != 1) have a stem fixed at 32/16
+// channels: a load switches the stem to that layout first, as torchvision's _load_from_state_dict
+// does. Our readers do not keep the pickle's per-module `_metadata` versions, so a v1 checkpoint is
+// recognised by its stem shapes.
+class MNASNetImpl : public torch::nn::Module, public Chain, public CheckpointAdapter {
  public:
   // Parameters are left uninitialised; the builders initialise or load them.
   MNASNetImpl(double alpha, const MNASNetOptions& options);
@@ -55,22 +59,15 @@ class MNASNetImpl : public torch::nn::Module, public Chain {
   // Replaces the stem (layers 0..8) by the fixed-width stem of version-1 checkpoints, as
   // torchvision's _load_from_state_dict does for version 1 with alpha != 1 (a no-op for 1.0).
   void use_v1_stem();
+  void adapt_checkpoint(IncomingState& state, const std::string& prefix) override;
   torch::nn::Sequential layers{nullptr}, classifier{nullptr};
   double alpha;
   int version = 2;  // torchvision's MNASNet._version; 1 after use_v1_stem()
 };
 TORCH_MODULE(MNASNet);
 
-// Loads a checkpoint into an MNASNet, accepting version-1 checkpoints (saved before torchvision
-// 0.5 with alpha != 1, whose stem is fixed at 32/16 channels): the stem is switched to the v1
-// layout first, as torchvision's loader does. Our readers do not keep the pickle's per-module
-// `_metadata` versions, so a v1 checkpoint is recognised by its stem shapes. Loads strictly.
-LoadReport load_mnasnet_checkpoint(MNASNetImpl& model, const std::string& path, const LoadOptions& options = {});
-
-MZ_WEIGHTS_ENUM(MNASNet0_5_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(MNASNet0_75_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(MNASNet1_0_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(MNASNet1_3_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
+// The weights enums (MNASNet0_5_Weights, MNASNet0_75_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/mnasnet.cpp.
 
 MNASNet mnasnet0_5(std::optional<MNASNet0_5_Weights> weights = {}, MNASNetOptions options = {});
 MNASNet mnasnet0_75(std::optional<MNASNet0_75_Weights> weights = {}, MNASNetOptions options = {});

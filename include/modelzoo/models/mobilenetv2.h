@@ -10,7 +10,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -38,10 +38,6 @@ class InvertedResidualImpl : public torch::nn::Module {
 };
 TORCH_MODULE(InvertedResidual);
 
-// torchvision's MobileNetV2 init (MobileNetV3's is the same): kaiming_normal_(fan_out) for convs
-// with zero bias, norms to (1, 0), linears N(0, 0.01) with zero bias.
-void init_weights(torch::nn::Module& model);
-
 }  // namespace mobilenetv2
 
 class MobileNetV2Impl : public torch::nn::Module, public Chain {
@@ -55,7 +51,8 @@ class MobileNetV2Impl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(MobileNetV2);
 
-MZ_WEIGHTS_ENUM(MobileNet_V2_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
+// The weights enums (MobileNet_V2_Weights) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/mobilenetv2.cpp.
 
 MobileNetV2 mobilenet_v2(std::optional<MobileNet_V2_Weights> weights = {}, MobileNetV2Options options = {});
 

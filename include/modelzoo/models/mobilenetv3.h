@@ -10,7 +10,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -69,8 +69,8 @@ class MobileNetV3Impl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(MobileNetV3);
 
-MZ_WEIGHTS_ENUM(MobileNet_V3_Large_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(MobileNet_V3_Small_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
+// The weights enums (MobileNet_V3_Large_Weights, MobileNet_V3_Small_Weights) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/mobilenetv3.cpp.
 
 MobileNetV3 mobilenet_v3_large(std::optional<MobileNet_V3_Large_Weights> weights = {},
                                MobileNetV3Options options = {});

@@ -10,7 +10,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -89,23 +89,8 @@ class RegNetImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(RegNet);
 
-MZ_WEIGHTS_ENUM(RegNet_Y_400MF_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(RegNet_Y_800MF_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(RegNet_Y_1_6GF_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(RegNet_Y_3_2GF_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(RegNet_Y_8GF_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(RegNet_Y_16GF_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2, IMAGENET1K_SWAG_E2E_V1,
-                IMAGENET1K_SWAG_LINEAR_V1);
-MZ_WEIGHTS_ENUM(RegNet_Y_32GF_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2, IMAGENET1K_SWAG_E2E_V1,
-                IMAGENET1K_SWAG_LINEAR_V1);
-MZ_WEIGHTS_ENUM(RegNet_Y_128GF_Weights, IMAGENET1K_SWAG_E2E_V1, IMAGENET1K_SWAG_E2E_V1, IMAGENET1K_SWAG_LINEAR_V1);
-MZ_WEIGHTS_ENUM(RegNet_X_400MF_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(RegNet_X_800MF_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(RegNet_X_1_6GF_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(RegNet_X_3_2GF_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(RegNet_X_8GF_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(RegNet_X_16GF_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(RegNet_X_32GF_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
+// The weights enums (RegNet_Y_400MF_Weights, RegNet_Y_800MF_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/regnet.cpp.
 
 RegNet regnet_y_400mf(std::optional<RegNet_Y_400MF_Weights> weights = {}, RegNetOptions options = {});
 RegNet regnet_y_800mf(std::optional<RegNet_Y_800MF_Weights> weights = {}, RegNetOptions options = {});

@@ -9,7 +9,7 @@
 #include "modelzoo/layers/chain.h"
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -67,16 +67,8 @@ class ResNetImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(ResNet);
 
-MZ_WEIGHTS_ENUM(ResNet18_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(ResNet34_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(ResNet50_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(ResNet101_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(ResNet152_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(ResNeXt50_32X4D_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(ResNeXt101_32X8D_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(ResNeXt101_64X4D_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(Wide_ResNet50_2_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
-MZ_WEIGHTS_ENUM(Wide_ResNet101_2_Weights, IMAGENET1K_V2, IMAGENET1K_V1, IMAGENET1K_V2);
+// The weights enums (ResNet18_Weights, ResNet34_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/resnet.cpp.
 
 ResNet resnet18(std::optional<ResNet18_Weights> weights = {}, ResNetOptions options = {});
 ResNet resnet34(std::optional<ResNet34_Weights> weights = {}, ResNetOptions options = {});

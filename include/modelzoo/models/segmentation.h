@@ -9,6 +9,7 @@
 #include "modelzoo/models/mobilenetv3.h"
 #include "modelzoo/models/resnet.h"
 #include "modelzoo/options.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -34,12 +35,8 @@ using ResNet50SegmentationOptions = SegmentationOptions<ResNet50_Weights>;
 using ResNet101SegmentationOptions = SegmentationOptions<ResNet101_Weights>;
 using MobileNetV3SegmentationOptions = SegmentationOptions<MobileNet_V3_Large_Weights>;
 
-MZ_WEIGHTS_ENUM(FCN_ResNet50_Weights, COCO_WITH_VOC_LABELS_V1, COCO_WITH_VOC_LABELS_V1);
-MZ_WEIGHTS_ENUM(FCN_ResNet101_Weights, COCO_WITH_VOC_LABELS_V1, COCO_WITH_VOC_LABELS_V1);
-MZ_WEIGHTS_ENUM(DeepLabV3_ResNet50_Weights, COCO_WITH_VOC_LABELS_V1, COCO_WITH_VOC_LABELS_V1);
-MZ_WEIGHTS_ENUM(DeepLabV3_ResNet101_Weights, COCO_WITH_VOC_LABELS_V1, COCO_WITH_VOC_LABELS_V1);
-MZ_WEIGHTS_ENUM(DeepLabV3_MobileNet_V3_Large_Weights, COCO_WITH_VOC_LABELS_V1, COCO_WITH_VOC_LABELS_V1);
-MZ_WEIGHTS_ENUM(LRASPP_MobileNet_V3_Large_Weights, COCO_WITH_VOC_LABELS_V1, COCO_WITH_VOC_LABELS_V1);
+// The weights enums (FCN_ResNet50_Weights, FCN_ResNet101_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/segmentation.cpp.
 
 FCN fcn_resnet50(std::optional<FCN_ResNet50_Weights> weights = {}, ResNet50SegmentationOptions options = {});
 FCN fcn_resnet101(std::optional<FCN_ResNet101_Weights> weights = {}, ResNet101SegmentationOptions options = {});

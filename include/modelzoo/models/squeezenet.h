@@ -10,7 +10,7 @@
 #include "modelzoo/layers/chain.h"
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -42,8 +42,8 @@ class SqueezeNetImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(SqueezeNet);
 
-MZ_WEIGHTS_ENUM(SqueezeNet1_0_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(SqueezeNet1_1_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
+// The weights enums (SqueezeNet1_0_Weights, SqueezeNet1_1_Weights) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/squeezenet.cpp.
 
 SqueezeNet squeezenet1_0(std::optional<SqueezeNet1_0_Weights> weights = {}, SqueezeNetOptions options = {});
 SqueezeNet squeezenet1_1(std::optional<SqueezeNet1_1_Weights> weights = {}, SqueezeNetOptions options = {});

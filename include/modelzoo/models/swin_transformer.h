@@ -13,7 +13,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -41,9 +41,6 @@ torch::Tensor shifted_window_attention(const torch::Tensor& input, const torch::
                                        double dropout = 0.0, const torch::Tensor& qkv_bias = {},
                                        const torch::Tensor& proj_bias = {}, const torch::Tensor& logit_scale = {},
                                        bool training = false);
-
-// The relative position index buffer: (Wh*Ww)^2 indices into a (2Wh-1)(2Ww-1) table.
-torch::Tensor relative_position_index(std::int64_t wh, std::int64_t ww);
 
 // ShiftedWindowAttention (v1: relative_position_bias_table) and ShiftedWindowAttentionV2 (v2:
 // logit_scale, cpb_mlp, relative_coords_table). Both register the relative_position_index buffer,
@@ -115,12 +112,8 @@ class SwinTransformerImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(SwinTransformer);
 
-MZ_WEIGHTS_ENUM(Swin_T_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(Swin_S_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(Swin_B_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(Swin_V2_T_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(Swin_V2_S_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(Swin_V2_B_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
+// The weights enums (Swin_T_Weights, Swin_S_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/swin_transformer.cpp.
 
 SwinTransformer swin_t(std::optional<Swin_T_Weights> weights = {}, SwinTransformerOptions options = {});
 SwinTransformer swin_s(std::optional<Swin_S_Weights> weights = {}, SwinTransformerOptions options = {});

@@ -10,7 +10,7 @@
 #include "modelzoo/layers/chain.h"
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -35,15 +35,9 @@ class VGGImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(VGG);
 
-MZ_WEIGHTS_ENUM(VGG11_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(VGG11_BN_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(VGG13_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(VGG13_BN_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-// IMAGENET1K_FEATURES: only `features` holds trained values (the classifier is NaN); no categories.
-MZ_WEIGHTS_ENUM(VGG16_Weights, IMAGENET1K_V1, IMAGENET1K_V1, IMAGENET1K_FEATURES);
-MZ_WEIGHTS_ENUM(VGG16_BN_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(VGG19_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(VGG19_BN_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
+// The weights enums (VGG11_Weights, VGG11_BN_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/vgg.cpp.
+// VGG16_Weights::IMAGENET1K_FEATURES: only `features` holds trained values (the classifier is NaN); no categories.
 
 VGG vgg11(std::optional<VGG11_Weights> weights = {}, VGGOptions options = {});
 VGG vgg11_bn(std::optional<VGG11_BN_Weights> weights = {}, VGGOptions options = {});

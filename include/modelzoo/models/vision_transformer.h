@@ -3,7 +3,7 @@
 //
 //   auto model = mz::vit_b_16(mz::ViT_B_16_Weights::IMAGENET1K_SWAG_E2E_V1);   // image_size 384
 //   auto model = mz::vit_b_16({}, {.image_size = 384});                         // architecture at 384
-//   mz::load_vit_checkpoint(*model, "vit_b_16-224.pth");   // position embeddings interpolated 224 -> 384
+//   mz::load_checkpoint(*model, "vit_b_16-224.pth");        // position embeddings interpolated 224 -> 384
 #pragma once
 
 #include <optional>
@@ -17,7 +17,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights.h"
+#include "modelzoo/weights_enums.h"
 
 namespace mz {
 
@@ -64,11 +64,14 @@ class EncoderBlockImpl : public torch::nn::Module {
 TORCH_MODULE(EncoderBlock);
 
 // pos_embedding (1, seq_length, hidden_dim) + dropout + layers.encoder_layer_{i} + ln.
-class EncoderImpl : public torch::nn::Module {
+// A checkpoint trained at another image size loads with its position embeddings interpolated to
+// this encoder's grid (interpolate_embeddings, bicubic), in every load path.
+class EncoderImpl : public torch::nn::Module, public CheckpointAdapter {
  public:
   EncoderImpl(std::int64_t seq_length, std::int64_t num_layers, std::int64_t num_heads, std::int64_t hidden_dim,
               std::int64_t mlp_dim, double dropout, double attention_dropout);
   torch::Tensor forward(const torch::Tensor& input);
+  void adapt_checkpoint(IncomingState& state, const std::string& prefix) override;
   torch::Tensor pos_embedding;
   torch::nn::Dropout dropout{nullptr};
   ops::SequentialBlock layers{nullptr};
@@ -98,19 +101,11 @@ TORCH_MODULE(VisionTransformer);
 // state dict trained at another image size to (image_size / patch_size)^2 + 1 positions (the class
 // token's embedding is kept; the grid is resized with `interpolation_mode`, align_corners=True).
 // With reset_heads, drops the "heads*" entries. Returns the state dict unchanged when sizes agree.
-NamedTensors interpolate_embeddings(std::int64_t image_size, std::int64_t patch_size, NamedTensors model_state,
+TensorDict interpolate_embeddings(std::int64_t image_size, std::int64_t patch_size, TensorDict model_state,
                                     const std::string& interpolation_mode = "bicubic", bool reset_heads = false);
 
-// Loads a ViT checkpoint into `model`, interpolating the position embeddings (interpolate_embeddings)
-// when the checkpoint was trained at another image size. Otherwise exactly load_checkpoint.
-LoadReport load_vit_checkpoint(VisionTransformerImpl& model, const std::string& path,
-                               const LoadOptions& options = {}, const std::string& interpolation_mode = "bicubic");
-
-MZ_WEIGHTS_ENUM(ViT_B_16_Weights, IMAGENET1K_V1, IMAGENET1K_V1, IMAGENET1K_SWAG_E2E_V1, IMAGENET1K_SWAG_LINEAR_V1);
-MZ_WEIGHTS_ENUM(ViT_B_32_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(ViT_L_16_Weights, IMAGENET1K_V1, IMAGENET1K_V1, IMAGENET1K_SWAG_E2E_V1, IMAGENET1K_SWAG_LINEAR_V1);
-MZ_WEIGHTS_ENUM(ViT_L_32_Weights, IMAGENET1K_V1, IMAGENET1K_V1);
-MZ_WEIGHTS_ENUM(ViT_H_14_Weights, IMAGENET1K_SWAG_E2E_V1, IMAGENET1K_SWAG_E2E_V1, IMAGENET1K_SWAG_LINEAR_V1);
+// The weights enums (ViT_B_16_Weights, ViT_B_32_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// from the records in weights/records/vision_transformer.cpp.
 
 VisionTransformer vit_b_16(std::optional<ViT_B_16_Weights> weights = {}, VisionTransformerOptions options = {});
 VisionTransformer vit_b_32(std::optional<ViT_B_32_Weights> weights = {}, VisionTransformerOptions options = {});
