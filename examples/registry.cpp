@@ -13,7 +13,7 @@ int main() {
   std::cout << w.url << " acc@1=" << w.meta.metrics.at("ImageNet-1K").at("acc@1") << "\n";
   mz::Model model = mz::get_model("resnet18", "", {{"num_classes", 10}});
   model.module->eval();
-  const auto out = model.forward(torch::randn({1, 3, 64, 64}));
-  std::cout << out.front().first << ": " << out.front().second.sizes() << "\n";
-  return out.front().second.size(1) == 10 ? 0 : 1;
+  const mz::TensorDict out = model.forward(torch::randn({1, 3, 64, 64}));  // {"output": logits}
+  std::cout << "output: " << out.at("output").sizes() << "\n";
+  return out.at("output").size(1) == 10 ? 0 : 1;
 }

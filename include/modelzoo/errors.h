@@ -45,5 +45,13 @@ class HubError : public Error {
  public:
   HubError(std::string subject, std::string reason) : Error(std::move(subject), std::move(reason), 5) {}
 };
+// (Exit 6 is LibTorch's own c10::Error, caught by the CLI.)
+// An image that cannot be decoded: not an image, an unsupported format, corrupt or truncated
+// data, or too many pixels; subject is the file name.                             exit 7
+class ImageError : public Error {
+ public:
+  ImageError(std::string file, std::string reason) : Error(std::move(file), std::move(reason), 7) {}
+  const std::string& file() const noexcept { return subject(); }
+};
 
 }  // namespace mz

@@ -1,5 +1,5 @@
-// mz-torch: every mz command (list, inspect, download, verify, convert and run every model and
-// weight in the registry). `mz` executes it for every command that needs LibTorch.
+// mz-torch: every mz command (list, info, download, verify, cache, convert, forward, bench, predict,
+// preprocess: every model and weight in the registry). `mz` executes it for every command that needs LibTorch.
 #include <c10/util/Exception.h>
 
 #include "registry/cli/cli.h"

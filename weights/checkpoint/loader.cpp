@@ -233,9 +233,10 @@ struct IncomingState::Impl {
   std::unordered_map<std::string, std::size_t> index;  // live entries only
   std::vector<std::string> adapted;
 
+  // Adds an entry, or replaces the one of the same key (an adapter's set() or rename()).
   void add(IncomingEntry e) {
     const auto it = index.find(e.key);
-    if (it != index.end()) {  // a later duplicate of a key replaces the earlier one
+    if (it != index.end()) {
       entries[it->second] = std::move(e);
       return;
     }
@@ -361,14 +362,20 @@ LoadReport Checkpoint::load_into(torch::nn::Module& module, const LoadOptions& o
   auto in = std::make_unique<IncomingState::Impl>();
   in->file = impl_->path;
   in->checkpoint = impl_.get();
-  for (const auto& d : impl_->desc.tensors) in->add({module_key(d.name, options), &d, {}});
+  for (const auto& d : impl_->desc.tensors) {
+    std::string key = module_key(d.name, options);
+    if (!in->index.count(key)) in->add({std::move(key), &d, {}});  // two names for one key: the first wins
+  }
   IncomingState state = detail::StateAccess::make(std::move(in));
   return load_incoming(module, state, options);
 }
 
 LoadReport load_state(torch::nn::Module& module, TensorDict tensors, const LoadOptions& options) {
   auto in = std::make_unique<IncomingState::Impl>();
-  for (auto& item : tensors) in->add({module_key(item.key(), options), nullptr, item.value()});
+  for (auto& item : tensors) {
+    std::string key = module_key(item.key(), options);
+    if (!in->index.count(key)) in->add({std::move(key), nullptr, item.value()});  // as for a file
+  }
   IncomingState state = detail::StateAccess::make(std::move(in));
   return load_incoming(module, state, options);
 }

@@ -1,6 +1,7 @@
 // Layers whose parameters are allocated but not initialised: a builder that loads a checkpoint
-// never pays for random initialisation. Without weights, builders call mz::nn::reset_parameters()
-// (PyTorch's default init for every layer here) and then their family's own init, as torchvision does.
+// never pays for random initialisation. Without weights, a builder's one init path (load_or_init,
+// builders/common.h) applies mz::nn::reset_parameters() (PyTorch's default init for every layer
+// here) and then the family's own init, as torchvision does.
 // State-dict names equal PyTorch's: weight, bias, running_mean, running_var, num_batches_tracked.
 #pragma once
 

@@ -21,14 +21,6 @@
 
 namespace mz {
 
-// An image that cannot be decoded: not an image, an unsupported format, corrupt or truncated
-// data, or too many pixels. subject() is the file name.                             exit 7
-class ImageError : public Error {
- public:
-  ImageError(std::string file, std::string reason) : Error(std::move(file), std::move(reason), 7) {}
-  const std::string& file() const noexcept { return subject(); }
-};
-
 struct Image {
   int width = 0;
   int height = 0;
