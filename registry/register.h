@@ -22,9 +22,7 @@ inline TensorDict to_dict(torch::Tensor t) {
 inline TensorDict to_dict(TensorDict d) { return d; }
 
 // Compile-time string equality (a registration line checks its builder against its weights enum).
-constexpr bool same_name(const char* a, const char* b) {
-  return *a == *b && (*a == '\0' || same_name(a + 1, b + 1));
-}
+constexpr bool same_name(const char* a, const char* b) { return *a == *b && (*a == '\0' || same_name(a + 1, b + 1)); }
 
 // The weights enum of a builder's signature.
 template <class Fn>
@@ -54,7 +52,7 @@ bool register_builder(const char* name, Holder (*builder)(std::optional<W>, O)) 
 
 }  // namespace mz::detail
 
-#define MZ_REGISTER_MODEL(builder)                                                                        \
+#define MZ_REGISTER_MODEL(builder)                                                                                  \
   static_assert(::mz::detail::same_name(::mz::detail::weights_of<decltype(&::mz::builder)>::type::model, #builder), \
-                #builder ": its weights enum belongs to another model");                                      \
+                #builder ": its weights enum belongs to another model");                                            \
   static const bool mz_registered_##builder = ::mz::detail::register_builder(#builder, &::mz::builder)

@@ -110,7 +110,7 @@ class Checkpoint {
   std::string format() const;  // "torch-zip", "torch-legacy" or "safetensors"
   std::vector<std::string> names() const;
   torch::Tensor tensor(const std::string& name) const;  // an owned copy
-  TensorDict tensors() const;                          // every tensor, owned, in file order
+  TensorDict tensors() const;                            // every tensor, owned, in file order
   LoadReport load_into(torch::nn::Module& module, const LoadOptions& options = {}) const;
 
   struct Impl;  // weights/checkpoint/loader.cpp

@@ -148,6 +148,24 @@ def test_old_checkpoints():
         r = mz("predict", name, image, "--checkpoint", ckpt, "--json")
         check(r.returncode == 0 and len(json.loads(r.stdout)) == 1, f"predict {name} old checkpoint: {r.stderr.strip()}")
 
+    # ViT trained at 32 px, run at 64 px: the position embeddings are interpolated on load, as
+    # torchvision's interpolate_embeddings does.
+    from torchvision.models.vision_transformer import interpolate_embeddings
+    at32 = tvm.vit_b_16(image_size=32).eval()
+    ckpt = os.path.join(A.work, "vit32.pth")
+    torch.save(at32.state_dict(), ckpt)
+    at64 = tvm.vit_b_16(image_size=64).eval()
+    at64.load_state_dict(interpolate_embeddings(64, 16, at32.state_dict()))
+    x64 = torch.randn(1, 3, 64, 64)
+    st.save(inp, {"input": x64})
+    r = mz("forward", "vit_b_16", "--checkpoint", ckpt, "--input", inp, "--output", out, "--options",
+           '{"image_size": 64}')
+    check(r.returncode == 0, f"forward vit_b_16 at 64 from a 32 checkpoint: {r.stderr.strip()}")
+    if r.returncode == 0:
+        with torch.no_grad():
+            check(torch.allclose(st.load(out)["output"], at64(x64), rtol=1e-4, atol=1e-5),
+                  "forward vit_b_16 at 64 from a 32 checkpoint: values")
+
 
 def test_front_end():
     """`mz` runs download, verify and cache without LibTorch and hands every other command to mz-torch."""

@@ -63,14 +63,17 @@ TEST_CASE("BatchNorm fills num_batches_tracked that old checkpoints lack, with 0
   const std::string path = temp_path("r18-old.pth.safetensors");
   save_safetensors(path, old);
   const auto x = torch::randn({1, 3, 32, 32});
-  const auto expected = eval_forward(*src, [&](torch::Tensor t) { return src->forward(t); }, x);
+  const auto expected = eval_forward(
+      *src, [&](torch::Tensor t) { return src->forward(t); }, x);
 
   auto check_loaded = [&](ResNet& dst, const LoadReport& report) {
     CHECK(report.ok());
     CHECK(count_suffix(report.adapted, ".num_batches_tracked") == 20);
     CHECK(count_suffix(report.loaded, ".num_batches_tracked") == 20);
     check_counters_zero(*dst);
-    CHECK(torch::equal(eval_forward(*dst, [&](torch::Tensor t) { return dst->forward(t); }, x), expected));
+    CHECK(torch::equal(eval_forward(
+                           *dst, [&](torch::Tensor t) { return dst->forward(t); }, x),
+                       expected));
   };
   SUBCASE("load_checkpoint") {
     ResNet dst = resnet18();
@@ -93,7 +96,9 @@ TEST_CASE("BatchNorm fills num_batches_tracked that old checkpoints lack, with 0
   SUBCASE("the builder, given weights") {
     ResNet dst = resnet18(local_weights(ResNet18_Weights::IMAGENET1K_V1, old));
     check_counters_zero(*dst);
-    CHECK(torch::equal(eval_forward(*dst, [&](torch::Tensor t) { return dst->forward(t); }, x), expected));
+    CHECK(torch::equal(eval_forward(
+                           *dst, [&](torch::Tensor t) { return dst->forward(t); }, x),
+                       expected));
   }
   SUBCASE("get_model, then load_checkpoint on its module") {
     Model m = get_model("resnet18");
@@ -118,7 +123,8 @@ TEST_CASE("DenseNet: upstream's 'norm.1' keys, without num_batches_tracked, load
   REQUIRE(upstream.contains("features.denseblock1.denselayer1.norm.1.running_mean"));
   REQUIRE(!upstream.contains("features.denseblock1.denselayer1.norm1.running_mean"));
   const auto x = torch::randn({1, 3, 32, 32});
-  const auto expected = eval_forward(*src, [&](torch::Tensor t) { return src->forward(t); }, x);
+  const auto expected = eval_forward(
+      *src, [&](torch::Tensor t) { return src->forward(t); }, x);
   const DenseNet121_Weights w = local_weights(DenseNet121_Weights::IMAGENET1K_V1, upstream);
 
   SUBCASE("load_weights with .skip: the README's fine-tuning call") {
@@ -136,7 +142,9 @@ TEST_CASE("DenseNet: upstream's 'norm.1' keys, without num_batches_tracked, load
   }
   SUBCASE("the builder, given weights") {
     DenseNet dst = densenet121(w);
-    CHECK(torch::equal(eval_forward(*dst, [&](torch::Tensor t) { return dst->forward(t); }, x), expected));
+    CHECK(torch::equal(eval_forward(
+                           *dst, [&](torch::Tensor t) { return dst->forward(t); }, x),
+                       expected));
   }
   SUBCASE("load_checkpoint into get_model's module") {
     const std::string path = temp_path("densenet121-upstream.safetensors");
@@ -160,10 +168,13 @@ TEST_CASE("MNASNet: a version-1 checkpoint (fixed 32/16 stem) switches the stem,
   randomize_norms(*v1);
   const TensorDict state = old_state_of(*v1);
   const auto x = torch::randn({1, 3, 32, 32});
-  const auto expected = eval_forward(*v1, [&](torch::Tensor t) { return v1->forward(t); }, x);
+  const auto expected = eval_forward(
+      *v1, [&](torch::Tensor t) { return v1->forward(t); }, x);
   auto check_v1 = [&](MNASNet& dst) {
     CHECK(dst->version == 1);
-    CHECK(torch::equal(eval_forward(*dst, [&](torch::Tensor t) { return dst->forward(t); }, x), expected));
+    CHECK(torch::equal(eval_forward(
+                           *dst, [&](torch::Tensor t) { return dst->forward(t); }, x),
+                       expected));
   };
   SUBCASE("load_state") {
     MNASNet dst = mnasnet0_5();

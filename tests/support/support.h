@@ -18,8 +18,7 @@ namespace mz::test {
 // A path in this process's scratch directory (removed at exit).
 inline std::string temp_path(const std::string& name) {
   struct Scratch {
-    std::filesystem::path dir =
-        std::filesystem::temp_directory_path() / ("mz-tests-" + std::to_string(::getpid()));
+    std::filesystem::path dir = std::filesystem::temp_directory_path() / ("mz-tests-" + std::to_string(::getpid()));
     Scratch() { std::filesystem::create_directories(dir); }
     ~Scratch() {
       std::error_code ignored;

@@ -42,7 +42,8 @@ std::string header() {
       << "  explicit constexpr " << name << "(const char* value) : WeightsEnum(value) {}\n";
     for (const auto& v : e.values) s << "  static const " << name << " " << v << ";\n";
     s << "  static const " << name << " DEFAULT;  // " << e.default_value << "\n};\n";
-    for (const auto& v : e.values) s << "inline constexpr " << name << " " << name << "::" << v << "{\"" << v << "\"};\n";
+    for (const auto& v : e.values)
+      s << "inline constexpr " << name << " " << name << "::" << v << "{\"" << v << "\"};\n";
     s << "inline constexpr " << name << " " << name << "::DEFAULT{\"" << e.default_value << "\"};\n";
   }
   s << "\n}  // namespace mz\n";
