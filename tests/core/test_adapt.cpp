@@ -4,7 +4,6 @@
 // tests/cli, and tests/parity loads every family from files written the way old upstream files look.
 #include <doctest/doctest.h>
 
-#include "builders/common.h"
 #include "tests/support/support.h"
 
 using namespace mz;
