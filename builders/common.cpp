@@ -10,8 +10,8 @@ namespace mz::detail {
 
 std::int64_t num_classes(const std::optional<std::int64_t>& given, const std::optional<Weights>& w,
                          std::int64_t fallback) {
-  if (!w) return given.value_or(fallback);
-  return override_param<std::int64_t>(given, static_cast<std::int64_t>(w->meta().categories.size()), "num_classes",
+  if (!w || !w->meta().categories) return given.value_or(fallback);  // no weights, or no categories (features)
+  return override_param<std::int64_t>(given, static_cast<std::int64_t>(w->meta().categories->size()), "num_classes",
                                       w->name());
 }
 

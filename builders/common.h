@@ -34,7 +34,8 @@ void init_mobilenet(torch::nn::Module& model);
 // (x - 0.5) / 0.5 normalisation the ported weights were trained with.
 torch::Tensor inception_transform_input(const torch::Tensor& x);
 
-// num_classes for a classification builder: len(categories) with weights, else the option or 1000.
+// num_classes for a classification builder: len(categories) with weights that have categories, else
+// the option or 1000 (VGG16's IMAGENET1K_FEATURES has none: num_classes stays the caller's).
 std::int64_t num_classes(const std::optional<std::int64_t>& given, const std::optional<Weights>& w,
                          std::int64_t fallback = 1000);
 

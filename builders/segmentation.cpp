@@ -14,7 +14,7 @@ std::pair<std::int64_t, bool> configure(const std::optional<W>& weights, Segment
   if (!weights) return {o.num_classes.value_or(21), o.aux_loss.value_or(false)};
   o.weights_backbone.reset();
   const std::string name = weights->name();
-  return {detail::override_param(o.num_classes, static_cast<std::int64_t>(weights->meta().categories.size()),
+  return {detail::override_param(o.num_classes, static_cast<std::int64_t>(weights->meta().categories.value().size()),
                                  "num_classes", name),
           detail::override_param(o.aux_loss, true, "aux_loss", name)};
 }

@@ -70,9 +70,7 @@ void init_vgg(VGGImpl& model) {
 
 VGG make_vgg(const std::vector<std::int64_t>& cfg, bool batch_norm, const std::optional<Weights>& weights,
              VGGOptions options) {
-  // Weights without categories (VGG16's IMAGENET1K_FEATURES) leave num_classes to the caller.
-  if (!weights || !weights->meta().categories.empty())
-    options.num_classes = detail::num_classes(options.num_classes, weights);
+  options.num_classes = detail::num_classes(options.num_classes, weights);
   VGG model(cfg, batch_norm, options);
   detail::load_or_init(*model, weights, [&] {
     if (options.init_weights) init_vgg(*model);

@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   model->eval();
   torch::NoGradGuard no_grad;
   const auto logits = model->forward(torch::randn({1, 3, 224, 224}));
-  const auto& categories = mz::ResNet18_Weights::DEFAULT.meta().categories;
+  const auto& categories = mz::ResNet18_Weights::DEFAULT.meta().categories.value();  // null for feature weights
   std::cout << "top-1: " << categories.at(logits.argmax(1).item<std::int64_t>()) << "\n";
   return 0;
 }

@@ -71,7 +71,7 @@ json to_json(const WeightsRecord& r) {
     for (const auto& [name, v] : values) metrics[dataset][name] = metric_json(v);
   json meta = {{"num_params", r.meta.num_params},
                {"min_size", r.meta.min_size ? json{r.meta.min_size->first, r.meta.min_size->second} : json(nullptr)},
-               {"categories", r.meta.categories},
+               {"categories", r.meta.categories ? json(*r.meta.categories) : json(nullptr)},
                {"metrics", metrics},
                {"recipe", r.meta.recipe},
                {"docs", r.meta.docs}};
@@ -109,12 +109,12 @@ WeightsRecord record_from_json(const json& e, const std::string& source) {
   r.url = required<std::string>(e, "url", where);
   r.hash_prefix = optional_field<std::string>(e, "hash_prefix", "", where);
   r.sha256 = optional_field<std::string>(e, "sha256", "", where);
-  static const std::regex hex64("[0-9a-f]{64}"), hex8("[0-9a-f]{8}");
+  static const std::regex hex64("[0-9a-f]{64}"), hex_run("[0-9a-f]{1,64}");
   if (!r.sha256.empty() && !std::regex_match(r.sha256, hex64))
     throw UsageError(where, "sha256 must be 64 lower-case hex digits");
-  if (!r.hash_prefix.empty() && !std::regex_match(r.hash_prefix, hex8))
-    throw UsageError(where, "hash_prefix must be 8 lower-case hex digits");
-  if (!r.sha256.empty() && !r.hash_prefix.empty() && r.sha256.compare(0, 8, r.hash_prefix) != 0)
+  if (!r.hash_prefix.empty() && !std::regex_match(r.hash_prefix, hex_run))
+    throw UsageError(where, "hash_prefix must be 1 to 64 lower-case hex digits");
+  if (!r.sha256.empty() && !r.hash_prefix.empty() && r.sha256.compare(0, r.hash_prefix.size(), r.hash_prefix) != 0)
     throw UsageError(where, "hash_prefix does not match sha256");
   if (e.contains("file_size") && !e["file_size"].is_null()) r.file_size = required<std::uint64_t>(e, "file_size", where);
   const json meta = optional_field<json>(e, "meta", json::object(), where);
@@ -124,7 +124,8 @@ WeightsRecord record_from_json(const json& e, const std::string& source) {
     if (ms.size() != 2) throw UsageError(where, "meta.min_size must be [height, width]");
     r.meta.min_size = std::make_pair(ms[0], ms[1]);
   }
-  r.meta.categories = optional_field<std::vector<std::string>>(meta, "categories", {}, where);
+  if (meta.contains("categories") && !meta["categories"].is_null())
+    r.meta.categories = required<std::vector<std::string>>(meta, "categories", where);
   const json metrics = optional_field<json>(meta, "metrics", json::object(), where);
   for (const auto& [dataset, values] : metrics.items())
     for (const auto& [k, v] : values.items()) {

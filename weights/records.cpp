@@ -37,14 +37,19 @@ WeightsRecord imagenet(const char* full_name, const char* url, Transforms transf
   return r;
 }
 
+std::string hash_prefix_of(const std::string& url) {
+  static const std::regex hash_regex("-([a-f0-9]*)\\.");  // torch.hub's HASH_REGEX
+  const std::string file = url.substr(url.find_last_of('/') + 1);
+  std::smatch m;
+  return std::regex_search(file, m, hash_regex) ? m.str(1) : std::string();
+}
+
 bool add(const char* task, const char* model, const char* default_value, std::vector<WeightsRecord> records) {
-  static const std::regex suffix("-([0-9a-f]{8})[0-9a-f]*\\.[A-Za-z]+$");
   for (WeightsRecord& r : records) {
     r.model = model;
     r.task = task;
     r.is_default = r.value_name == default_value;
-    std::smatch m;
-    if (r.hash_prefix.empty() && std::regex_search(r.url, m, suffix)) r.hash_prefix = m[1];
+    if (r.hash_prefix.empty()) r.hash_prefix = hash_prefix_of(r.url);
     register_weights(std::move(r));
   }
   return true;

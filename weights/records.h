@@ -27,8 +27,13 @@ Transforms semantic_segmentation(std::int64_t resize_size = 520);
 WeightsRecord imagenet(const char* full_name, const char* url, Transforms transforms, std::int64_t num_params,
                        double acc1, double acc5, const char* recipe, const char* docs);
 
+// The hex digits torch.hub checks for a URL: the run after the first '-' of the file name that is
+// followed by '.' (its HASH_REGEX), "resnet50-11ad3fa6.pth" -> "11ad3fa6",
+// "mnasnet0.5_top1_67.823-3ffadce67e.pth" -> "3ffadce67e"; "" when there is none.
+std::string hash_prefix_of(const std::string& url);
+
 // Registers the records of one builder: sets model and task, marks `default_value` as DEFAULT and
-// derives hash_prefix from the URL's file name ("resnet50-11ad3fa6.pth" -> "11ad3fa6").
+// derives hash_prefix from the URL (hash_prefix_of).
 // Returns true so that a file can register at static-initialisation time:
 //   const bool registered = add("classification", "resnet50", "IMAGENET1K_V2", {...});
 bool add(const char* task, const char* model, const char* default_value, std::vector<WeightsRecord> records);

@@ -48,7 +48,7 @@ using Metrics = std::map<std::string, std::map<std::string, double>>;
 struct WeightsMeta {
   std::int64_t num_params = 0;
   std::optional<std::pair<std::int64_t, std::int64_t>> min_size;
-  std::vector<std::string> categories;  // empty when the weights have none (e.g. feature weights)
+  std::optional<std::vector<std::string>> categories;  // null where torchvision has None (feature weights)
   Metrics metrics;
   std::string recipe;
   std::string docs;                      // whitespace-normalised
@@ -62,7 +62,7 @@ struct WeightsRecord {
   std::string task;         // "classification", "segmentation", ...
   bool is_default = false;
   std::string url;
-  std::string hash_prefix;  // upstream's 8 hex digits from the file name ("" if none)
+  std::string hash_prefix;  // the hex run upstream puts in the file name, as torch.hub checks it ("" if none)
   std::string sha256;       // full digest, lower-case hex, "" when unknown
   std::optional<std::uint64_t> file_size;
   WeightsMeta meta;

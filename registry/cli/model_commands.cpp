@@ -101,7 +101,8 @@ void run_info(const std::string& name, bool as_json) {
     if (k == "meta") {
       for (const auto& [mk, mv] : v.items()) {
         std::string text = mv.is_string() ? mv.get<std::string>() : mv.dump();
-        if (mk == "categories") text = std::to_string(mv.size()) + (mv.empty() ? "" : " (" + mv[0].get<std::string>() + ", ...)");
+        if (mk == "categories" && !mv.is_null())
+          text = std::to_string(mv.size()) + (mv.empty() ? "" : " (" + mv[0].get<std::string>() + ", ...)");
         std::cout << std::left << std::setw(14) << mk << " " << text << "\n";
       }
     } else {

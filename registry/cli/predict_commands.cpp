@@ -40,7 +40,7 @@ void run_predict(const PredictArgs& a) {
     throw UsageError(w.name(), "mz predict needs classification weights (preset " + w.transforms.preset + ")");
   const ModelInfo& info = model_info(w.model);
   json options = json::object();
-  const auto& categories = w.meta.categories;
+  const std::vector<std::string> categories = w.meta.categories.value_or(std::vector<std::string>{});
   if (!a.checkpoint.empty() && !categories.empty() && info.default_options.contains("num_classes"))
     options["num_classes"] = categories.size();
   Model model = build(w.model, a.checkpoint, a.checkpoint.empty() ? w.name() : "", options, true, storage(a.mmap));

@@ -56,8 +56,8 @@ for model in models:
         rec = (f'imagenet("{e["weight"]}", "{e["url"]}", {preset(t)}, {m["num_params"]}, {num(acc.get("acc@1"))}, '
                f'{num(acc.get("acc@5"))}, {const("Recipe", m["recipe"])}, {const("Docs", m["docs"])})')
         fixes = []
-        if not m["categories"]:
-            fixes.append("r.meta.categories.clear();")
+        if m["categories"] is None:
+            fixes.append("r.meta.categories.reset();")
         if set(m["metrics"]) - {"ImageNet-1K"}:
             raise SystemExit("unsupported metrics in " + e["weight"])
         if t["mean"] != IMAGENET_MEAN or t["std"] != IMAGENET_STD:

@@ -6,6 +6,7 @@
 
 #include "modelzoo/modelzoo.h"
 #include "registry/register.h"
+#include "weights/records.h"
 
 using namespace mz;
 
@@ -42,7 +43,7 @@ TEST_CASE("num_params is recomputed from the model built for each weight") {
 }
 
 TEST_CASE("every builtin weight: name round-trips, hash_prefix is the URL's suffix, fields are sane") {
-  const std::regex file_name(".*/[^/]*-([0-9a-f]{8})[0-9a-f]*\\.[A-Za-z]+$");
+  const std::regex file_name(".*/[^/]*-([0-9a-f]{8,})\\.[A-Za-z]+$");  // torch.hub checks the whole run
   std::set<std::string> urls;
   for (const WeightsRecord* r : all_weights()) {
     if (r->source != "builtin") continue;  // other tests register local files too
@@ -55,8 +56,7 @@ TEST_CASE("every builtin weight: name round-trips, hash_prefix is the URL's suff
     CHECK(urls.insert(r->url).second);  // no two weights share a file
     CHECK(r->meta.num_params > 0);
     CHECK(!r->transforms.preset.empty());
-    if (r->task == "classification" && !r->meta.categories.empty())
-      CHECK(r->meta.categories.size() == 1000);
+    if (r->task == "classification" && r->meta.categories) CHECK(r->meta.categories->size() == 1000);
   }
 }
 
@@ -113,4 +113,24 @@ TEST_CASE("get_model: unknown names, options by kwarg name, contradictions with 
 TEST_CASE("a duplicate model name is an error") {
   CHECK_THROWS_WITH_AS(mz::detail::register_builder("resnet18", &resnet18),
                        "modelzoo: model 'resnet18' is registered twice", std::logic_error);
+}
+
+TEST_CASE("hash_prefix is the whole hex run of the file name, as torch.hub's HASH_REGEX finds it") {
+  CHECK(data::hash_prefix_of("https://download.pytorch.org/models/resnet50-11ad3fa6.pth") == "11ad3fa6");
+  CHECK(data::hash_prefix_of("https://download.pytorch.org/models/mnasnet0.5_top1_67.823-3ffadce67e.pth") ==
+        "3ffadce67e");
+  CHECK(data::hash_prefix_of("https://download.pytorch.org/models/quantized/resnet18_fbgemm_16fa66dd.pth").empty());
+  CHECK(get_weight("MNASNet0_5_Weights.IMAGENET1K_V1").hash_prefix == "3ffadce67e");
+  CHECK(get_weight("MNASNet1_0_Weights.IMAGENET1K_V1").hash_prefix == "f206786ef8");
+  CHECK(get_weight("ShuffleNet_V2_X0_5_Weights.IMAGENET1K_V1").hash_prefix == "f707e7126e");
+  CHECK(get_weight("ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1").hash_prefix == "5666bf0f80");
+  // A manifest entry's prefix may be longer than 8 digits, and must agree with its sha256 throughout.
+  nlohmann::json e = to_json(get_weight("ResNet18_Weights.IMAGENET1K_V1"));
+  e["weight"] = "ResNet18_Weights.PREFIX_TEST";
+  e["sha256"] = std::string(64, 'a');
+  e["hash_prefix"] = "aaaaaaaaaa";
+  CHECK(record_from_json(e, "m.json").hash_prefix == "aaaaaaaaaa");
+  e["hash_prefix"] = "aaaaaaaaab";
+  CHECK_THROWS_WITH_AS(record_from_json(e, "m.json"), doctest::Contains("hash_prefix does not match sha256"),
+                       UsageError);
 }

@@ -5,6 +5,7 @@ Run with Debian's /usr/bin/python3 (torchvision 0.14.1). Usage: tv_dump.py OUT.j
 """
 import json
 import math
+import os
 import re
 import sys
 
@@ -47,18 +48,18 @@ def transforms_of(w):
 def entry(model, enum, w):
     m = dict(w.meta)
     url = w.url
-    match = re.search(r"-([0-9a-f]{8,})\.[a-z]+$", url)
+    match = re.search(r"-([a-f0-9]*)\.", os.path.basename(url))  # torch.hub's HASH_REGEX
     return {
         "weight": f"{enum.__name__}.{w.name}",
         "model": model,
         "task": task_of(enum.__module__),
         "default": enum.DEFAULT is w,
         "url": url,
-        "hash_prefix": match.group(1)[:8] if match else "",
+        "hash_prefix": match.group(1) if match else "",
         "meta": {
             "num_params": m.get("num_params"),
             "min_size": list(m["min_size"]) if "min_size" in m else None,
-            "categories": m.get("categories") or [],
+            "categories": m.get("categories"),
             "metrics": {ds: {k: metric(v) for k, v in vals.items()} for ds, vals in m.get("_metrics", {}).items()},
             "recipe": m.get("recipe", ""),
             "docs": norm_docs(m.get("_docs")),

@@ -26,7 +26,7 @@ const bool registered =
     }) &&
     add("classification", "vgg16", "IMAGENET1K_V1", {
         with(imagenet("VGG16_Weights.IMAGENET1K_V1", "https://download.pytorch.org/models/vgg16-397923af.pth", image_classification(224), 138357544, 71.592, 90.382, kRecipe1, kDocs1), [](WeightsRecord& r) { r.meta.min_size = std::make_pair(32, 32); }),
-        with(imagenet("VGG16_Weights.IMAGENET1K_FEATURES", "https://download.pytorch.org/models/vgg16_features-amdegroot-88682ab5.pth", image_classification(224), 138357544, NAN, NAN, kRecipe2, kDocs2), [](WeightsRecord& r) { r.meta.categories.clear(); r.transforms.mean = {0.48235, 0.45882, 0.40784}; r.transforms.std = {0.00392156862745098, 0.00392156862745098, 0.00392156862745098}; r.meta.min_size = std::make_pair(32, 32); }),
+        with(imagenet("VGG16_Weights.IMAGENET1K_FEATURES", "https://download.pytorch.org/models/vgg16_features-amdegroot-88682ab5.pth", image_classification(224), 138357544, NAN, NAN, kRecipe2, kDocs2), [](WeightsRecord& r) { r.meta.categories.reset(); r.transforms.mean = {0.48235, 0.45882, 0.40784}; r.transforms.std = {0.00392156862745098, 0.00392156862745098, 0.00392156862745098}; r.meta.min_size = std::make_pair(32, 32); }),
     }) &&
     add("classification", "vgg16_bn", "IMAGENET1K_V1", {
         with(imagenet("VGG16_BN_Weights.IMAGENET1K_V1", "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth", image_classification(224), 138365992, 73.36, 91.516, kRecipe1, kDocs1), [](WeightsRecord& r) { r.meta.min_size = std::make_pair(32, 32); }),
