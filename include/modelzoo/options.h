@@ -32,7 +32,8 @@ struct adl_serializer<W, std::enable_if_t<std::is_base_of_v<::mz::Weights, W>>> 
 namespace mz {
 
 // Options from JSON: unknown keys and wrongly typed values are mz::UsageError naming the model,
-// the key and the valid keys; missing keys keep their defaults.
+// the key and the valid keys; missing keys keep their defaults. A number the option cannot hold
+// exactly (1000.5 for an integer) is an error, not rounded.
 template <class Options>
 Options options_from_json(const nlohmann::json& j, const std::string& model) {
   const nlohmann::json defaults = Options{};
@@ -45,11 +46,17 @@ Options options_from_json(const nlohmann::json& j, const std::string& model) {
   }
   nlohmann::json merged = defaults;
   merged.update(j);
+  Options options;
   try {
-    return merged.get<Options>();
+    options = merged.get<Options>();
   } catch (const nlohmann::json::exception& e) {
     throw UsageError(model, std::string("bad option value: ") + e.what());
   }
+  const nlohmann::json parsed = options;
+  for (const auto& [key, value] : j.items())
+    if (value.is_number() && parsed[key].is_number() && parsed[key] != value)
+      throw UsageError(model, "option '" + key + "' cannot be " + value.dump() + " (it holds " + parsed[key].dump() + ")");
+  return options;
 }
 
 }  // namespace mz

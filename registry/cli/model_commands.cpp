@@ -133,6 +133,9 @@ json parse_options(const std::string& text, const std::optional<std::int64_t>& n
 void run_forward(const ForwardArgs& a) {
   Model m = build(a.model, a.checkpoint, a.weights, parse_options(a.options, a.num_classes), true, storage(a.mmap));
   const torch::Tensor input = Checkpoint(a.input).tensor("input");
+  if (!input.is_floating_point())
+    throw UsageError(a.input, std::string("tensor 'input' must be floating point (an image batch), got ") +
+                                  c10::toString(input.scalar_type()));
   m.module->eval();
   torch::InferenceMode guard;
   save_safetensors(a.output, m.forward(input.to(torch::kFloat32)));

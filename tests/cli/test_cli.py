@@ -104,6 +104,15 @@ def test_forward_options_and_errors():
                   '{"num_clases": 10}'), 2, "unknown option 'num_clases'", "unknown option")
     fails_with(mz("forward", "resnet18", "--checkpoint", ckpt, "--input", inp, "--output", out, "--options",
                   "{not json"), 2, "--options: not valid JSON", "bad JSON")
+    fails_with(mz("forward", "resnet18", "--checkpoint", ckpt, "--input", inp, "--output", out, "--options",
+                  '{"num_classes": 10.5}'), 2, "option 'num_classes' cannot be 10.5", "a fractional class count")
+    int_inp = os.path.join(A.work, "int_in.safetensors")
+    st.save(int_inp, {"input": torch.zeros(1, 3, 32, 32, dtype=torch.int64)})
+    if os.path.exists(out):
+        os.remove(out)
+    fails_with(mz("forward", "resnet18", "--checkpoint", ckpt, "--input", int_inp, "--output", out, "--num-classes",
+                  "10"), 2, "tensor 'input' must be floating point", "an int64 input")
+    check(not os.path.exists(out), "an int64 input: no output written")
     fails_with(mz("forward", "resnet18", "--checkpoint", ckpt, "--weights", "ResNet18_Weights.IMAGENET1K_V1",
                   "--input", inp, "--output", out), None, "excludes", "both --checkpoint and --weights")
     fails_with(mz("forward", "resnet18", "--checkpoint", ckpt, "--input", ckpt, "--output", out,
