@@ -1,7 +1,6 @@
 // DenseNet family: blocks -> model -> worker -> builders, as in torchvision.models.densenet.
 #include "modelzoo/models/densenet.h"
 
-
 #include <torch/nn/init.h>
 
 #include "builders/common.h"

@@ -1,13 +1,10 @@
 // Feature extraction by layer name, heads over any backbone, fine-tuning loads and freezing.
 #include <doctest/doctest.h>
 
-#include <filesystem>
-
 #include "tests/support/support.h"
 
 using namespace mz;
 using namespace mz::test;
-
 
 TEST_CASE("feature_extractor: outputs by name, in request order, equal to the model's own layers") {
   torch::NoGradGuard no_grad;
