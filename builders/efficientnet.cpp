@@ -41,16 +41,10 @@ MBConvConfig fused_mbconv(double expand_ratio, std::int64_t kernel, std::int64_t
   return {expand_ratio, kernel, stride, input_channels, out_channels, num_layers, true};
 }
 
-MBConvBaseImpl::MBConvBaseImpl(const MBConvConfig& cnf, double sd_prob)
-    : use_res_connect(cnf.stride == 1 && cnf.input_channels == cnf.out_channels),
-      out_channels(cnf.out_channels),
-      stochastic_depth_prob(sd_prob) {
+MBConvBaseImpl::MBConvBaseImpl(const MBConvConfig& cnf, double stochastic_depth_prob)
+    : use_res_connect(cnf.stride == 1 && cnf.input_channels == cnf.out_channels), out_channels(cnf.out_channels) {
   if (cnf.stride < 1 || cnf.stride > 2) throw UsageError("EfficientNet", "illegal stride value");
-  block = torch::nn::Sequential();
-}
-
-void MBConvBaseImpl::finish() {
-  register_module("block", block);
+  block = register_module("block", torch::nn::Sequential());
   stochastic_depth = register_module("stochastic_depth", ops::StochasticDepth(stochastic_depth_prob, "row"));
 }
 
@@ -75,7 +69,6 @@ MBConvImpl::MBConvImpl(const MBConvConfig& cnf, double stochastic_depth_prob, co
   block->push_back(ops::SqueezeExcitation(ops::SqueezeExcitationOptions(expanded, squeeze).activation(Act::SiLU)));
   block->push_back(Conv2dNormActivation(  // project
       Conv2dNormActivationOptions(expanded, cnf.out_channels, 1).norm_layer(norm_layer).activation_layer(std::nullopt)));
-  finish();
 }
 
 FusedMBConvImpl::FusedMBConvImpl(const MBConvConfig& cnf, double stochastic_depth_prob,
@@ -96,7 +89,6 @@ FusedMBConvImpl::FusedMBConvImpl(const MBConvConfig& cnf, double stochastic_dept
                                               .norm_layer(norm_layer)
                                               .activation_layer(Act::SiLU)));
   }
-  finish();
 }
 
 std::pair<std::vector<MBConvConfig>, std::optional<std::int64_t>> config(const std::string& arch, double width_mult,

@@ -6,7 +6,6 @@ registered model (generic over the registry).
 Usage: test_cli.py --mz build/mz --fixtures build/fixtures/formats --work DIR
 """
 import argparse
-import collections
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "oracle"))
 sys.path.insert(0, os.path.join(HERE, "..", "parity"))
 import st  # noqa: E402
-from parity import SPECIAL, DEFAULT_SIZE, densenet_v1_key, mnasnet_v1, randomize  # noqa: E402
+from parity import SPECIAL, DEFAULT_SIZE, densenet_v1_key, mnasnet_v1, randomize, save_checkpoint  # noqa: E402
 
 ENTRY_KEYS = {"weight", "model", "task", "default", "url", "hash_prefix", "sha256", "file_size", "meta",
               "transforms", "source"}
@@ -125,13 +124,6 @@ def test_forward_options_and_errors():
     check(mz("--help").returncode == 0 and "forward" in mz("--help").stdout, "--help lists subcommands")
 
 
-def old_checkpoint(net, path, old_key=lambda k: k):
-    """`net`'s state saved as torchvision's 2017-2018 files are: legacy format, no num_batches_tracked."""
-    sd = collections.OrderedDict((old_key(k), v) for k, v in net.state_dict().items()
-                                 if not k.endswith("num_batches_tracked"))
-    torch.save(sd, path, _use_new_zipfile_serialization=False)
-
-
 def test_old_checkpoints():
     """Files in upstream's old layouts load through forward, bench and predict --checkpoint (the adaptation hook)."""
     inp, out = os.path.join(A.work, "in_old.safetensors"), os.path.join(A.work, "out_old.safetensors")
@@ -143,7 +135,7 @@ def test_old_checkpoints():
         net.eval()
         randomize(net, torch.Generator().manual_seed(7))
         ckpt = os.path.join(A.work, f"{name}-old.pth")
-        old_checkpoint(net, ckpt, old_key)
+        save_checkpoint(net.state_dict(), ckpt, "old", old_key)
         for mmap in ([], ["--mmap"]):
             r = mz("forward", name, "--checkpoint", ckpt, *mmap, "--input", inp, "--output", out)
             check(r.returncode == 0, f"forward {name} {mmap} old checkpoint: {r.stderr.strip()}")

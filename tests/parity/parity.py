@@ -35,7 +35,6 @@ FORMATS = ("zip", "legacy", "safetensors", "old")
 TOLERANCE = 1e-4
 
 
-
 def densenet_v1_key(key):
     """torchvision's DenseNet loader maps "denselayer1.norm.1.weight" to "...norm1.weight"; this undoes it."""
     return re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", key)

@@ -29,25 +29,32 @@ inline std::string temp_path(const std::string& name) {
   return (scratch.dir / name).string();
 }
 
-// Parameters then buffers, detached copies, by state-dict name.
-inline TensorDict state_of(const torch::nn::Module& m) {
+// Parameters then buffers, by state-dict name: the module's own tensors (no copies).
+inline TensorDict tensors_of(const torch::nn::Module& m) {
   TensorDict out;
-  for (const auto& p : m.named_parameters()) out.insert(p.key(), p.value().detach().clone());
-  for (const auto& b : m.named_buffers()) out.insert(b.key(), b.value().detach().clone());
+  for (const auto& p : m.named_parameters()) out.insert(p.key(), p.value());
+  for (const auto& b : m.named_buffers()) out.insert(b.key(), b.value());
   return out;
 }
 
-inline std::vector<std::string> keys_of(const torch::nn::Module& m) { return state_of(m).keys(); }
+// The same, as detached copies (a snapshot that later changes to the module do not reach).
+inline TensorDict state_of(const torch::nn::Module& m) {
+  TensorDict out;
+  for (const auto& item : tensors_of(m)) out.insert(item.key(), item.value().detach().clone());
+  return out;
+}
+
+inline std::vector<std::string> keys_of(const torch::nn::Module& m) { return tensors_of(m).keys(); }
 
 using Ints = std::vector<std::int64_t>;
 using Shapes = std::map<std::string, Ints>;
 inline Shapes shapes_of(const torch::nn::Module& m) {
   Shapes out;
-  for (const auto& item : state_of(m)) out[item.key()] = item.value().sizes().vec();
+  for (const auto& item : tensors_of(m)) out[item.key()] = item.value().sizes().vec();
   return out;
 }
 
-inline bool has_key(const torch::nn::Module& m, const std::string& key) { return state_of(m).contains(key); }
+inline bool has_key(const torch::nn::Module& m, const std::string& key) { return tensors_of(m).contains(key); }
 inline bool has_key_starting(const torch::nn::Module& m, const std::string& prefix) {
   for (const auto& k : keys_of(m))
     if (k.rfind(prefix, 0) == 0) return true;

@@ -185,6 +185,13 @@ struct Checkpoint::Impl {
     if (release) file.release(d.data_offset, d.data_size);
   }
 
+  // An owned copy of a tensor of the file.
+  torch::Tensor read(const formats::TensorDesc& d, bool release = true) const {
+    torch::Tensor out = torch::empty(d.shape, torch::TensorOptions().dtype(scalar_type(d.dtype)));
+    copy_into(out, d, release);
+    return out;
+  }
+
   const formats::TensorDesc& find(const std::string& name) const {
     auto it = index.find(name);
     if (it == index.end()) throw CheckpointError(path, "no tensor named '" + name + "'");
@@ -204,12 +211,7 @@ std::vector<std::string> Checkpoint::names() const {
   return out;
 }
 
-torch::Tensor Checkpoint::tensor(const std::string& name) const {
-  const auto& d = impl_->find(name);
-  torch::Tensor out = torch::empty(d.shape, torch::TensorOptions().dtype(scalar_type(d.dtype)));
-  impl_->copy_into(out, d);
-  return out;
-}
+torch::Tensor Checkpoint::tensor(const std::string& name) const { return impl_->read(impl_->find(name)); }
 
 TensorDict Checkpoint::tensors() const {
   TensorDict out;
@@ -243,6 +245,10 @@ struct IncomingState::Impl {
     index.emplace(e.key, entries.size());
     entries.push_back(std::move(e));
   }
+  // The file's (or load_state's) entries: of two names that map to one key, the first wins.
+  void add_first(IncomingEntry e) {
+    if (!index.count(e.key)) add(std::move(e));
+  }
   IncomingEntry& at(const std::string& key) {
     const auto it = index.find(key);
     if (it == index.end()) throw LoadError(file, "no incoming tensor named '" + key + "'");
@@ -273,10 +279,7 @@ std::vector<std::string> IncomingState::keys() const {
 std::vector<std::int64_t> IncomingState::shape(const std::string& key) const { return impl_->at(key).shape(); }
 torch::Tensor IncomingState::read(const std::string& key) const {
   const IncomingEntry& e = impl_->at(key);
-  if (!e.desc) return e.value.clone();
-  torch::Tensor out = torch::empty(e.desc->shape, torch::TensorOptions().dtype(scalar_type(e.desc->dtype)));
-  impl_->checkpoint->copy_into(out, *e.desc, /*release=*/false);
-  return out;
+  return e.desc ? impl_->checkpoint->read(*e.desc, /*release=*/false) : e.value.clone();
 }
 void IncomingState::set(const std::string& key, torch::Tensor value) {
   impl_->add({key, nullptr, std::move(value)});
@@ -362,20 +365,14 @@ LoadReport Checkpoint::load_into(torch::nn::Module& module, const LoadOptions& o
   auto in = std::make_unique<IncomingState::Impl>();
   in->file = impl_->path;
   in->checkpoint = impl_.get();
-  for (const auto& d : impl_->desc.tensors) {
-    std::string key = module_key(d.name, options);
-    if (!in->index.count(key)) in->add({std::move(key), &d, {}});  // two names for one key: the first wins
-  }
+  for (const auto& d : impl_->desc.tensors) in->add_first({module_key(d.name, options), &d, {}});
   IncomingState state = detail::StateAccess::make(std::move(in));
   return load_incoming(module, state, options);
 }
 
 LoadReport load_state(torch::nn::Module& module, TensorDict tensors, const LoadOptions& options) {
   auto in = std::make_unique<IncomingState::Impl>();
-  for (auto& item : tensors) {
-    std::string key = module_key(item.key(), options);
-    if (!in->index.count(key)) in->add({std::move(key), nullptr, item.value()});  // as for a file
-  }
+  for (const auto& item : tensors) in->add_first({module_key(item.key(), options), nullptr, item.value()});
   IncomingState state = detail::StateAccess::make(std::move(in));
   return load_incoming(module, state, options);
 }

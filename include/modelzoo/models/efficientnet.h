@@ -44,8 +44,8 @@ MBConvConfig mbconv(double expand_ratio, std::int64_t kernel, std::int64_t strid
 MBConvConfig fused_mbconv(double expand_ratio, std::int64_t kernel, std::int64_t stride, std::int64_t input_channels,
                           std::int64_t out_channels, std::int64_t num_layers);
 
-// What MBConv and FusedMBConv share: the layers of `block` and, with a residual connection, the
-// block's output passing StochasticDepth("row") before the addition.
+// What MBConv and FusedMBConv share: the layers of `block` (each subclass fills it) and, with a
+// residual connection, the block's output passing StochasticDepth("row") before the addition.
 class MBConvBaseImpl : public torch::nn::Module {
  public:
   torch::Tensor forward(const torch::Tensor& x);
@@ -56,8 +56,6 @@ class MBConvBaseImpl : public torch::nn::Module {
 
  protected:
   MBConvBaseImpl(const MBConvConfig& cnf, double stochastic_depth_prob);
-  void finish();  // registers block and stochastic_depth, once the subclass filled block
-  double stochastic_depth_prob;
 };
 
 // Expand 1x1 (when channels grow) -> depthwise -> SqueezeExcitation (SiLU) -> linear 1x1 projection.
