@@ -21,6 +21,46 @@ inline TensorDict to_dict(torch::Tensor t) {
 }
 inline TensorDict to_dict(TensorDict d) { return d; }
 
+// A module takes named inputs through its own `run(const TensorDict&)` when it has one (detection,
+// text, audio), and otherwise is an image model: forward(inputs["input"]) on a float32 batch.
+template <class M, class = void>
+struct has_run : std::false_type {};
+template <class M>
+struct has_run<M, std::void_t<decltype(std::declval<M&>().run(std::declval<const TensorDict&>()))>> : std::true_type {};
+
+template <class M>
+TensorDict run_named(M& module, const TensorDict& inputs) {
+  if constexpr (has_run<M>::value) {
+    return to_dict(module.run(inputs));
+  } else {
+    if (!inputs.contains("input")) throw UsageError("input", "no tensor named 'input' (an image batch [N, 3, H, W])");
+    const torch::Tensor& input = inputs.at("input");
+    if (!input.is_floating_point())
+      throw UsageError("input", std::string("must be floating point (an image batch), got ") +
+                                    c10::toString(input.scalar_type()));
+    return to_dict(module.forward(input.to(torch::kFloat32)));
+  }
+}
+
+// Random inputs for mz bench: the module's static `example_inputs(batch, size)` when it has one, else
+// an image batch [batch, 3, size, size].
+template <class M, class = void>
+struct has_example_inputs : std::false_type {};
+template <class M>
+struct has_example_inputs<M, std::void_t<decltype(M::example_inputs(std::int64_t{}, std::int64_t{}))>>
+    : std::true_type {};
+
+template <class M>
+TensorDict example_inputs(std::int64_t batch, std::int64_t size) {
+  if constexpr (has_example_inputs<M>::value) {
+    return M::example_inputs(batch, size);
+  } else {
+    TensorDict out;
+    out.insert("input", torch::randn({batch, 3, size, size}));
+    return out;
+  }
+}
+
 // Compile-time string equality (a registration line checks its builder against its weights enum).
 constexpr bool same_name(const char* a, const char* b) { return *a == *b && (*a == '\0' || same_name(a + 1, b + 1)); }
 
@@ -44,8 +84,10 @@ bool register_builder(const char* name, Holder (*builder)(std::optional<W>, O)) 
     std::optional<W> w;
     if (!weights.empty()) w = W::from_name(weights);
     Holder holder = builder(w, options_from_json<O>(options, model));
-    return Model{model, holder.ptr(), [holder](const torch::Tensor& x) mutable { return to_dict(holder->forward(x)); }};
+    auto module = holder.ptr();
+    return Model{model, module, [module](const TensorDict& inputs) { return run_named(*module, inputs); }};
   };
+  info.example_inputs = &example_inputs<typename Holder::ContainedType>;
   register_model(std::move(info));
   return true;
 }

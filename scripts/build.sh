@@ -11,6 +11,10 @@ PACKAGES=(
   nginx-light curl ca-certificates openssl                       # hub tests and benchmarks
   clang-14 libclang-rt-14-dev                                    # sanitizer and fuzz builds of the parsers
   libjpeg62-turbo-dev libpng-dev hyperfine
+  libsentencepiece-dev libre2-dev libsndfile1-dev                # text tokenizers, audio decoding
+  libopenblas0-openmp     # LibTorch's libblas.so.3: OpenBLAS (OpenMP build) instead of netlib's reference BLAS
+  python3-torchaudio python3-torchtext python3-sentencepiece python3-regex python3-soundfile  # text/audio oracles
+  sentencepiece espeak-ng sox                                    # test data: spm_train, speech, tones
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

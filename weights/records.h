@@ -13,6 +13,8 @@ namespace mz::data {
 const std::vector<std::string>& imagenet_categories();
 const std::vector<std::string>& voc_categories();
 const std::vector<std::string>& coco_categories();
+const std::vector<std::string>& coco_person_categories();      // Keypoint R-CNN: "no person", "person"
+const std::vector<std::string>& coco_person_keypoint_names();  // its 17 keypoint_names
 
 inline const std::vector<double> kImageNetMean = {0.485, 0.456, 0.406};
 inline const std::vector<double> kImageNetStd = {0.229, 0.224, 0.225};

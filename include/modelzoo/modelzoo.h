@@ -32,3 +32,4 @@
 #include "modelzoo/models/vision_transformer.h"
 #include "modelzoo/models/swin_transformer.h"
 #include "modelzoo/models/maxvit.h"
+#include "modelzoo/detection/detection.h"

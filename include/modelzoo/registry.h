@@ -3,6 +3,7 @@
 // which links the builder to its weights enum (deduced from its signature) and options struct.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -18,13 +19,22 @@
 
 namespace mz {
 
-// A type-erased model: the module (for state_dict, eval, to(...)) plus its forward, which returns
-// named outputs in order: {"output": logits} for a plain tensor, or the model's own keys ({"out",
-// "aux"} for segmentation).
+// A type-erased model: the module (for state_dict, eval, to(...)) plus `run`, which takes named inputs
+// and returns named outputs in order. Inputs are the domain's tensors by name: "input" (an image batch,
+// token ids or waveforms), and where the domain has them "input.0", "input.1", ... (images of
+// different sizes), "lengths", "decoder_input". Outputs are {"output": logits} for a plain tensor, or
+// the model's own keys ({"out", "aux"} for segmentation). `mz forward` passes its input file whole.
 struct Model {
   std::string name;
   std::shared_ptr<torch::nn::Module> module;
-  std::function<TensorDict(const torch::Tensor&)> forward;
+  std::function<TensorDict(const TensorDict& inputs)> run;
+
+  // run({"input": input})
+  TensorDict forward(const torch::Tensor& input) const {
+    TensorDict inputs;
+    inputs.insert("input", input);
+    return run(inputs);
+  }
 };
 
 struct ModelInfo {
@@ -35,6 +45,9 @@ struct ModelInfo {
   std::function<std::string()> default_weights;  // full name of the typed enum's DEFAULT
   // Builds with the weights ("" for none; any accepted spelling) and options JSON (kwarg names).
   std::function<Model(const std::string& weights, const nlohmann::json& options)> build;
+  // Random inputs for `run` (mz bench): `batch` items of size `size` (image height and width by default;
+  // a domain states its own meaning, e.g. tokens or samples).
+  std::function<TensorDict(std::int64_t batch, std::int64_t size)> example_inputs;
 };
 
 // All registered models sorted by name; include/exclude are fnmatch globs ("resnet*"), task "" = any.

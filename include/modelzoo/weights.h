@@ -118,7 +118,8 @@ class Weights {
 };
 
 // Strongly typed weights of one builder. Two enums never convert into each other. The enums themselves
-// (ResNet50_Weights, ...) are generated from the records at build time: <modelzoo/weights_enums.h>.
+// (ResNet50_Weights, ...) are generated from the records at build time: <modelzoo/weights_enums.h> includes them all, one
+// header per task (<modelzoo/weights_enums/classification.h>, ...).
 template <class Self>
 class WeightsEnum : public Weights {
  public:

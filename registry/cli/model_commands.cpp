@@ -132,13 +132,16 @@ json parse_options(const std::string& text, const std::optional<std::int64_t>& n
 
 void run_forward(const ForwardArgs& a) {
   Model m = build(a.model, a.checkpoint, a.weights, parse_options(a.options, a.num_classes), true, storage(a.mmap));
-  const torch::Tensor input = Checkpoint(a.input).tensor("input");
-  if (!input.is_floating_point())
-    throw UsageError(a.input, std::string("tensor 'input' must be floating point (an image batch), got ") +
-                                  c10::toString(input.scalar_type()));
+  const TensorDict inputs = Checkpoint(a.input).tensors();
   m.module->eval();
   torch::InferenceMode guard;
-  save_safetensors(a.output, m.forward(input.to(torch::kFloat32)));
+  TensorDict outputs;
+  try {
+    outputs = m.run(inputs);
+  } catch (const UsageError& e) {
+    throw UsageError(a.input, e.what());  // name the file the bad tensor came from
+  }
+  save_safetensors(a.output, outputs);
 }
 
 // ---- convert ----------------------------------------------------------------------------------
@@ -184,11 +187,11 @@ void run_bench(const BenchArgs& a) {
   }
   model->module->eval();
   torch::InferenceMode guard;
-  const torch::Tensor x = torch::randn({a.batch, 3, a.size, a.size});
-  if (!a.load_only) model->forward(x);  // warm-up
+  const TensorDict x = model_info(a.model).example_inputs(a.batch, a.size);
+  if (!a.load_only) model->run(x);  // warm-up
   for (std::int64_t i = 0; i < (a.load_only ? 0 : std::max<std::int64_t>(a.repeat, 1)); ++i) {
     const auto t0 = clock::now();
-    model->forward(x);
+    model->run(x);
     forward_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
   }
   const json out = {{"model", a.model}, {"checkpoint", a.checkpoint}, {"size", a.size}, {"batch", a.batch},

@@ -1,13 +1,15 @@
 #!/usr/bin/python3
-"""Every builtin weight's record matches torchvision 0.14.1 field for field.
+"""Every builtin weight's record matches its Python library field for field.
 
-Compares `mz list --json` with a fresh dump of Debian's torchvision (tv_dump.py): url, DEFAULT
+Compares `mz list --json` with fresh dumps of Debian's Python libraries, one script per library
+(*_dump.py here: tv_dump.py for torchvision; each writes weight entries in the same schema): url, DEFAULT
 flag, hash_prefix, num_params, min_size, categories, metrics, recipe, docs (whitespace-normalised),
 extra meta keys and transforms. Also: every weight of a registered model exists, and with
 --require-task T, every torchvision weight of task T is registered.
 Usage: check_metadata.py --mz build/mz [--require-task classification]
 """
 import argparse
+import glob
 import json
 import math
 import os
@@ -36,9 +38,11 @@ def main():
     ap.add_argument("--mz", required=True)
     ap.add_argument("--require-task", action="append", default=[])
     a = ap.parse_args()
-    with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        subprocess.check_call([sys.executable, os.path.join(HERE, "tv_dump.py"), f.name])
-        tv = {e["weight"]: e for e in json.load(open(f.name))}
+    tv = {}
+    for dump in sorted(glob.glob(os.path.join(HERE, "*_dump.py"))):  # one reference dump per Python library
+        with tempfile.NamedTemporaryFile(suffix=".json") as f:
+            subprocess.check_call([sys.executable, dump, f.name])
+            tv.update({e["weight"]: e for e in json.load(open(f.name))})
     ours = {e["weight"]: e for e in json.loads(subprocess.check_output([a.mz, "list", "--json"]))
             if e["source"] == "builtin"}
     models = {e["model"] for e in ours.values()}
@@ -46,7 +50,7 @@ def main():
     for name, e in sorted(ours.items()):
         ref = tv.get(name)
         if ref is None:
-            problems.append(f"{name}: not a torchvision 0.14.1 weight")
+            problems.append(f"{name}: not a weight of the Python libraries (torchvision 0.14.1, torchtext 0.14.1, torchaudio 0.13.1)")
             continue
         checks = {
             "model": (e["model"], ref["model"]),
@@ -62,16 +66,16 @@ def main():
         checks["meta extra keys"] = (extra, ref["extra_meta_keys"])
         for field, (got, want) in checks.items():
             if not close(got, want):
-                problems.append(f"{name}: {field} is {json.dumps(got)[:200]}, torchvision has {json.dumps(want)[:200]}")
+                problems.append(f"{name}: {field} is {json.dumps(got)[:200]}, upstream has {json.dumps(want)[:200]}")
         if not re.search(r"-" + re.escape(e["hash_prefix"]) + r"[0-9a-f]*\.[A-Za-z]+$", e["url"]):
             problems.append(f"{name}: hash_prefix {e['hash_prefix']} is not the suffix of the URL's file name")
     for name, ref in sorted(tv.items()):
         if name in ours:
             continue
         if ref["model"] in models:
-            problems.append(f"{name}: torchvision weight of registered model {ref['model']} is missing")
+            problems.append(f"{name}: upstream weight of registered model {ref['model']} is missing")
         elif ref["task"] in a.require_task:
-            problems.append(f"{name}: torchvision {ref['task']} weight missing (model {ref['model']} not registered)")
+            problems.append(f"{name}: upstream {ref['task']} weight missing (model {ref['model']} not registered)")
     for p in problems:
         print(p)
     print(f"metadata: {len(ours) - len({p.split(':')[0] for p in problems if p.split(':')[0] in ours})} passed, "

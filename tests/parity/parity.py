@@ -56,6 +56,9 @@ def mnasnet_v1(net):
 # name -> {"size": input side, "kwargs": builder kwargs (both sides), "extended": only in --extended,
 #          "formats": formats to test (default: one, rotating),
 #          "old_key": checkpoint key -> its name in old files, "old_net": model -> the old model}
+# The tasks this script covers (torchvision's single-tensor models); each other domain has its own parity test.
+TASKS = ("classification", "segmentation")
+
 SPECIAL = {
     # segmentation: both outputs ("out" and "aux"); no backbone download (weights_backbone=None)
     "fcn_resnet50": {"kwargs": {"aux_loss": True, "weights_backbone": None}, "formats": FORMATS},
@@ -226,7 +229,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(1)
     listed = json.loads(subprocess.check_output([a.mz, "list", "--models", "--json"]))
-    models = [m["model"] for m in listed]
+    models = [m["model"] for m in listed if m["task"] in TASKS]
     if a.models:
         models = [m for m in models if m in a.models]
     ext = lambda m: SPECIAL.get(m, {}).get("extended", False)  # noqa: E731

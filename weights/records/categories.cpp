@@ -173,4 +173,20 @@ const std::vector<std::string>& coco_categories() {
   return v;
 }
 
+const std::vector<std::string>& coco_person_categories() {
+  static const std::vector<std::string> v = {
+      "no person", "person",
+  };
+  return v;
+}
+
+const std::vector<std::string>& coco_person_keypoint_names() {
+  static const std::vector<std::string> v = {
+      "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+      "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+      "right_knee", "left_ankle", "right_ankle",
+  };
+  return v;
+}
+
 }  // namespace mz::data

@@ -9,7 +9,7 @@
 #include "modelzoo/layers/chain.h"
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -32,7 +32,7 @@ class AlexNetImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(AlexNet);
 
-// The weights enums (AlexNet_Weights) are generated into <modelzoo/weights_enums.h>
+// The weights enums (AlexNet_Weights) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/alexnet.cpp.
 
 AlexNet alexnet(std::optional<AlexNet_Weights> weights = {}, AlexNetOptions options = {});

@@ -10,7 +10,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -61,7 +61,7 @@ class ConvNeXtImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(ConvNeXt);
 
-// The weights enums (ConvNeXt_Tiny_Weights, ConvNeXt_Small_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// The weights enums (ConvNeXt_Tiny_Weights, ConvNeXt_Small_Weights, ...) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/convnext.cpp.
 
 ConvNeXt convnext_tiny(std::optional<ConvNeXt_Tiny_Weights> weights = {}, ConvNeXtOptions options = {});

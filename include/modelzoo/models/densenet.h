@@ -10,7 +10,7 @@
 #include "modelzoo/layers/chain.h"
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -71,7 +71,7 @@ class DenseNetImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(DenseNet);
 
-// The weights enums (DenseNet121_Weights, DenseNet161_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// The weights enums (DenseNet121_Weights, DenseNet161_Weights, ...) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/densenet.cpp.
 
 DenseNet densenet121(std::optional<DenseNet121_Weights> weights = {}, DenseNetOptions options = {});

@@ -12,7 +12,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -94,7 +94,7 @@ class EfficientNetImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(EfficientNet);
 
-// The weights enums (EfficientNet_B0_Weights, EfficientNet_B1_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// The weights enums (EfficientNet_B0_Weights, EfficientNet_B1_Weights, ...) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/efficientnet.cpp.
 
 EfficientNet efficientnet_b0(std::optional<EfficientNet_B0_Weights> weights = {}, EfficientNetOptions options = {});

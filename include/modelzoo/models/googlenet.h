@@ -11,7 +11,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -79,7 +79,7 @@ class GoogLeNetImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(GoogLeNet);
 
-// The weights enums (GoogLeNet_Weights) are generated into <modelzoo/weights_enums.h>
+// The weights enums (GoogLeNet_Weights) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/googlenet.cpp.
 
 GoogLeNet googlenet(std::optional<GoogLeNet_Weights> weights = {}, GoogLeNetOptions options = {});

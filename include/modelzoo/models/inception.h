@@ -10,7 +10,7 @@
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -115,7 +115,7 @@ class Inception3Impl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(Inception3);
 
-// The weights enums (Inception_V3_Weights) are generated into <modelzoo/weights_enums.h>
+// The weights enums (Inception_V3_Weights) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/inception.cpp.
 
 Inception3 inception_v3(std::optional<Inception_V3_Weights> weights = {}, Inception3Options options = {});

@@ -12,7 +12,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -118,7 +118,7 @@ class MaxVitImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(MaxVit);
 
-// The weights enums (MaxVit_T_Weights) are generated into <modelzoo/weights_enums.h>
+// The weights enums (MaxVit_T_Weights) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/maxvit.cpp.
 
 MaxVit maxvit_t(std::optional<MaxVit_T_Weights> weights = {}, MaxVitOptions options = {});

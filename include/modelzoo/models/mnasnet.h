@@ -12,7 +12,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -66,7 +66,7 @@ class MNASNetImpl : public torch::nn::Module, public Chain, public CheckpointAda
 };
 TORCH_MODULE(MNASNet);
 
-// The weights enums (MNASNet0_5_Weights, MNASNet0_75_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// The weights enums (MNASNet0_5_Weights, MNASNet0_75_Weights, ...) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/mnasnet.cpp.
 
 MNASNet mnasnet0_5(std::optional<MNASNet0_5_Weights> weights = {}, MNASNetOptions options = {});

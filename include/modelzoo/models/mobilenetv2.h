@@ -10,7 +10,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -51,7 +51,7 @@ class MobileNetV2Impl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(MobileNetV2);
 
-// The weights enums (MobileNet_V2_Weights) are generated into <modelzoo/weights_enums.h>
+// The weights enums (MobileNet_V2_Weights) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/mobilenetv2.cpp.
 
 MobileNetV2 mobilenet_v2(std::optional<MobileNet_V2_Weights> weights = {}, MobileNetV2Options options = {});

@@ -10,7 +10,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -69,7 +69,7 @@ class MobileNetV3Impl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(MobileNetV3);
 
-// The weights enums (MobileNet_V3_Large_Weights, MobileNet_V3_Small_Weights) are generated into <modelzoo/weights_enums.h>
+// The weights enums (MobileNet_V3_Large_Weights, MobileNet_V3_Small_Weights) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/mobilenetv3.cpp.
 
 MobileNetV3 mobilenet_v3_large(std::optional<MobileNet_V3_Large_Weights> weights = {},

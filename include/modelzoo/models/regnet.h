@@ -10,7 +10,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -89,7 +89,7 @@ class RegNetImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(RegNet);
 
-// The weights enums (RegNet_Y_400MF_Weights, RegNet_Y_800MF_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// The weights enums (RegNet_Y_400MF_Weights, RegNet_Y_800MF_Weights, ...) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/regnet.cpp.
 
 RegNet regnet_y_400mf(std::optional<RegNet_Y_400MF_Weights> weights = {}, RegNetOptions options = {});

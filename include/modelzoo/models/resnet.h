@@ -9,7 +9,7 @@
 #include "modelzoo/layers/chain.h"
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -67,7 +67,7 @@ class ResNetImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(ResNet);
 
-// The weights enums (ResNet18_Weights, ResNet34_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// The weights enums (ResNet18_Weights, ResNet34_Weights, ...) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/resnet.cpp.
 
 ResNet resnet18(std::optional<ResNet18_Weights> weights = {}, ResNetOptions options = {});

@@ -9,7 +9,7 @@
 #include "modelzoo/models/mobilenetv3.h"
 #include "modelzoo/models/resnet.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/segmentation.h"
 
 namespace mz {
 
@@ -35,7 +35,7 @@ using ResNet50SegmentationOptions = SegmentationOptions<ResNet50_Weights>;
 using ResNet101SegmentationOptions = SegmentationOptions<ResNet101_Weights>;
 using MobileNetV3SegmentationOptions = SegmentationOptions<MobileNet_V3_Large_Weights>;
 
-// The weights enums (FCN_ResNet50_Weights, FCN_ResNet101_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// The weights enums (FCN_ResNet50_Weights, FCN_ResNet101_Weights, ...) are generated into <modelzoo/weights_enums/segmentation.h>
 // from the records in weights/records/segmentation.cpp.
 
 FCN fcn_resnet50(std::optional<FCN_ResNet50_Weights> weights = {}, ResNet50SegmentationOptions options = {});

@@ -10,7 +10,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -47,7 +47,7 @@ class ShuffleNetV2Impl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(ShuffleNetV2);
 
-// The weights enums (ShuffleNet_V2_X0_5_Weights, ShuffleNet_V2_X1_0_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// The weights enums (ShuffleNet_V2_X0_5_Weights, ShuffleNet_V2_X1_0_Weights, ...) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/shufflenet.cpp.
 
 ShuffleNetV2 shufflenet_v2_x0_5(std::optional<ShuffleNet_V2_X0_5_Weights> weights = {},

@@ -10,7 +10,7 @@
 #include "modelzoo/layers/chain.h"
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -42,7 +42,7 @@ class SqueezeNetImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(SqueezeNet);
 
-// The weights enums (SqueezeNet1_0_Weights, SqueezeNet1_1_Weights) are generated into <modelzoo/weights_enums.h>
+// The weights enums (SqueezeNet1_0_Weights, SqueezeNet1_1_Weights) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/squeezenet.cpp.
 
 SqueezeNet squeezenet1_0(std::optional<SqueezeNet1_0_Weights> weights = {}, SqueezeNetOptions options = {});

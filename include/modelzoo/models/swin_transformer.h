@@ -13,7 +13,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -112,7 +112,7 @@ class SwinTransformerImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(SwinTransformer);
 
-// The weights enums (Swin_T_Weights, Swin_S_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// The weights enums (Swin_T_Weights, Swin_S_Weights, ...) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/swin_transformer.cpp.
 
 SwinTransformer swin_t(std::optional<Swin_T_Weights> weights = {}, SwinTransformerOptions options = {});

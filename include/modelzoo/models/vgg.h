@@ -10,7 +10,7 @@
 #include "modelzoo/layers/chain.h"
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -35,7 +35,7 @@ class VGGImpl : public torch::nn::Module, public Chain {
 };
 TORCH_MODULE(VGG);
 
-// The weights enums (VGG11_Weights, VGG11_BN_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// The weights enums (VGG11_Weights, VGG11_BN_Weights, ...) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/vgg.cpp.
 // VGG16_Weights::IMAGENET1K_FEATURES: only `features` holds trained values (the classifier is NaN); no categories.
 

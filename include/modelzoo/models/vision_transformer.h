@@ -17,7 +17,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
-#include "modelzoo/weights_enums.h"
+#include "modelzoo/weights_enums/classification.h"
 
 namespace mz {
 
@@ -104,7 +104,7 @@ TORCH_MODULE(VisionTransformer);
 TensorDict interpolate_embeddings(std::int64_t image_size, std::int64_t patch_size, TensorDict model_state,
                                     const std::string& interpolation_mode = "bicubic", bool reset_heads = false);
 
-// The weights enums (ViT_B_16_Weights, ViT_B_32_Weights, ...) are generated into <modelzoo/weights_enums.h>
+// The weights enums (ViT_B_16_Weights, ViT_B_32_Weights, ...) are generated into <modelzoo/weights_enums/classification.h>
 // from the records in weights/records/vision_transformer.cpp.
 
 VisionTransformer vit_b_16(std::optional<ViT_B_16_Weights> weights = {}, VisionTransformerOptions options = {});
