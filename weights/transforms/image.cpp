@@ -159,8 +159,15 @@ const char* decode_jpeg(DecodeState& s) {
       }
     }
   }
-  if (cinfo.output_scanline < cinfo.output_height)
-    jpeg_skip_scanlines(&cinfo, cinfo.output_height - cinfo.output_scanline);
+  // The rows below the region are skipped but for the last, which is read: skipping to the end would
+  // mark the image finished without reading the rest of the file, so a stray marker after the scan
+  // (a second SOF, a bogus DHT: PIL's "broken data stream") would pass unseen.
+  if (cinfo.output_scanline + 1 < cinfo.output_height)
+    jpeg_skip_scanlines(&cinfo, cinfo.output_height - 1 - cinfo.output_scanline);
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW row = s.scratch->get();
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
   return nullptr;
@@ -206,7 +213,19 @@ const char* decode_png(DecodeState& s) {
   }
   // PIL: palette -> lookup (transparency dropped); 1/2/4-bit grey scaled to 8 bits; 16-bit samples
   // keep their high byte, except 16-bit grey (mode "I") which PIL clips to 255 on convert("RGB").
-  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  // Palette images are read as indices and looked up below, as PIL does: an index past the end of
+  // the palette gives PIL's grey ramp (i, i, i) where libpng's expansion would give black.
+  const bool palette = color == PNG_COLOR_TYPE_PALETTE;
+  std::uint8_t table[256][3];
+  if (palette) {
+    png_set_packing(png);
+    for (int i = 0; i < 256; ++i) table[i][0] = table[i][1] = table[i][2] = static_cast<std::uint8_t>(i);
+    png_colorp entries = nullptr;
+    int entry_count = 0;
+    if (png_get_PLTE(png, info, &entries, &entry_count) == PNG_INFO_PLTE)
+      for (int i = 0; i < entry_count && i < 256; ++i)
+        table[i][0] = entries[i].red, table[i][1] = entries[i].green, table[i][2] = entries[i].blue;
+  }
   if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   const bool grey16 = color == PNG_COLOR_TYPE_GRAY && depth == 16;
   if (depth == 16 && !grey16) png_set_strip_16(png);
@@ -238,7 +257,9 @@ const char* decode_png(DecodeState& s) {
   const std::uint8_t* in = s.scratch->get();
   std::uint8_t* out = s.pixels->data();
   const std::size_t count = static_cast<std::size_t>(w) * h;
-  if (grey16) {
+  if (palette) {
+    for (std::size_t i = 0; i < count; ++i) std::memcpy(out + 3 * i, table[in[i]], 3);
+  } else if (grey16) {
     for (std::size_t i = 0; i < count; ++i) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = clip8((in[2 * i] << 8) | in[2 * i + 1]);
   } else if (n == 1 || n == 2) {
     for (std::size_t i = 0; i < count; ++i) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = in[n * i];
