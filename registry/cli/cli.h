@@ -4,6 +4,7 @@
 #pragma once
 
 #include <exception>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
@@ -12,6 +13,10 @@ namespace mz::cli {
 void add_model_commands(CLI::App& app);  // list, info, convert, forward, bench   (model_commands.cpp)
 void add_hub_commands(CLI::App& app);    // download, verify, cache              (hub_commands.cpp)
 void add_predict_commands(CLI::App& app);  // predict, preprocess                (predict_commands.cpp)
+void add_doctor_commands(CLI::App& app);   // doctor                             (doctor_commands.cpp)
+
+// The file the dynamic linker bound libblas.so.3 to in this process ("" if none): LibTorch's BLAS.
+std::string resolved_blas();
 
 // True when stderr is a terminal (progress bars only then).
 bool stderr_is_tty();
