@@ -24,6 +24,11 @@ void reset_affine(torch::Tensor& weight, torch::Tensor& bias) {
 
 }  // namespace
 
+detail::FoldProbe*& detail::fold_probe() {
+  thread_local FoldProbe* probe = nullptr;
+  return probe;
+}
+
 Conv2dImpl::Conv2dImpl(torch::nn::Conv2dOptions o) : options(std::move(o)) {
   const auto& k = options.kernel_size();
   weight = register_parameter(
@@ -34,7 +39,9 @@ Conv2dImpl::Conv2dImpl(torch::nn::Conv2dOptions o) : options(std::move(o)) {
 torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
   const auto* pad = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
   TORCH_CHECK(pad, "mz::nn::Conv2d supports explicit padding only");
-  return torch::conv2d(x, weight, bias, options.stride(), *pad, options.dilation(), options.groups());
+  torch::Tensor y = torch::conv2d(x, weight, bias, options.stride(), *pad, options.dilation(), options.groups());
+  if (detail::FoldProbe* probe = detail::fold_probe()) probe->produced(*this, y);
+  return y;
 }
 
 void Conv2dImpl::reset_parameters() { reset_affine(weight, bias); }
@@ -72,6 +79,8 @@ BatchNorm2dImpl::BatchNorm2dImpl(torch::nn::BatchNormOptions o) : options(std::m
 
 torch::Tensor BatchNorm2dImpl::forward(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 4, "BatchNorm2d expects a 4-D input, got ", x.dim(), "-D");
+  if (folded) return x;
+  if (detail::FoldProbe* probe = detail::fold_probe()) probe->consumed(*this, x);
   const bool use_batch_stats = is_training() || !options.track_running_stats();
   if (is_training() && options.track_running_stats()) num_batches_tracked.add_(1);
   const double momentum = options.momentum().value_or(0.0);
@@ -93,6 +102,15 @@ void BatchNorm2dImpl::reset_parameters() {
 void BatchNorm2dImpl::adapt_checkpoint(IncomingState& state, const std::string& prefix) {
   const std::string key = prefix + "num_batches_tracked";
   if (options.track_running_stats() && !state.contains(key)) state.set(key, torch::zeros({}, torch::kLong));
+}
+
+std::pair<torch::Tensor, torch::Tensor> BatchNorm2dImpl::scale_shift() const {
+  TORCH_CHECK(options.track_running_stats(), "BatchNorm2d without running statistics is not an affine map");
+  torch::Tensor scale = (running_var + options.eps()).rsqrt();
+  if (weight.defined()) scale = scale * weight;
+  torch::Tensor shift = -running_mean * scale;
+  if (bias.defined()) shift = shift + bias;
+  return {scale, shift};
 }
 
 void BatchNorm2dImpl::pretty_print(std::ostream& s) const {

@@ -10,6 +10,7 @@
 #include "modelzoo/transforms/presets.h"
 #include "modelzoo/hub.h"
 #include "modelzoo/layers/nn.h"
+#include "modelzoo/optimize.h"
 #include "modelzoo/options.h"
 #include "modelzoo/registry.h"
 #include "modelzoo/weights.h"

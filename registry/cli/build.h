@@ -46,4 +46,11 @@ inline void add_mmap_flag(CLI::App* command, bool& mmap) {
 }
 inline Storage storage(bool mmap) { return mmap ? Storage::Map : Storage::Copy; }
 
+// --optimize, for the commands that run a model: mz::optimize_for_inference on the first input.
+inline void add_optimize_flag(CLI::App* command, bool& optimize) {
+  command->add_flag("--optimize", optimize,
+                    "Fold norms into convolutions and store weights channels-last (mz::optimize_for_inference), "
+                    "checked against the unoptimised outputs on the first input");
+}
+
 }  // namespace mz::cli

@@ -114,7 +114,7 @@ void run_info(const std::string& name, bool as_json) {
 // ---- forward ----------------------------------------------------------------------------------
 struct ForwardArgs {
   std::string model, checkpoint, weights, input, output, options = "{}";
-  bool mmap = false;
+  bool mmap = false, optimize = false;
   std::optional<std::int64_t> num_classes;
 };
 
@@ -137,6 +137,7 @@ void run_forward(const ForwardArgs& a) {
   torch::InferenceMode guard;
   TensorDict outputs;
   try {
+    if (a.optimize) optimize_for_inference(m, inputs);
     outputs = m.run(inputs);
   } catch (const UsageError& e) {
     throw UsageError(a.input, e.what());  // name the file the bad tensor came from
@@ -155,7 +156,7 @@ void run_convert(const std::string& in, const std::string& out) {
 struct BenchArgs {
   std::string model, checkpoint, weights, options = "{}";
   std::int64_t size = 224, batch = 1, repeat = 5;
-  bool json = false, mmap = false, load_only = false;
+  bool json = false, mmap = false, load_only = false, optimize = false;
 };
 
 double rss_mb(const char* field) {  // "VmRSS:" or "VmHWM:" from /proc/self/status
@@ -188,6 +189,7 @@ void run_bench(const BenchArgs& a) {
   model->module->eval();
   torch::InferenceMode guard;
   const TensorDict x = model_info(a.model).example_inputs(a.batch, a.size);
+  if (a.optimize) optimize_for_inference(*model, x);
   if (!a.load_only) model->run(x);  // warm-up
   for (std::int64_t i = 0; i < (a.load_only ? 0 : std::max<std::int64_t>(a.repeat, 1)); ++i) {
     const auto t0 = clock::now();
@@ -195,7 +197,7 @@ void run_bench(const BenchArgs& a) {
     forward_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
   }
   const json out = {{"model", a.model}, {"checkpoint", a.checkpoint}, {"size", a.size}, {"batch", a.batch},
-                    {"repeat", a.repeat}, {"mmap", a.mmap}, {"threads", torch::get_num_threads()},
+                    {"repeat", a.repeat}, {"mmap", a.mmap}, {"optimize", a.optimize}, {"threads", torch::get_num_threads()}, {"blas", resolved_blas()},
                     {"load_ms", median(load_ms)}, {"forward_ms", a.load_only ? json(nullptr) : json(median(forward_ms))},
                     {"baseline_rss_mb", baseline}, {"load_peak_rss_mb", load_peak},
                     {"peak_rss_mb", rss_mb("VmHWM:")}};
@@ -206,8 +208,9 @@ void run_bench(const BenchArgs& a) {
   std::cout << std::fixed << std::setprecision(2) << a.model << ": load " << median(load_ms) << " ms";
   if (!a.load_only)
     std::cout << ", forward " << median(forward_ms) << " ms (batch " << a.batch << ", " << a.size << "x" << a.size << ")";
-  std::cout << ", peak RSS "
-            << rss_mb("VmHWM:") << " MB (baseline " << baseline << " MB)\n";
+  std::cout << ", peak RSS " << rss_mb("VmHWM:") << " MB (baseline " << baseline << " MB), " << torch::get_num_threads()
+            << " threads, BLAS " << (out["blas"].get<std::string>().empty() ? "none" : out["blas"].get<std::string>())
+            << "\n";
 }
 
 }  // namespace
@@ -248,6 +251,7 @@ void add_model_commands(CLI::App& app) {
   forward->add_option("--output", fa->output, "Output .safetensors")->required();
   forward->add_option("--num-classes", fa->num_classes, "Number of classes");
   forward->add_option("--options", fa->options, "Builder options as JSON, by Python kwarg names");
+  add_optimize_flag(forward, fa->optimize);
   forward->callback([fa] { run_forward(*fa); });
 
   auto ba = std::make_shared<BenchArgs>();
@@ -262,6 +266,7 @@ void add_model_commands(CLI::App& app) {
   bench->add_option("--repeat", ba->repeat, "Repetitions (default 5)");
   bench->add_option("--options", ba->options, "Builder options as JSON");
   bench->add_flag("--json", ba->json, "JSON output");
+  add_optimize_flag(bench, ba->optimize);
   bench->callback([ba] { run_bench(*ba); });
 }
 

@@ -29,7 +29,7 @@ struct PredictArgs {
   bool mmap = false;
   std::vector<std::string> images;
   std::int64_t topk = 5, batch = 8;
-  bool json = false;
+  bool json = false, optimize = false;
 };
 
 void run_predict(const PredictArgs& a) {
@@ -52,7 +52,10 @@ void run_predict(const PredictArgs& a) {
     const std::size_t last = std::min(a.images.size(), first + static_cast<std::size_t>(a.batch));
     const std::vector<std::string> paths(a.images.begin() + first, a.images.begin() + last);
     const torch::Tensor input = preprocess(w.transforms, paths);
-    const TensorDict out = model.forward(input);
+    TensorDict inputs;
+    inputs.insert("input", input);
+    if (a.optimize && first == 0) optimize_for_inference(model, inputs);
+    const TensorDict out = model.run(inputs);
     if (out.is_empty()) throw UsageError(w.model, "model gave no output");
     const torch::Tensor probs = torch::softmax(out.front().value().to(torch::kFloat32), 1);
     const std::int64_t k = std::min<std::int64_t>(a.topk, probs.size(1));
@@ -97,6 +100,7 @@ void add_predict_commands(CLI::App& app) {
   predict->add_option("IMAGE", pa->images, "JPEG or PNG files")->required();
   predict->add_option("--checkpoint", pa->checkpoint, "Checkpoint file (model built with no weights, then loaded)");
   add_mmap_flag(predict, pa->mmap);
+  add_optimize_flag(predict, pa->optimize);
   predict->add_option("--topk", pa->topk, "Labels per image (default 5)");
   predict->add_option("--batch", pa->batch, "Images per forward pass (default 8)");
   predict->add_flag("--json", pa->json, R"(JSON: [{"image": path, "top": [{"index", "label", "prob"}, ...]}])");

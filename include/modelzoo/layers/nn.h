@@ -5,6 +5,8 @@
 // State-dict names equal PyTorch's: weight, bias, running_mean, running_var, num_batches_tracked.
 #pragma once
 
+#include <utility>
+
 #include <torch/nn/module.h>
 #include <torch/nn/options/batchnorm.h>
 #include <torch/nn/options/conv.h>
@@ -22,6 +24,29 @@ class Resettable {
   virtual ~Resettable() = default;
   virtual void reset_parameters() = 0;
 };
+
+// A normalisation that is a per-channel affine map at inference (BatchNorm2d in eval mode, and any
+// frozen norm): mz::optimize_for_inference (<modelzoo/optimize.h>) folds it into the convolution
+// that feeds it, and the norm's forward becomes the identity.
+class FoldableNorm {
+ public:
+  virtual ~FoldableNorm() = default;
+  // (scale, shift), each [C]: the norm's output is x * scale + shift per channel.
+  virtual std::pair<torch::Tensor, torch::Tensor> scale_shift() const = 0;
+  bool folded = false;
+};
+
+class Conv2dImpl;
+namespace detail {
+// While mz::optimize_for_inference traces a forward pass, convolutions report their outputs and
+// foldable norms their inputs to the probe of the running thread (null otherwise).
+struct FoldProbe {
+  virtual ~FoldProbe() = default;
+  virtual void produced(Conv2dImpl& conv, const torch::Tensor& output) = 0;
+  virtual void consumed(FoldableNorm& norm, const torch::Tensor& input) = 0;
+};
+FoldProbe*& fold_probe();
+}  // namespace detail
 
 class Conv2dImpl : public torch::nn::Module, public Resettable {
  public:
@@ -48,13 +73,14 @@ TORCH_MODULE(Linear);
 
 // Checkpoints saved before PyTorch 0.4.1 (torchvision's 2017-2018 files among them) have no
 // num_batches_tracked: as PyTorch's _BatchNorm._load_from_state_dict does, a load fills it with 0.
-class BatchNorm2dImpl : public torch::nn::Module, public Resettable, public CheckpointAdapter {
+class BatchNorm2dImpl : public torch::nn::Module, public Resettable, public CheckpointAdapter, public FoldableNorm {
  public:
   explicit BatchNorm2dImpl(torch::nn::BatchNormOptions options);
   explicit BatchNorm2dImpl(std::int64_t features) : BatchNorm2dImpl(torch::nn::BatchNormOptions(features)) {}
   torch::Tensor forward(const torch::Tensor& x);
   void reset_parameters() override;
   void adapt_checkpoint(IncomingState& state, const std::string& prefix) override;
+  std::pair<torch::Tensor, torch::Tensor> scale_shift() const override;
   void pretty_print(std::ostream& stream) const override;
   torch::nn::BatchNormOptions options;
   torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;

@@ -1,0 +1,126 @@
+#include "modelzoo/optimize.h"
+
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "modelzoo/errors.h"
+#include "modelzoo/layers/nn.h"
+
+namespace mz {
+namespace {
+
+// Traces one forward pass: which convolution's output each foldable norm reads. A pair is foldable when
+// the norm only ever reads that convolution's fresh output (not modified in place since), and the
+// convolution's output only ever goes to that norm among the norms (other readers are invisible here;
+// the before/after comparison catches them).
+struct Tracer : nn::detail::FoldProbe {
+  std::vector<torch::Tensor> outputs;  // kept alive, so no later tensor reuses their addresses
+  std::map<const c10::TensorImpl*, std::pair<nn::Conv2dImpl*, std::uint32_t>> producer;  // output -> conv, version
+  std::map<nn::Conv2dImpl*, std::set<nn::FoldableNorm*>> readers;
+  std::map<nn::FoldableNorm*, std::set<nn::Conv2dImpl*>> sources;  // nullptr: something else
+
+  void produced(nn::Conv2dImpl& conv, const torch::Tensor& output) override {
+    outputs.push_back(output);
+    producer[output.unsafeGetTensorImpl()] = {&conv, output._version()};
+    readers[&conv];
+  }
+  void consumed(nn::FoldableNorm& norm, const torch::Tensor& input) override {
+    auto it = producer.find(input.unsafeGetTensorImpl());
+    nn::Conv2dImpl* conv = it != producer.end() && it->second.second == input._version() ? it->second.first : nullptr;
+    sources[&norm].insert(conv);
+    if (conv) readers[conv].insert(&norm);
+  }
+};
+
+struct ProbeScope {
+  explicit ProbeScope(nn::detail::FoldProbe* p) { nn::detail::fold_probe() = p; }
+  ~ProbeScope() { nn::detail::fold_probe() = nullptr; }
+};
+
+double relative_error(const TensorDict& got, const TensorDict& want) {
+  double worst = 0;
+  for (const auto& item : want) {
+    if (!got.contains(item.key())) return INFINITY;
+    const torch::Tensor a = got.at(item.key()).to(torch::kDouble), b = item.value().to(torch::kDouble);
+    if (a.sizes() != b.sizes()) return INFINITY;
+    if (!b.numel()) continue;
+    const double scale = std::max(b.abs().max().item<double>(), 1e-12);
+    worst = std::max(worst, (a - b).abs().max().item<double>() / scale);
+  }
+  return worst;
+}
+
+// What optimisation changes, to put back if the outputs disagree.
+struct Saved {
+  nn::Conv2dImpl* conv;
+  torch::Tensor weight, bias;
+  nn::FoldableNorm* norm;
+};
+
+}  // namespace
+
+OptimizeReport optimize_for_inference(torch::nn::Module& model, const std::function<TensorDict()>& run_example,
+                                      const OptimizeOptions& options) {
+  if (model.is_training())
+    throw Error("optimize_for_inference", "the model is in training mode; call eval() first (the result is for "
+                                          "inference only)");
+  c10::InferenceMode normal_tensors(false);  // the trace needs version counters, which inference tensors lack
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.parameters()) p.requires_grad_(false);
+  Tracer tracer;
+  TensorDict before;
+  {
+    ProbeScope scope(&tracer);
+    before = run_example();
+  }
+  OptimizeReport report;
+  std::vector<Saved> saved;
+  for (const auto& [norm, convs] : tracer.sources) {
+    if (!options.fold_norms || convs.size() != 1 || *convs.begin() == nullptr) continue;
+    nn::Conv2dImpl* conv = *convs.begin();
+    if (tracer.readers[conv].size() != 1) continue;
+    const auto [scale, shift] = norm->scale_shift();
+    saved.push_back({conv, conv->weight.clone(), conv->bias.defined() ? conv->bias.clone() : torch::Tensor(), norm});
+    conv->weight.mul_(scale.reshape({-1, 1, 1, 1}));
+    // A convolution without a bias gets one as a plain member: its state-dict keys stay those of the original.
+    if (conv->bias.defined())
+      conv->bias.mul_(scale).add_(shift);
+    else
+      conv->bias = shift.clone();
+    norm->folded = true;
+    ++report.folded;
+  }
+  if (options.channels_last) {
+    nn::for_each<nn::Conv2dImpl>(model, [&](nn::Conv2dImpl& conv) {
+      if (conv.weight.dim() != 4) return;
+      conv.weight.set_data(conv.weight.contiguous(torch::MemoryFormat::ChannelsLast));
+      ++report.channels_last;
+    });
+  }
+  const TensorDict after = run_example();
+  report.max_relative_error = relative_error(after, before);
+  if (!(report.max_relative_error <= options.tolerance)) {
+    for (const Saved& s : saved) {
+      s.conv->weight.set_data(s.weight);
+      if (s.bias.defined()) s.conv->bias.set_data(s.bias);
+      else s.conv->bias = torch::Tensor();
+      s.norm->folded = false;
+    }
+    nn::for_each<nn::Conv2dImpl>(model, [](nn::Conv2dImpl& conv) { conv.weight.set_data(conv.weight.contiguous()); });
+    throw Error("optimize_for_inference", "the optimised model's outputs differ from the original's by " +
+                                              std::to_string(report.max_relative_error) + " (relative; tolerance " +
+                                              std::to_string(options.tolerance) + "); the model was restored");
+  }
+  return report;
+}
+
+OptimizeReport optimize_for_inference(Model& model, const TensorDict& example_inputs, const OptimizeOptions& options) {
+  return optimize_for_inference(*model.module, [&] { return model.run(example_inputs); }, options);
+}
+
+}  // namespace mz

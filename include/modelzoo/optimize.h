@@ -1,0 +1,63 @@
+// Inference-only speed-ups for any model, checked against the model's own outputs:
+//   auto model = mz::resnet50(mz::ResNet50_Weights::DEFAULT);
+//   model->eval();
+//   mz::optimize_for_inference(model, torch::rand({1, 3, 224, 224}));   // then model->forward(x) as before
+//
+// What it does (each measured on this project's benchmark, scripts/bench_infer.sh):
+// - folds every BatchNorm2d (and frozen norm) into the convolution that feeds it, found by tracing
+//   one forward pass on the example, so the norm costs nothing;
+// - stores convolution weights channels-last, so oneDNN runs the convolutions without layout reorders;
+// - turns autograd off for every parameter.
+// The model is changed in place and is for eval use only: training it afterwards, or saving its
+// state dict as a checkpoint of the original architecture, is wrong. The example's outputs before and
+// after must agree within `tolerance` (relative to the largest output magnitude); otherwise the model
+// is restored and mz::Error is thrown.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+#include "modelzoo/registry.h"
+#include "modelzoo/tensor_dict.h"
+
+namespace mz {
+
+struct OptimizeOptions {
+  bool fold_norms = true;
+  bool channels_last = true;
+  double tolerance = 1e-4;
+};
+
+struct OptimizeReport {
+  std::int64_t folded = 0;          // norms folded into convolutions
+  std::int64_t channels_last = 0;   // convolution weights stored channels-last
+  double max_relative_error = 0;    // on the example, after against before
+};
+
+// The general form: `run_example` runs the model on an example input and returns its outputs.
+OptimizeReport optimize_for_inference(torch::nn::Module& model, const std::function<TensorDict()>& run_example,
+                                      const OptimizeOptions& options = {});
+
+// A registry model, on example inputs (named as Model::run takes them).
+OptimizeReport optimize_for_inference(Model& model, const TensorDict& example_inputs,
+                                      const OptimizeOptions& options = {});
+
+// A module holder whose forward takes one tensor (and returns a tensor or a TensorDict).
+template <class Holder>
+OptimizeReport optimize_for_inference(Holder& model, const torch::Tensor& example, const OptimizeOptions& options = {}) {
+  return optimize_for_inference(*model.ptr(), [&] {
+    auto out = model->forward(example);
+    if constexpr (std::is_same_v<decltype(out), torch::Tensor>) {
+      TensorDict d;
+      d.insert("output", out);
+      return d;
+    } else {
+      return TensorDict(out);
+    }
+  }, options);
+}
+
+}  // namespace mz
