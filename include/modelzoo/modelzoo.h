@@ -32,4 +32,6 @@
 #include "modelzoo/models/vision_transformer.h"
 #include "modelzoo/models/swin_transformer.h"
 #include "modelzoo/models/maxvit.h"
+#include "modelzoo/detection/box_coder.h"
 #include "modelzoo/detection/detection.h"
+#include "modelzoo/detection/ops.h"
