@@ -8,6 +8,7 @@
 #include "modelzoo/errors.h"
 #include "modelzoo/transforms/image.h"
 #include "modelzoo/transforms/presets.h"
+#include "modelzoo/transforms/draw.h"
 #include "modelzoo/hub.h"
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/options.h"
