@@ -112,15 +112,15 @@ for i, (n, alpha, colors) in enumerate([(3, 0.8, None), (1, 0.3, "blue"), (4, 0.
     masks = torch.rand(n, 40, 50, generator=g) > 0.6
     put("draw_masks", i, image=image, masks=masks, alpha=alpha,
         out=draw_segmentation_masks(image, masks, alpha, colors))
-image = torch.zeros(3, 80, 100, dtype=torch.uint8)
-kps = torch.rand(2, 5, 2, generator=g) * torch.tensor([100.0, 80.0])
-put("draw_keypoints", 0, image=image, keypoints=kps,
-    out=draw_keypoints(image, kps, [(0, 1), (1, 2), (3, 4)], "yellow", 3, 3))
-for i, radius in enumerate([2, 3, 5]):  # discs alone
+# Keypoints: discs alone (radius 2, 3, 5), then discs and lines of width 3, 1, 2 and 6 (connectivity as in
+# test_draw.cpp).
+for i, (radius, width, links) in enumerate([(2, 3, False), (3, 3, False), (5, 3, False), (3, 3, True),
+                                            (2, 1, True), (3, 2, True), (5, 6, True)]):
     image = torch.randint(0, 256, (3, 50, 60), generator=g, dtype=torch.uint8)
-    kps = torch.rand(3, 4, 2, generator=g) * torch.tensor([70.0, 60.0]) - 5
-    put("draw_discs", i, image=image, keypoints=kps, radius=radius,
-        out=draw_keypoints(image, kps, None, (200, 30, 90), radius))
+    kps = torch.rand(3, 5, 2, generator=g) * torch.tensor([70.0, 60.0]) - 5
+    put("draw_keypoints", i, image=image, keypoints=kps, radius=radius, width=width, links=float(links),
+        out=draw_keypoints(image, kps, [(0, 1), (1, 2), (3, 4), (4, 0)] if links else None, (200, 30, 90),
+                           radius, width))
 
 st.save(sys.argv[1], out)
 print(f"{len(out)} tensors, {differ} batched_nms cases where the two paths differ")

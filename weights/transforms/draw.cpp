@@ -115,19 +115,73 @@ struct Canvas {
       for (int x = cx - r; x <= cx + r; ++x)
         if ((x - cx) * (x - cx) + (y - cy) * (y - cy) <= limit) point(x, y, ink, 255);
   }
-  // A segment `line_width` pixels wide without caps: the pixels less than line_width / 2 from it whose
-  // projection falls on it (close to, not exactly, PIL's wide-line polygon).
+  // ImageDraw.line between two points: Bresenham plus the end point for width <= 1, else PIL's wide line
+  // (ImagingDrawWideLine: a four-sided polygon around the segment, filled scanline by scanline).
   void line(int x0, int y0, int x1, int y1, const Rgb& ink, int line_width) {
-    const double half = line_width / 2.0, dx = x1 - x0, dy = y1 - y0, len2 = dx * dx + dy * dy;
-    if (len2 == 0) return point(x0, y0, ink, 255);
-    const int pad = static_cast<int>(std::ceil(half));
-    for (int y = std::min(y0, y1) - pad; y <= std::max(y0, y1) + pad; ++y)
-      for (int x = std::min(x0, x1) - pad; x <= std::max(x0, x1) + pad; ++x) {
-        const double t = ((x - x0) * dx + (y - y0) * dy) / len2;
-        if (t < 0 || t > 1) continue;
-        const double ex = x0 + t * dx - x, ey = y0 + t * dy - y;
-        if (ex * ex + ey * ey < half * half) point(x, y, ink, 255);
-      }
+    const int dx = x1 - x0, dy = y1 - y0;
+    if (line_width <= 1) {
+      bresenham(x0, y0, x1, y1, ink);
+      return point(x1, y1, ink, 255);
+    }
+    if (dx == 0 && dy == 0) return point(x0, y0, ink, 255);
+    const auto round_up = [](double f) { return static_cast<int>(f >= 0.0 ? std::floor(f + 0.5) : -std::floor(std::fabs(f) + 0.5)); };
+    const auto round_down = [](double f) { return static_cast<int>(f >= 0.0 ? std::ceil(f - 0.5) : -std::ceil(std::fabs(f) - 0.5)); };
+    const double big = std::hypot(dx, dy), small = (line_width - 1) / 2.0;
+    const double ratio_max = round_up(small) / big, ratio_min = round_down(small) / big;
+    const int dxmin = round_down(ratio_min * dy), dxmax = round_down(ratio_max * dy);
+    const int dymin = round_down(ratio_min * dx), dymax = round_down(ratio_max * dx);
+    const int v[4][2] = {{x0 - dxmin, y0 + dymax}, {x1 - dxmin, y1 + dymax}, {x1 + dxmax, y1 - dymin},
+                         {x0 + dxmax, y0 - dymin}};
+    struct Edge {
+      int xmin, xmax, ymin, ymax, x0, y0;
+      float dx;
+    };
+    std::vector<Edge> edges;
+    int ymin = height - 1, ymax = 0;
+    for (int i = 0; i < 4; ++i) {
+      const int ax = v[i][0], ay = v[i][1], bx = v[(i + 1) % 4][0], by = v[(i + 1) % 4][1];
+      const Edge e{std::min(ax, bx), std::max(ax, bx), std::min(ay, by), std::max(ay, by), ax, ay,
+                   ay == by ? 0.0f : static_cast<float>(bx - ax) / static_cast<float>(by - ay)};
+      ymin = std::min(ymin, e.ymin), ymax = std::max(ymax, e.ymax);
+      if (e.ymin == e.ymax)
+        hline(e.xmin, e.ymin, e.xmax, ink, 255);
+      else
+        edges.push_back(e);
+    }
+    ymin = std::max(ymin, 0), ymax = std::min(ymax, height);
+    const auto round_up_f = [](float f) { return static_cast<int>(f >= 0.0 ? std::floor(f + 0.5F) : -std::floor(std::fabs(f) + 0.5F)); };
+    const auto round_down_f = [](float f) { return static_cast<int>(f >= 0.0 ? std::ceil(f - 0.5F) : -std::ceil(std::fabs(f) - 0.5F)); };
+    std::vector<float> xs;
+    for (int y = ymin; y <= ymax; ++y) {
+      xs.clear();
+      for (const Edge& e : edges)
+        if (y >= e.ymin && y <= e.ymax) {
+          xs.push_back(static_cast<float>(y - e.y0) * e.dx + static_cast<float>(e.x0));
+          if (y == e.ymax && y < ymax) xs.push_back(xs.back());
+        }
+      std::sort(xs.begin(), xs.end());
+      for (size_t i = 1; i < xs.size(); i += 2) hline(round_up_f(xs[i - 1]), y, round_down_f(xs[i]), ink, 255);
+    }
+  }
+  // PIL's line32: Bresenham from (x0, y0), |major| points, the end point excluded.
+  void bresenham(int x0, int y0, int x1, int y1, const Rgb& ink) {
+    const int dx = std::abs(x1 - x0), dy = std::abs(y1 - y0);
+    const int xs = x1 < x0 ? -1 : 1, ys = y1 < y0 ? -1 : 1;
+    if (dx == 0 || dy == 0) {
+      for (int i = 0; i < dx + dy; ++i, x0 += dx ? xs : 0, y0 += dy ? ys : 0) point(x0, y0, ink, 255);
+      return;
+    }
+    // One step along the major axis per point, one along the minor axis when the error term says so.
+    const bool x_major = dx > dy;
+    int &major = x_major ? x0 : y0, &minor = x_major ? y0 : x0;
+    const int n = x_major ? dx : dy, d_minor = x_major ? dy : dx;
+    const int major_step = x_major ? xs : ys, minor_step = x_major ? ys : xs;
+    int e = 2 * d_minor - n;
+    for (int i = 0; i < n; ++i, major += major_step) {
+      point(x0, y0, ink, 255);
+      if (e >= 0) minor += minor_step, e -= 2 * n;
+      e += 2 * d_minor;
+    }
   }
 };
 

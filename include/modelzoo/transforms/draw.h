@@ -4,9 +4,9 @@
 //   img = mz::draw_bounding_boxes(img, d.boxes, {"person", "car"}, {}, false, 2);
 //   img = mz::draw_segmentation_masks(img, d.masks.squeeze(1) > 0.5, 0.5);
 //   mz::write_png("out.png", img);
-// draw_bounding_boxes (rectangles, fills and labels in PIL's default bitmap font) and
-// draw_segmentation_masks give torchvision's pixels exactly; draw_keypoints draws the same discs and
-// lines with its own rasterisation (PIL's discs for radii 2, 3, 5 and 7; lines differ from PIL's at the edges).
+// Every function gives torchvision's pixels exactly (PIL's rectangles, RGBA fills, default bitmap font,
+// wide lines and Bresenham lines), except draw_keypoints' discs for even radii above 2, whose edges
+// can differ by a few pixels.
 #pragma once
 
 #include <array>
@@ -41,8 +41,8 @@ torch::Tensor draw_segmentation_masks(const torch::Tensor& image, const torch::T
                                       const std::vector<Rgb>& colors = {});
 
 // image: uint8 [3, H, W]; keypoints [N, K, 2 or more] (x, y, ...), truncated to integers. Each point is a
-// disc of `radius` in `color` (none drawn without a colour, as torchvision's colors=None); each
-// connectivity pair (i, j) a white line of `width` pixels.
+// disc of `radius` in `color` (none drawn without a colour, as torchvision's colors=None; PIL's exact
+// shape for radii 0-3 and odd radii); each connectivity pair (i, j) a white line of `width` pixels.
 torch::Tensor draw_keypoints(const torch::Tensor& image, const torch::Tensor& keypoints,
                              const std::vector<std::pair<std::int64_t, std::int64_t>>& connectivity = {},
                              std::optional<Rgb> color = {}, std::int64_t radius = 2, std::int64_t width = 3);
