@@ -112,9 +112,9 @@ for i, (n, alpha, colors) in enumerate([(3, 0.8, None), (1, 0.3, "blue"), (4, 0.
     masks = torch.rand(n, 40, 50, generator=g) > 0.6
     put("draw_masks", i, image=image, masks=masks, alpha=alpha,
         out=draw_segmentation_masks(image, masks, alpha, colors))
-# Keypoints: discs alone (radius 2, 3, 5), then discs and lines of width 3, 1, 2 and 6 (connectivity as in
+# Keypoints: discs alone (radius 1, 2, 5), then discs and lines of width 3, 1, 2 and 6 (connectivity as in
 # test_draw.cpp).
-for i, (radius, width, links) in enumerate([(2, 3, False), (3, 3, False), (5, 3, False), (3, 3, True),
+for i, (radius, width, links) in enumerate([(1, 3, False), (2, 3, False), (5, 3, False), (3, 3, True),
                                             (2, 1, True), (3, 2, True), (5, 6, True)]):
     image = torch.randint(0, 256, (3, 50, 60), generator=g, dtype=torch.uint8)
     kps = torch.rand(3, 5, 2, generator=g) * torch.tensor([70.0, 60.0]) - 5

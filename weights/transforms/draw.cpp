@@ -108,9 +108,10 @@ struct Canvas {
         if (mask[static_cast<size_t>(my) * mask_w + mx]) point(x0 + mx, y0 + my, ink, 255);
   }
   // A filled disc of radius r around (cx, cy): PIL's ellipse over [cx - r, cy - r, cx + r, cy + r] for
-  // the radii keypoints use (2, 3, 5, 7; even radii above 2 differ by a few edge pixels).
+  // radii 0-3, 5 and 7 (even radii above 2 differ by a few edge pixels).
   void disc(int cx, int cy, int r, const Rgb& ink) {
-    const double limit = (r + 0.5) * (r + 0.5);
+    if (r <= 0) return;  // PIL draws nothing for a point-sized ellipse
+    const double limit = r == 1 ? 1.0 : (r + 0.5) * (r + 0.5);
     for (int y = cy - r; y <= cy + r; ++y)
       for (int x = cx - r; x <= cx + r; ++x)
         if ((x - cx) * (x - cx) + (y - cy) * (y - cy) <= limit) point(x, y, ink, 255);

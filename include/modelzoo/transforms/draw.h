@@ -5,7 +5,7 @@
 //   img = mz::draw_segmentation_masks(img, d.masks.squeeze(1) > 0.5, 0.5);
 //   mz::write_png("out.png", img);
 // Every function gives torchvision's pixels exactly (PIL's rectangles, RGBA fills, default bitmap font,
-// wide lines and Bresenham lines), except draw_keypoints' discs for even radii above 2, whose edges
+// wide lines and Bresenham lines), except draw_keypoints' discs for radii 4, 6 and above 7, whose edges
 // can differ by a few pixels.
 #pragma once
 
@@ -42,7 +42,7 @@ torch::Tensor draw_segmentation_masks(const torch::Tensor& image, const torch::T
 
 // image: uint8 [3, H, W]; keypoints [N, K, 2 or more] (x, y, ...), truncated to integers. Each point is a
 // disc of `radius` in `color` (none drawn without a colour, as torchvision's colors=None; PIL's exact
-// shape for radii 0-3 and odd radii); each connectivity pair (i, j) a white line of `width` pixels.
+// shape for radii 0-3, 5 and 7); each connectivity pair (i, j) a white line of `width` pixels.
 torch::Tensor draw_keypoints(const torch::Tensor& image, const torch::Tensor& keypoints,
                              const std::vector<std::pair<std::int64_t, std::int64_t>>& connectivity = {},
                              std::optional<Rgb> color = {}, std::int64_t radius = 2, std::int64_t width = 3);
