@@ -29,30 +29,29 @@ std::int64_t InvertedResidualConfig::adjust_channels(std::int64_t channels, doub
   return ops::make_divisible(static_cast<double>(channels) * width_mult, 8);
 }
 
-// BatchNorm of every MobileNetV3 layer.
-const ops::NormLayer kNorm = ops::batch_norm2d(0.001, 0.01);
-
-InvertedResidualImpl::InvertedResidualImpl(const InvertedResidualConfig& cnf)
-    : use_res_connect(cnf.stride == 1 && cnf.input_channels == cnf.out_channels), out_channels(cnf.out_channels) {
+InvertedResidualImpl::InvertedResidualImpl(const InvertedResidualConfig& cnf, const ops::NormLayer& norm)
+    : use_res_connect(cnf.stride == 1 && cnf.input_channels == cnf.out_channels),
+      out_channels(cnf.out_channels),
+      is_cn(cnf.stride > 1) {
   if (cnf.stride < 1 || cnf.stride > 2) throw UsageError("MobileNetV3", "illegal stride value");
   const Act act = cnf.use_hs ? Act::Hardswish : Act::ReLU;
   const std::int64_t expanded = cnf.expanded_channels;
   block = torch::nn::Sequential();
   if (expanded != cnf.input_channels)  // expand
     block->push_back(Conv2dNormActivation(
-        Conv2dNormActivationOptions(cnf.input_channels, expanded, 1).norm_layer(kNorm).activation_layer(act)));
+        Conv2dNormActivationOptions(cnf.input_channels, expanded, 1).norm_layer(norm).activation_layer(act)));
   block->push_back(Conv2dNormActivation(  // depthwise
       Conv2dNormActivationOptions(expanded, expanded, cnf.kernel)
           .stride(cnf.dilation > 1 ? 1 : cnf.stride)
           .dilation(cnf.dilation)
           .groups(expanded)
-          .norm_layer(kNorm)
+          .norm_layer(norm)
           .activation_layer(act)));
   if (cnf.use_se)
     block->push_back(ops::SqueezeExcitation(ops::SqueezeExcitationOptions(expanded, ops::make_divisible(expanded / 4, 8))
                                                 .scale_activation(Act::Hardsigmoid)));
   block->push_back(Conv2dNormActivation(  // project
-      Conv2dNormActivationOptions(expanded, cnf.out_channels, 1).norm_layer(kNorm).activation_layer(std::nullopt)));
+      Conv2dNormActivationOptions(expanded, cnf.out_channels, 1).norm_layer(norm).activation_layer(std::nullopt)));
   register_module("block", block);
 }
 
@@ -101,12 +100,14 @@ std::pair<std::vector<InvertedResidualConfig>, std::int64_t> config(const std::s
 MobileNetV3Impl::MobileNetV3Impl(const std::vector<mobilenetv3::InvertedResidualConfig>& setting,
                                  std::int64_t last_channel, const MobileNetV3Options& options) {
   using namespace mobilenetv3;
+  // BatchNorm of every MobileNetV3 layer, unless the caller chose another norm_layer.
+  const ops::NormLayer kNorm = options.norm_layer ? options.norm_layer : ops::batch_norm2d(0.001, 0.01);
   if (setting.empty()) throw UsageError("MobileNetV3", "the inverted_residual_setting should not be empty");
   features = torch::nn::Sequential();
   const std::int64_t first = setting.front().input_channels;
   features->push_back(Conv2dNormActivation(
       Conv2dNormActivationOptions(3, first, 3).stride(2).norm_layer(kNorm).activation_layer(Act::Hardswish)));
-  for (const auto& cnf : setting) features->push_back(InvertedResidual(cnf));
+  for (const auto& cnf : setting) features->push_back(InvertedResidual(cnf, kNorm));
   const std::int64_t last_in = setting.back().out_channels, last_out = 6 * last_in;
   features->push_back(Conv2dNormActivation(
       Conv2dNormActivationOptions(last_in, last_out, 1).norm_layer(kNorm).activation_layer(Act::Hardswish)));

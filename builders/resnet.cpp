@@ -19,6 +19,14 @@ nn::Conv2d conv1x1(std::int64_t in, std::int64_t out, std::int64_t stride = 1) {
   return nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1).stride(stride).bias(false));
 }
 
+// The norm_layer's module as the typed BatchNorm2d member it fills (nn.BatchNorm2d by default).
+nn::BatchNorm2d norm2d(const ops::NormLayer& norm, std::int64_t features) {
+  if (!norm) return nn::BatchNorm2d(features);
+  auto bn = std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(norm(features).ptr());
+  if (!bn) throw UsageError("ResNet", "norm_layer must make a BatchNorm2d or FrozenBatchNorm2d");
+  return nn::BatchNorm2d(bn);
+}
+
 torch::Tensor shortcut(torch::nn::Sequential downsample, torch::Tensor x) {
   return downsample ? downsample->forward(x) : x;
 }
@@ -27,13 +35,13 @@ torch::Tensor shortcut(torch::nn::Sequential downsample, torch::Tensor x) {
 
 BasicBlockImpl::BasicBlockImpl(std::int64_t inplanes, std::int64_t planes, std::int64_t stride,
                                torch::nn::Sequential ds, std::int64_t groups, std::int64_t base_width,
-                               std::int64_t dilation) {
+                               std::int64_t dilation, const ops::NormLayer& norm) {
   if (groups != 1 || base_width != 64) throw UsageError("BasicBlock", "only supports groups=1 and width_per_group=64");
   if (dilation > 1) throw UsageError("BasicBlock", "dilation > 1 not supported");
   conv1 = register_module("conv1", conv3x3(inplanes, planes, stride));
-  bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+  bn1 = register_module("bn1", norm2d(norm, planes));
   conv2 = register_module("conv2", conv3x3(planes, planes));
-  bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+  bn2 = register_module("bn2", norm2d(norm, planes));
   if (ds) downsample = register_module("downsample", ds);
 }
 
@@ -45,14 +53,14 @@ torch::Tensor BasicBlockImpl::forward(torch::Tensor x) {
 
 BottleneckImpl::BottleneckImpl(std::int64_t inplanes, std::int64_t planes, std::int64_t stride,
                                torch::nn::Sequential ds, std::int64_t groups, std::int64_t base_width,
-                               std::int64_t dilation) {
+                               std::int64_t dilation, const ops::NormLayer& norm) {
   const std::int64_t width = static_cast<std::int64_t>(planes * (base_width / 64.0)) * groups;
   conv1 = register_module("conv1", conv1x1(inplanes, width));
-  bn1 = register_module("bn1", nn::BatchNorm2d(width));
+  bn1 = register_module("bn1", norm2d(norm, width));
   conv2 = register_module("conv2", conv3x3(width, width, stride, groups, dilation));
-  bn2 = register_module("bn2", nn::BatchNorm2d(width));
+  bn2 = register_module("bn2", norm2d(norm, width));
   conv3 = register_module("conv3", conv1x1(width, planes * expansion));
-  bn3 = register_module("bn3", nn::BatchNorm2d(planes * expansion));
+  bn3 = register_module("bn3", norm2d(norm, planes * expansion));
   if (ds) downsample = register_module("downsample", ds);
 }
 
@@ -64,7 +72,7 @@ torch::Tensor BottleneckImpl::forward(torch::Tensor x) {
 }
 
 ResNetImpl::ResNetImpl(ResNetBlock block, std::vector<std::int64_t> layers, const ResNetOptions& options)
-    : groups_(options.groups.value_or(1)), base_width_(options.width_per_group.value_or(64)) {
+    : groups_(options.groups.value_or(1)), base_width_(options.width_per_group.value_or(64)), norm_(options.norm_layer) {
   auto dilate = options.replace_stride_with_dilation;
   if (dilate.empty()) dilate = {false, false, false};
   if (dilate.size() != 3)
@@ -72,7 +80,7 @@ ResNetImpl::ResNetImpl(ResNetBlock block, std::vector<std::int64_t> layers, cons
                                    std::to_string(dilate.size()) + " elements");
   const std::int64_t expansion = block == ResNetBlock::Basic ? BasicBlockImpl::expansion : BottleneckImpl::expansion;
   conv1 = register_module("conv1", nn::Conv2d(torch::nn::Conv2dOptions(3, 64, 7).stride(2).padding(3).bias(false)));
-  bn1 = register_module("bn1", nn::BatchNorm2d(64));
+  bn1 = register_module("bn1", norm2d(norm_, 64));
   layer1 = register_module("layer1", make_layer(block, 64, layers.at(0), 1, false));
   layer2 = register_module("layer2", make_layer(block, 128, layers.at(1), 2, dilate[0]));
   layer3 = register_module("layer3", make_layer(block, 256, layers.at(2), 2, dilate[1]));
@@ -91,11 +99,11 @@ torch::nn::Sequential ResNetImpl::make_layer(ResNetBlock block, std::int64_t pla
   torch::nn::Sequential downsample{nullptr};
   if (stride != 1 || inplanes_ != planes * expansion)
     downsample = torch::nn::Sequential(conv1x1(inplanes_, planes * expansion, stride),
-                                       nn::BatchNorm2d(planes * expansion));
+                                       norm2d(norm_, planes * expansion));
   torch::nn::Sequential layer;
   auto add = [&](std::int64_t s, torch::nn::Sequential ds, std::int64_t d) {
-    if (block == ResNetBlock::Basic) layer->push_back(BasicBlock(inplanes_, planes, s, ds, groups_, base_width_, d));
-    else layer->push_back(Bottleneck(inplanes_, planes, s, ds, groups_, base_width_, d));
+    if (block == ResNetBlock::Basic) layer->push_back(BasicBlock(inplanes_, planes, s, ds, groups_, base_width_, d, norm_));
+    else layer->push_back(Bottleneck(inplanes_, planes, s, ds, groups_, base_width_, d, norm_));
     inplanes_ = planes * expansion;
   };
   add(stride, downsample, previous_dilation);

@@ -95,7 +95,7 @@ void BatchNorm2dImpl::reset_parameters() {
   if (running_mean.defined()) {
     running_mean.zero_();
     running_var.fill_(1);
-    num_batches_tracked.zero_();
+    if (num_batches_tracked.defined()) num_batches_tracked.zero_();
   }
 }
 
@@ -115,6 +115,32 @@ std::pair<torch::Tensor, torch::Tensor> BatchNorm2dImpl::scale_shift() const {
 
 void BatchNorm2dImpl::pretty_print(std::ostream& s) const {
   s << "BatchNorm2d(" << options.num_features() << ", eps=" << options.eps() << ")";
+}
+
+BatchNorm2dImpl::BatchNorm2dImpl(torch::nn::BatchNormOptions o, Frozen) : options(std::move(o)) {
+  const auto n = options.num_features();
+  weight = register_buffer("weight", torch::ones({n}));
+  bias = register_buffer("bias", torch::zeros({n}));
+  running_mean = register_buffer("running_mean", torch::zeros({n}));
+  running_var = register_buffer("running_var", torch::ones({n}));
+}
+
+FrozenBatchNorm2dImpl::FrozenBatchNorm2dImpl(std::int64_t features, double eps)
+    : BatchNorm2dImpl(torch::nn::BatchNormOptions(features).eps(eps).affine(false).track_running_stats(false),
+                      Frozen{}) {}
+
+torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor& x) {
+  const auto scale = weight * (running_var + options.eps()).rsqrt();
+  const auto shift = bias - running_mean * scale;
+  return x * scale.reshape({1, -1, 1, 1}) + shift.reshape({1, -1, 1, 1});
+}
+
+void FrozenBatchNorm2dImpl::adapt_checkpoint(IncomingState& state, const std::string& prefix) {
+  state.erase(prefix + "num_batches_tracked");
+}
+
+void FrozenBatchNorm2dImpl::pretty_print(std::ostream& s) const {
+  s << "FrozenBatchNorm2d(" << options.num_features() << ", eps=" << options.eps() << ")";
 }
 
 LayerNormImpl::LayerNormImpl(torch::nn::LayerNormOptions o) : options(std::move(o)) {

@@ -54,6 +54,10 @@ NormLayer batch_norm2d(double eps, double momentum) {
   };
 }
 
+NormLayer frozen_batch_norm2d(double eps) {
+  return [eps](std::int64_t n) { return torch::nn::AnyModule(nn::FrozenBatchNorm2d(n, eps)); };
+}
+
 Conv2dNormActivationImpl::Conv2dNormActivationImpl(Conv2dNormActivationOptions o) : options(std::move(o)) {
   const auto& k = options.kernel_size();
   const auto& d = options.dilation();

@@ -38,6 +38,19 @@ inline Model build(const std::string& name, const std::string& checkpoint, const
   return *m;
 }
 
+// --options JSON (builder options by their Python names), plus --num-classes where given.
+inline nlohmann::json parse_options(const std::string& text, const std::optional<std::int64_t>& num_classes) {
+  nlohmann::json options;
+  try {
+    options = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw UsageError("--options", std::string("not valid JSON: ") + e.what());
+  }
+  if (!options.is_object()) throw UsageError("--options", "must be a JSON object");
+  if (num_classes) options["num_classes"] = *num_classes;
+  return options;
+}
+
 // --mmap, for the commands that take --checkpoint.
 inline void add_mmap_flag(CLI::App* command, bool& mmap) {
   command->add_flag("--mmap", mmap,

@@ -118,18 +118,6 @@ struct ForwardArgs {
   std::optional<std::int64_t> num_classes;
 };
 
-json parse_options(const std::string& text, const std::optional<std::int64_t>& num_classes) {
-  json options;
-  try {
-    options = json::parse(text);
-  } catch (const json::exception& e) {
-    throw UsageError("--options", std::string("not valid JSON: ") + e.what());
-  }
-  if (!options.is_object()) throw UsageError("--options", "must be a JSON object");
-  if (num_classes) options["num_classes"] = *num_classes;
-  return options;
-}
-
 void run_forward(const ForwardArgs& a) {
   Model m = build(a.model, a.checkpoint, a.weights, parse_options(a.options, a.num_classes), true, storage(a.mmap));
   const TensorDict inputs = Checkpoint(a.input).tensors();
@@ -154,7 +142,7 @@ void run_convert(const std::string& in, const std::string& out) {
 
 // ---- bench ------------------------------------------------------------------------------------
 struct BenchArgs {
-  std::string model, checkpoint, weights, options = "{}";
+  std::string model, checkpoint, weights, options = "{}", input;
   std::int64_t size = 224, batch = 1, repeat = 5;
   bool json = false, mmap = false, load_only = false, optimize = false;
 };
@@ -188,7 +176,7 @@ void run_bench(const BenchArgs& a) {
   }
   model->module->eval();
   torch::InferenceMode guard;
-  const TensorDict x = model_info(a.model).example_inputs(a.batch, a.size);
+  const TensorDict x = a.input.empty() ? model_info(a.model).example_inputs(a.batch, a.size) : read_checkpoint(a.input);
   if (a.optimize) optimize_for_inference(*model, x);
   if (!a.load_only) model->run(x);  // warm-up
   for (std::int64_t i = 0; i < (a.load_only ? 0 : std::max<std::int64_t>(a.repeat, 1)); ++i) {
@@ -262,6 +250,8 @@ void add_model_commands(CLI::App& app) {
   bench->add_flag("--load-only", ba->load_only, "Time the loads only");
   bench->add_option("--weights", ba->weights, "Weights to load")->excludes(bck);
   bench->add_option("--size", ba->size, "Input height and width (default 224)");
+  bench->add_option("--input", ba->input, "Time the model on these named inputs (.safetensors, as mz forward "
+                                          "takes them) instead of random ones of --size and --batch");
   bench->add_option("--batch", ba->batch, "Batch size (default 1)");
   bench->add_option("--repeat", ba->repeat, "Repetitions (default 5)");
   bench->add_option("--options", ba->options, "Builder options as JSON");

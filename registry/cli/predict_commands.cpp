@@ -1,11 +1,15 @@
-// mz predict | preprocess: from image files to labels (or to the tensor the model sees).
+// mz predict | preprocess: from image files to labels, detections or segments (or to the tensor the
+// model sees), optionally drawn onto the images (--draw).
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 
 #include <torch/torch.h>
 
 #include "modelzoo/modelzoo.h"
+#include "modelzoo/transforms/draw.h"
 #include "modelzoo/transforms/presets.h"
 #include "registry/cli/cli.h"
 #include "registry/cli/build.h"
@@ -25,26 +29,190 @@ const WeightsRecord& resolve_weight(const std::string& name) {
 }
 
 struct PredictArgs {
-  std::string name, checkpoint, output;
+  std::string name, checkpoint, output, draw, options = "{}";
   bool mmap = false;
   std::vector<std::string> images;
   std::int64_t topk = 5, batch = 8;
+  double score_thresh = 0.5;
   bool json = false, optimize = false;
 };
+
+// The weight's model in eval mode: with its weights, or built in the weight's configuration and loaded
+// from --checkpoint.
+Model build_for(const PredictArgs& a, const WeightsRecord& w) {
+  const ModelInfo& info = model_info(w.model);
+  json options = parse_options(a.options, std::nullopt);
+  const std::vector<std::string> categories = w.meta.categories.value_or(std::vector<std::string>{});
+  // A checkpoint for these weights has their head sizes (unless the options say otherwise).
+  const auto head = [&](const char* option, std::size_t size) {
+    if (!a.checkpoint.empty() && size > 0 && info.default_options.contains(option) && !options.contains(option))
+      options[option] = size;
+  };
+  head("num_classes", categories.size());
+  head("num_keypoints", w.meta.extra.value("keypoint_names", json::array()).size());
+  Model model = build(w.model, a.checkpoint, a.checkpoint.empty() ? w.name() : "", options, true, storage(a.mmap));
+  model.module->eval();
+  return model;
+}
+
+std::string label_of(const std::vector<std::string>& categories, std::int64_t index) {
+  return index >= 0 && index < static_cast<std::int64_t>(categories.size()) ? categories[static_cast<size_t>(index)]
+                                                                          : std::to_string(index);
+}
+
+// --draw DIR: DIR/<image stem>.png.
+std::string drawing_path(const std::string& dir, const std::string& image) {
+  std::filesystem::create_directories(dir);
+  return (std::filesystem::path(dir) / std::filesystem::path(image).stem()).string() + ".png";
+}
+
+// COCO's uncompressed RLE of a binary mask [H, W]: run lengths in column-major order, starting with 0s.
+json mask_rle(const torch::Tensor& mask) {
+  const torch::Tensor flat = mask.t().contiguous().view(-1).to(torch::kUInt8);
+  const std::uint8_t* p = flat.data_ptr<std::uint8_t>();
+  json counts = json::array();
+  std::uint8_t current = 0;
+  std::int64_t run = 0;
+  for (std::int64_t i = 0; i < flat.numel(); ++i) {
+    if (p[i] != current) counts.push_back(run), run = 0, current = p[i];
+    ++run;
+  }
+  counts.push_back(run);
+  return {{"size", {mask.size(0), mask.size(1)}}, {"counts", counts}};
+}
+
+// torchvision's gallery skeleton over COCO's 17 person keypoints.
+const std::vector<std::pair<std::int64_t, std::int64_t>>& coco_skeleton() {
+  static const std::vector<std::pair<std::int64_t, std::int64_t>> s = {
+      {0, 1}, {0, 2}, {1, 3}, {2, 4}, {0, 5}, {0, 6}, {5, 7}, {6, 8},
+      {7, 9}, {8, 10}, {5, 11}, {6, 12}, {11, 13}, {12, 14}, {13, 15}, {14, 16}};
+  return s;
+}
+
+void run_detect(const PredictArgs& a, const WeightsRecord& w) {
+  Model model = build_for(a, w);
+  torch::InferenceMode guard;
+  const std::vector<std::string> categories = w.meta.categories.value_or(std::vector<std::string>{});
+  const std::vector<Rgb> palette = generate_color_palette(std::max<std::int64_t>(categories.size(), 1) + 1);
+  json results = json::array();
+  for (std::size_t first = 0; first < a.images.size(); first += static_cast<std::size_t>(a.batch)) {
+    const std::size_t last = std::min(a.images.size(), first + static_cast<std::size_t>(a.batch));
+    TensorDict inputs;
+    for (std::size_t i = first; i < last; ++i)
+      inputs.insert("input." + std::to_string(i - first), preprocess(w.transforms, a.images[i]));
+    if (a.optimize && first == 0) optimize_for_inference(model, inputs);
+    const TensorDict out = model.run(inputs);
+    for (std::size_t i = first; i < last; ++i) {
+      const std::string n = "." + std::to_string(i - first);
+      const torch::Tensor keep = out.at("scores" + n) >= a.score_thresh;
+      const torch::Tensor boxes = out.at("boxes" + n).index({keep}), scores = out.at("scores" + n).index({keep});
+      const torch::Tensor labels = out.at("labels" + n).index({keep});
+      const torch::Tensor masks = out.contains("masks" + n) ? out.at("masks" + n).index({keep}) : torch::Tensor();
+      const torch::Tensor kps = out.contains("keypoints" + n) ? out.at("keypoints" + n).index({keep}) : torch::Tensor();
+      const torch::Tensor kp_scores =
+          out.contains("keypoints_scores" + n) ? out.at("keypoints_scores" + n).index({keep}) : torch::Tensor();
+      json detections = json::array();
+      std::vector<std::string> names;
+      std::vector<Rgb> colors;
+      if (!a.json) std::cout << a.images[i] << "\n";
+      for (std::int64_t d = 0; d < boxes.size(0); ++d) {
+        const std::int64_t index = labels[d].item<std::int64_t>();
+        const std::string label = label_of(categories, index);
+        const double score = scores[d].item<double>();
+        std::vector<double> box(4);
+        for (int c = 0; c < 4; ++c) box[c] = boxes[d][c].item<double>();
+        char score_text[16];
+        std::snprintf(score_text, sizeof score_text, " %.2f", score);
+        names.push_back(label + score_text);
+        colors.push_back(palette[static_cast<size_t>(std::clamp<std::int64_t>(index, 0, palette.size() - 1))]);
+        if (!a.json) {
+          std::cout << "  " << std::left << std::setw(16) << label << std::right << std::fixed << std::setprecision(4)
+                    << score << "  [" << std::setprecision(1) << box[0] << ", " << box[1] << ", " << box[2] << ", "
+                    << box[3] << "]\n";
+          continue;
+        }
+        json det = {{"label", label}, {"index", index}, {"score", score}, {"box", box}};
+        if (masks.defined()) det["mask"] = mask_rle(masks[d][0] > 0.5);
+        if (kps.defined()) {
+          json points = json::array();
+          for (std::int64_t k = 0; k < kps.size(1); ++k)
+            points.push_back({kps[d][k][0].item<double>(), kps[d][k][1].item<double>(),
+                              kp_scores.defined() ? kp_scores[d][k].item<double>() : 1.0});
+          det["keypoints"] = points;
+        }
+        detections.push_back(det);
+      }
+      if (a.json) results.push_back({{"image", a.images[i]}, {"detections", detections}});
+      if (a.draw.empty()) continue;
+      torch::Tensor image = read_image(a.images[i]);
+      if (masks.defined() && masks.size(0) > 0) image = draw_segmentation_masks(image, masks.squeeze(1) > 0.5, 0.5, colors);
+      image = draw_bounding_boxes(image, boxes, names, colors, false, 2);
+      if (kps.defined() && kps.size(0) > 0)
+        image = draw_keypoints(image, kps, kps.size(1) == 17 ? coco_skeleton() : std::vector<std::pair<std::int64_t, std::int64_t>>{},
+                               color_from_string("blue"), 3, 2);
+      write_png(drawing_path(a.draw, a.images[i]), image);
+    }
+  }
+  if (a.json) std::cout << results.dump(1) << "\n";
+}
+
+// Semantic segmentation: the class of every pixel (logits resized to the image, as torchvision's
+// segmentation reference does), reported as the share of the image each class covers.
+void run_segment(const PredictArgs& a, const WeightsRecord& w) {
+  Model model = build_for(a, w);
+  torch::InferenceMode guard;
+  const std::vector<std::string> categories = w.meta.categories.value_or(std::vector<std::string>{});
+  json results = json::array();
+  for (const std::string& path : a.images) {
+    const torch::Tensor image = read_image(path);
+    TensorDict inputs;
+    inputs.insert("input", preprocess(w.transforms, path).unsqueeze(0));
+    if (a.optimize && &path == &a.images.front()) optimize_for_inference(model, inputs);
+    const TensorDict out = model.run(inputs);
+    if (!out.contains("out")) throw UsageError(w.model, "model gave no 'out' tensor");
+    const torch::Tensor logits = torch::nn::functional::interpolate(
+        out.at("out").to(torch::kFloat32),
+        torch::nn::functional::InterpolateFuncOptions()
+            .size(std::vector<std::int64_t>{image.size(1), image.size(2)})
+            .mode(torch::kBilinear)
+            .align_corners(false));
+    const torch::Tensor classes = logits[0].argmax(0);
+    const torch::Tensor present = std::get<0>(torch::_unique(classes));
+    json segments = json::array();
+    std::vector<Rgb> colors;
+    const std::vector<Rgb> palette = generate_color_palette(logits.size(1));
+    if (!a.json) std::cout << path << "\n";
+    for (std::int64_t k = 0; k < present.size(0); ++k) {
+      const std::int64_t index = present[k].item<std::int64_t>();
+      const double share = (classes == index).to(torch::kFloat64).mean().item<double>();
+      const std::string label = label_of(categories, index);
+      colors.push_back(palette[static_cast<size_t>(index)]);
+      if (a.json)
+        segments.push_back({{"label", label}, {"index", index}, {"fraction", share}});
+      else
+        std::cout << "  " << std::left << std::setw(16) << label << std::right << std::fixed << std::setprecision(4)
+                  << share << "\n";
+    }
+    if (a.json) results.push_back({{"image", path}, {"segments", segments}});
+    if (!a.draw.empty()) {
+      const torch::Tensor masks = classes.unsqueeze(0) == present.view({-1, 1, 1});
+      write_png(drawing_path(a.draw, path), draw_segmentation_masks(image, masks, 0.6, colors));
+    }
+  }
+  if (a.json) std::cout << results.dump(1) << "\n";
+}
 
 void run_predict(const PredictArgs& a) {
   if (a.topk < 1) throw UsageError("--topk", "must be at least 1");
   if (a.batch < 1) throw UsageError("--batch", "must be at least 1");
   const WeightsRecord& w = resolve_weight(a.name);
+  if (w.transforms.preset == "ObjectDetection") return run_detect(a, w);
+  if (w.transforms.preset == "SemanticSegmentation") return run_segment(a, w);
   if (w.transforms.preset != "ImageClassification")
-    throw UsageError(w.name(), "mz predict needs classification weights (preset " + w.transforms.preset + ")");
-  const ModelInfo& info = model_info(w.model);
-  json options = json::object();
+    throw UsageError(w.name(), "mz predict does not handle the preset " + w.transforms.preset);
+  if (!a.draw.empty()) throw UsageError("--draw", "draws detections and segments, not classifications");
   const std::vector<std::string> categories = w.meta.categories.value_or(std::vector<std::string>{});
-  if (!a.checkpoint.empty() && !categories.empty() && info.default_options.contains("num_classes"))
-    options["num_classes"] = categories.size();
-  Model model = build(w.model, a.checkpoint, a.checkpoint.empty() ? w.name() : "", options, true, storage(a.mmap));
-  model.module->eval();
+  Model model = build_for(a, w);
   torch::InferenceMode guard;
 
   json results = json::array();
@@ -94,16 +262,28 @@ void run_preprocess(const PredictArgs& a) {
 void add_predict_commands(CLI::App& app) {
   auto pa = std::make_shared<PredictArgs>();
   auto* predict = app.add_subcommand(
-      "predict", "Classify images: the weight's preset, batched eval inference, top-K labels with probabilities");
+      "predict", "Classify images (top-K labels with probabilities), detect objects (label, score, box; masks and "
+                 "keypoints) or segment them (classes and their share of the image), with the weight's preset");
   predict->add_option("NAME", pa->name, "Weight ('ResNet50_Weights.IMAGENET1K_V2') or model (its DEFAULT weight's "
                                         "preset and categories)")->required();
   predict->add_option("IMAGE", pa->images, "JPEG or PNG files")->required();
   predict->add_option("--checkpoint", pa->checkpoint, "Checkpoint file (model built with no weights, then loaded)");
   add_mmap_flag(predict, pa->mmap);
   add_optimize_flag(predict, pa->optimize);
-  predict->add_option("--topk", pa->topk, "Labels per image (default 5)");
+  predict->add_option("--options", pa->options, "Builder options as JSON, by their Python names "
+                                                "('{\"box_score_thresh\": 0.3}')");
+  predict->add_option("--topk", pa->topk, "Classification: labels per image (default 5)");
+  predict->add_option("--score-thresh", pa->score_thresh,
+                      "Detection: show detections scoring at least this (default 0.5; the model's own thresholds "
+                      "stay options)");
+  predict->add_option("--draw", pa->draw, "Detection and segmentation: write DIR/<image stem>.png with the "
+                                          "boxes, labels, masks, keypoints or segments drawn");
   predict->add_option("--batch", pa->batch, "Images per forward pass (default 8)");
-  predict->add_flag("--json", pa->json, R"(JSON: [{"image": path, "top": [{"index", "label", "prob"}, ...]}])");
+  predict->add_flag("--json", pa->json,
+                    R"(JSON: [{"image": path, "top": [{"index", "label", "prob"}, ...]}] (classification), )"
+                    R"([{"image", "detections": [{"label", "index", "score", "box": [x1, y1, x2, y2], "mask": )"
+                    R"({"size": [H, W], "counts": [COCO uncompressed RLE]}, "keypoints": [[x, y, score], ...]}]}] )"
+                    R"((detection), [{"image", "segments": [{"label", "index", "fraction"}]}] (segmentation))");
   predict->callback([pa] { run_predict(*pa); });
 
   auto ppa = std::make_shared<PredictArgs>();

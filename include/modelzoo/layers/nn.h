@@ -77,15 +77,32 @@ class BatchNorm2dImpl : public torch::nn::Module, public Resettable, public Chec
  public:
   explicit BatchNorm2dImpl(torch::nn::BatchNormOptions options);
   explicit BatchNorm2dImpl(std::int64_t features) : BatchNorm2dImpl(torch::nn::BatchNormOptions(features)) {}
-  torch::Tensor forward(const torch::Tensor& x);
+  virtual torch::Tensor forward(const torch::Tensor& x);  // virtual: FrozenBatchNorm2d has its own
   void reset_parameters() override;
   void adapt_checkpoint(IncomingState& state, const std::string& prefix) override;
   std::pair<torch::Tensor, torch::Tensor> scale_shift() const override;
   void pretty_print(std::ostream& stream) const override;
   torch::nn::BatchNormOptions options;
   torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+
+ protected:
+  struct Frozen {};
+  BatchNorm2dImpl(torch::nn::BatchNormOptions options, Frozen);
 };
 TORCH_MODULE(BatchNorm2d);
+
+// torchvision.ops.FrozenBatchNorm2d: BatchNorm2d with fixed statistics and affine parameters, all four
+// buffers (weight, bias, running_mean, running_var; no num_batches_tracked, which a load drops), and
+// its own formula: scale = weight * (running_var + eps).rsqrt(), x * scale + (bias - running_mean * scale).
+// It is a BatchNorm2d to C++ (held by nn::BatchNorm2d members), so a norm_layer option can choose it.
+class FrozenBatchNorm2dImpl : public BatchNorm2dImpl {
+ public:
+  explicit FrozenBatchNorm2dImpl(std::int64_t features, double eps = 1e-5);
+  torch::Tensor forward(const torch::Tensor& x) override;
+  void adapt_checkpoint(IncomingState& state, const std::string& prefix) override;
+  void pretty_print(std::ostream& stream) const override;
+};
+TORCH_MODULE(FrozenBatchNorm2d);
 
 class LayerNormImpl : public torch::nn::Module, public Resettable {
  public:

@@ -46,6 +46,8 @@ TORCH_MODULE(Activation);
 using NormLayer = std::function<torch::nn::AnyModule(std::int64_t num_features)>;
 // nn.BatchNorm2d with the given eps and momentum (partial(nn.BatchNorm2d, eps=..., momentum=...)).
 NormLayer batch_norm2d(double eps = 1e-5, double momentum = 0.1);
+// torchvision.ops.FrozenBatchNorm2d (mz::nn::FrozenBatchNorm2d) with the given eps.
+NormLayer frozen_batch_norm2d(double eps = 1e-5);
 
 // A torch::nn::Sequential with a plain forward(Tensor), so that it can be nested inside another
 // Sequential (LibTorch's own cannot: its forward is a template), as Python's nn.Sequential can.

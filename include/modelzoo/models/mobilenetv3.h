@@ -14,14 +14,15 @@
 
 namespace mz {
 
-// Python keyword arguments of the mobilenet_v3 builders: MobileNetV3's (block and norm_layer are
-// not exposed) and _mobilenet_v3_conf's (width_mult, reduced_tail, dilated).
+// Python keyword arguments of the mobilenet_v3 builders: MobileNetV3's (block is not exposed;
+// norm_layer is C++ only, not in JSON options) and _mobilenet_v3_conf's (width_mult, reduced_tail, dilated).
 struct MobileNetV3Options {
   std::optional<std::int64_t> num_classes;  // default 1000, or len(categories) with weights
   double dropout = 0.2;
   double width_mult = 1.0;
   bool reduced_tail = false;  // halves the channels of the last blocks (segmentation backbones)
   bool dilated = false;       // dilation 2 instead of stride 2 in the last stage (segmentation backbones)
+  ops::NormLayer norm_layer;  // empty: BatchNorm2d(eps=0.001, momentum=0.01)
 };
 MZ_OPTIONS(MobileNetV3Options, num_classes, dropout, width_mult, reduced_tail, dilated)
 
@@ -42,11 +43,12 @@ struct InvertedResidualConfig {
 // projection, each a child of `block` (Conv2dNormActivation / SqueezeExcitation).
 class InvertedResidualImpl : public torch::nn::Module {
  public:
-  explicit InvertedResidualImpl(const InvertedResidualConfig& cnf);
+  InvertedResidualImpl(const InvertedResidualConfig& cnf, const ops::NormLayer& norm_layer);
   torch::Tensor forward(const torch::Tensor& x) { return ops::residual(use_res_connect, x, block->forward(x)); }
   torch::nn::Sequential block{nullptr};
   bool use_res_connect;
   std::int64_t out_channels;
+  bool is_cn;  // torchvision's _is_cn: the block starts a stage (stride > 1); detection cuts features there
 };
 TORCH_MODULE(InvertedResidual);
 
