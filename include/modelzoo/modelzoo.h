@@ -33,3 +33,6 @@
 #include "modelzoo/models/swin_transformer.h"
 #include "modelzoo/models/maxvit.h"
 #include "modelzoo/detection/detection.h"
+#include "modelzoo/text/heads.h"
+#include "modelzoo/text/roberta.h"
+#include "modelzoo/text/tokenizers.h"

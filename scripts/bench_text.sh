@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Text benchmarks, each against its Python anchor in the same run, with ratios:
+#  1. Encoder forward, roberta_base (random weights, full size) on B x T random ids, eval + no_grad:
+#     `mz bench roberta_base` (median forward_ms) against torchtext 0.14.1's RobertaModel timed inside
+#     Debian's Python (median of the same number of runs, after one warm-up). Target: mz <= 1.0x.
+#  2. GPT-2 BPE tokenisation throughput on AG News (7,600 lines) in tokens/s: `mz tokenize --gpt2 ... --file`
+#     (the whole process: start-up, loading encoder.json and vocab.bpe, tokenising) against the Python
+#     reference of tests/text/gpt2_reference.py (timed inside Python, loading included). Target: mz >= 10x.
+#   scripts/bench_text.sh [REPEATS] [TOKENS]     env: MZ_BIN (default build/mz), MZ_THREADS (default 1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPEATS="${1:-5}"
+TOKENS="${2:-128}"
+MZ_BIN="$(realpath "${MZ_BIN:-build/mz}")"
+THREADS="${MZ_THREADS:-1}"
+CORPUS="$(realpath -m ../shared/corpus/text)"
+[ -x "$MZ_BIN" ] || { echo "bench_text: no $MZ_BIN; run scripts/build.sh first" >&2; exit 1; }
+export OMP_NUM_THREADS="$THREADS"
+
+exec /usr/bin/python3 - "$MZ_BIN" "$REPEATS" "$TOKENS" "$THREADS" "$CORPUS" <<'PY'
+import json, os, statistics, subprocess, sys, time
+mz, repeats, tokens, threads, corpus = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+import torch
+torch.set_num_threads(threads)
+sys.path.insert(0, os.path.join(os.getcwd(), "tests", "oracle"))
+import tt_shim
+tt = tt_shim.import_torchtext().models
+
+print(f"# encoder forward: roberta_base, random weights, {tokens} tokens, {threads} thread(s), median of {repeats}")
+net = tt.RobertaModel(tt.RobertaEncoderConf(vocab_size=50265)).eval()
+for batch in (1, 8):
+    x = torch.randint(3, 1000, (batch, tokens))
+    with torch.no_grad():
+        net(x)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter(); net(x); times.append((time.perf_counter() - t0) * 1000)
+    tt_ms = statistics.median(times)
+    out = subprocess.check_output([mz, "bench", "roberta_base", "--batch", str(batch), "--size", str(tokens),
+                                   "--repeat", str(repeats), "--json"], env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+    mz_ms = json.loads(out)["forward_ms"]
+    print(f"batch {batch}: mz {mz_ms:.1f} ms, torchtext {tt_ms:.1f} ms, ratio mz/torchtext {mz_ms / tt_ms:.2f}")
+
+agnews = os.path.join(corpus, "text_normalization_ag_news_test.csv")
+if not os.path.exists(agnews):
+    print(f"# GPT-2 tokenisation: skipped (no corpus at {corpus})")
+    sys.exit(0)
+sys.path.insert(0, os.path.join(os.getcwd(), "tests", "text"))
+import gpt2_reference
+enc, bpe = os.path.join(corpus, "gpt2_bpe_encoder.json"), os.path.join(corpus, "gpt2_bpe_vocab.bpe")
+lines = open(agnews, encoding="utf-8").read().split("\n")[:-1]
+t0 = time.perf_counter()
+ref = gpt2_reference.GPT2BPE(enc, bpe)
+n = sum(len(ref.encode(line)[0]) for line in lines)
+py_s = time.perf_counter() - t0
+mz_times = []
+for _ in range(repeats):
+    t0 = time.perf_counter()
+    out = subprocess.check_output([mz, "tokenize", "--gpt2", enc, bpe, "--file", agnews])
+    mz_times.append(time.perf_counter() - t0)
+mz_n = sum(len(l.split()) for l in out.decode().split("\n")[:-1])
+assert mz_n == n, (mz_n, n)
+mz_s = statistics.median(mz_times)
+print(f"# GPT-2 tokenisation: AG News, {len(lines)} lines, {n} tokens (whole process for mz, median of {repeats})")
+print(f"mz {n / mz_s:,.0f} tokens/s ({mz_s:.2f} s), Python reference {n / py_s:,.0f} tokens/s ({py_s:.2f} s), "
+      f"ratio mz/reference {py_s / mz_s:.1f}x")
+PY
