@@ -148,7 +148,7 @@ class RobertaModelImpl : public torch::nn::Module {
   // mz::Model::run: int64 "input" [B, T] -> "output" (or the head's named outputs). Checks the ids
   // (integer, 2-D, within the vocabulary, not longer than the position table) and throws mz::UsageError.
   TensorDict run(const TensorDict& inputs);
-  static TensorDict example_inputs(std::int64_t batch, std::int64_t tokens);  // random ids in [3, 1000)
+  static TensorDict example_inputs(std::int64_t batch, std::int64_t tokens);  // random ids in [3, 20), no padding
   // Checks token ids as run() does; throws mz::UsageError naming `what`.
   void check_tokens(const torch::Tensor& tokens, const std::string& what = "input") const;
   // freeze_encoder: requires_grad false on every encoder parameter (torchtext's RobertaEncoder(freeze=True)).
