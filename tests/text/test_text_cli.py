@@ -116,6 +116,8 @@ def main():
                    json.dumps({"head": {"type": "classification", "num_classes": 3}})], env)
     out = json.loads(r.stdout) if r.returncode == 0 else []
     check("mz embed --options head: classification logits", len(out) == 1 and out[0]["shape"] == [3], r.stdout + r.stderr)
+    check("mz embed --options head: says the head is fresh", "4 head tensors are freshly initialised" in r.stderr,
+          r.stderr)
 
     # mz forward: bad token ids are typed errors naming the file
     for name, tensor, message in [
