@@ -40,3 +40,6 @@
 #include "modelzoo/detection/box_coder.h"
 #include "modelzoo/detection/detection.h"
 #include "modelzoo/detection/ops.h"
+#include "modelzoo/text/heads.h"
+#include "modelzoo/text/roberta.h"
+#include "modelzoo/text/tokenizers.h"

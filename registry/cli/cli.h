@@ -14,6 +14,7 @@ void add_model_commands(CLI::App& app);  // list, info, convert, forward, bench 
 void add_hub_commands(CLI::App& app);    // download, verify, cache              (hub_commands.cpp)
 void add_predict_commands(CLI::App& app);  // predict, preprocess                (predict_commands.cpp)
 void add_doctor_commands(CLI::App& app);   // doctor                             (doctor_commands.cpp)
+void add_text_commands(CLI::App& app);     // tokenize, embed                    (text_commands.cpp)
 
 // The file the dynamic linker bound libblas.so.3 to in this process ("" if none): LibTorch's BLAS.
 std::string resolved_blas();

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   mz::cli::add_hub_commands(app);
   mz::cli::add_predict_commands(app);
   mz::cli::add_doctor_commands(app);
+  mz::cli::add_text_commands(app);
   return mz::cli::run(app, argc, argv, [](const std::exception& e) {
     return dynamic_cast<const c10::Error*>(&e) ? 6 : 1;  // LibTorch's own errors
   });

@@ -4,7 +4,7 @@
 Compares `mz list --json` with fresh dumps of Debian's Python libraries, one script per library
 (*_dump.py here: tv_dump.py for torchvision; each writes weight entries in the same schema): url, DEFAULT
 flag, hash_prefix, num_params, min_size, categories, metrics, recipe, docs (whitespace-normalised),
-extra meta keys and transforms. Also: every weight of a registered model exists, and with
+extra meta keys (and their values where a dump gives them as "extra") and transforms. Also: every weight of a registered model exists, and with
 --require-task T, every torchvision weight of task T is registered.
 Usage: check_metadata.py --mz build/mz [--require-task classification]
 """
@@ -64,10 +64,12 @@ def main():
             checks["meta." + k] = (e["meta"].get(k), ref["meta"][k])
         extra = sorted(k for k in e["meta"] if k not in ref["meta"])
         checks["meta extra keys"] = (extra, ref["extra_meta_keys"])
+        for k, want in ref.get("extra", {}).items():  # a dump that reads extra values compares them too
+            checks["meta." + k] = (e["meta"].get(k), want)
         for field, (got, want) in checks.items():
             if not close(got, want):
                 problems.append(f"{name}: {field} is {json.dumps(got)[:200]}, upstream has {json.dumps(want)[:200]}")
-        if not re.search(r"-" + re.escape(e["hash_prefix"]) + r"[0-9a-f]*\.[A-Za-z]+$", e["url"]):
+        if e["hash_prefix"] and not re.search(r"-" + re.escape(e["hash_prefix"]) + r"[0-9a-f]*\.[A-Za-z]+$", e["url"]):
             problems.append(f"{name}: hash_prefix {e['hash_prefix']} is not the suffix of the URL's file name")
     for name, ref in sorted(tv.items()):
         if name in ours:

@@ -60,6 +60,15 @@ Description parse_safetensors(ByteView bytes, const std::string& file);
 // State dicts nested in a dict are accepted under the keys "state_dict" and "model" (as training
 // checkpoints store them); anything else that is not a flat name -> tensor mapping is an error.
 
+// torchtext's Vocab as torch.save'd (zip format) in its bundles (xlmr.vocab.pt, roberta.vocab.pt): the
+// tokens in index order and the default index, if set. Read through the same restricted unpickler.
+struct TorchtextVocab {
+  std::vector<std::string> itos;
+  bool has_default_index = false;
+  std::int64_t default_index = 0;
+};
+TorchtextVocab parse_torchtext_vocab(ByteView bytes, const std::string& file);
+
 // safetensors writer: returns the complete header block (8-byte little-endian length + JSON padded
 // with spaces to a multiple of 8). `tensors` gives name, dtype, shape, and data_offset/data_size
 // relative to the start of the data section; strides and storage_offset are ignored (data is

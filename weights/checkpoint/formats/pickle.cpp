@@ -12,7 +12,7 @@ namespace mz::formats::pickle {
 
 const char* kind_name(Kind k) {
   static const char* names[] = {"None", "bool", "int", "int", "float", "str", "bytes",
-                                "tuple", "list", "dict", "global", "storage", "tensor"};
+                                "tuple", "list", "dict", "global", "storage", "tensor", "object"};
   return names[static_cast<int>(k)];
 }
 
@@ -167,6 +167,10 @@ void Unpickler::global(std::string module, std::string name) {
     at(g).num = static_cast<int>(Global::RebuildTensor);
   } else if (full == "torch._utils._rebuild_parameter") {
     at(g).num = static_cast<int>(Global::RebuildParameter);
+  } else if (full == "torchtext.vocab.vocab.Vocab" || full == "torchtext._torchtext.Vocab") {
+    at(g).num = static_cast<int>(Global::TorchtextVocab);
+  } else if (full == "builtins.set" || full == "__builtin__.set") {
+    at(g).num = static_cast<int>(Global::Set);
   } else {
     const StorageTypeName* st = nullptr;
     for (const auto& t : kStorageTypes)
@@ -233,6 +237,15 @@ void Unpickler::call(std::uint32_t callable, std::uint32_t args_id) {
     case Global::RebuildParameter:
       if (args.size() != 3 || at(args[0]).kind != Kind::Tensor) malformed("bad _rebuild_parameter arguments");
       return push(args[0]);
+    case Global::TorchtextVocab: {
+      if (!args.empty()) malformed("torchtext Vocab created with arguments");
+      std::uint32_t object = make(Kind::Object);
+      at(object).text = at(callable).text;
+      return push(object);
+    }
+    case Global::Set:  // set() or set(list): its items, as a list
+      if (args.size() > 1 || (args.size() == 1 && at(args[0]).kind != Kind::List)) malformed("bad set arguments");
+      return push_container(Kind::List, args.empty() ? std::vector<std::uint32_t>{} : at(args[0]).items);
     case Global::StorageType: break;
   }
   fail("refusing to call pickle global " + printable(at(callable).text));
@@ -365,8 +378,13 @@ bool Unpickler::step(std::uint8_t op) {
     }
     case 'R': case 0x81: { std::uint32_t args = pop(); call(pop(), args); break; }             // REDUCE/NEWOBJ
     case 'b': {                                                                                // BUILD
-      pop();  // the state: OrderedDict's _metadata attribute, ignored
-      if (at(top()).kind != Kind::Dict) malformed(std::string("BUILD on a ") + kind_name(at(top()).kind));
+      std::uint32_t state = pop();  // OrderedDict: its _metadata attribute, ignored; Object: its state
+      if (at(top()).kind == Kind::Object) {
+        if (!at(top()).items.empty()) malformed("object built twice");
+        add(top(), {state});
+      } else if (at(top()).kind != Kind::Dict) {
+        malformed(std::string("BUILD on a ") + kind_name(at(top()).kind));
+      }
       break;
     }
     case 'q': memo_put(r_.u8("pickle memo key")); break;                                      // BINPUT
@@ -434,6 +452,46 @@ Description describe_state_dict(Format format, const Pickle& p, const std::vecto
   }
   detail::validate(desc, storage_names, file_size, file);
   return desc;
+}
+
+TorchtextVocab describe_torchtext_vocab(const Pickle& p, const std::string& file) {
+  auto bad = [&](const std::string& why) -> void { detail::fail(file, "not a torchtext Vocab: " + why); };
+  auto state_of = [&](const Value& v, const char* cls) -> const Value& {
+    if (v.kind != Kind::Object || v.text != cls || v.items.size() != 1)
+      bad(std::string("expected a built ") + cls + ", found a " + kind_name(v.kind) + " " + printable(v.text));
+    return p[v.items[0]];
+  };
+  const Value& module = state_of(p[p.root], "torchtext.vocab.vocab.Vocab");
+  if (module.kind != Kind::Dict) bad("the module's state is a " + std::string(kind_name(module.kind)));
+  const Value* inner = nullptr;
+  for (std::size_t i = 0; i + 1 < module.items.size(); i += 2)
+    if (p[module.items[i]].kind == Kind::Str && p[module.items[i]].text == "vocab") inner = &p[module.items[i + 1]];
+  if (!inner) bad("the module has no 'vocab' attribute");
+  const Value& state = state_of(*inner, "torchtext._torchtext.Vocab");
+  if (state.kind != Kind::Tuple || state.items.size() != 4) bad("its state is not a 4-tuple");
+  const Value& version = p[state.items[0]];
+  const Value& integers = p[state.items[1]];
+  const Value& strings = p[state.items[2]];
+  const Value& tensors = p[state.items[3]];
+  if (version.kind != Kind::Str || version.text < "0.0.2") bad("unsupported version " + printable(version.text));
+  if (integers.kind != Kind::List || integers.items.size() > 1) bad("its integers are not a list of at most one");
+  if (strings.kind != Kind::List) bad("its tokens are not a list");
+  if (tensors.kind != Kind::List || !tensors.items.empty()) bad("its tensors are not an empty list");
+  TorchtextVocab out;
+  if (!integers.items.empty()) {
+    if (p[integers.items[0]].kind != Kind::Int) bad("its default index is not an int");
+    out.has_default_index = true;
+    out.default_index = p[integers.items[0]].num;
+  }
+  out.itos.reserve(strings.items.size());
+  for (std::uint32_t i : strings.items) {
+    if (p[i].kind != Kind::Str) bad(std::string("a token is a ") + kind_name(p[i].kind));
+    out.itos.push_back(p[i].text);
+  }
+  if (out.has_default_index && (out.default_index < 0 || out.default_index >= static_cast<std::int64_t>(out.itos.size())))
+    bad("default index " + std::to_string(out.default_index) + " is outside its " + std::to_string(out.itos.size()) +
+        " tokens");
+  return out;
 }
 
 }  // namespace mz::formats::pickle

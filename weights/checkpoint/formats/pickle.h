@@ -19,11 +19,16 @@ inline constexpr std::size_t kMaxStack = 1u << 20;      // stack entries
 inline constexpr std::size_t kMaxMemo = 1u << 20;       // memo entries
 inline constexpr std::size_t kMaxValues = 1u << 22;     // values created by one pickle
 
-enum class Kind : std::uint8_t { None, Bool, Int, BigInt, Float, Str, Bytes, Tuple, List, Dict, Global, Storage, Tensor };
+enum class Kind : std::uint8_t { None, Bool, Int, BigInt, Float, Str, Bytes, Tuple, List, Dict, Global, Storage, Tensor,
+                                Object };
 const char* kind_name(Kind);
 
-// The allowed globals.
-enum class Global : std::uint8_t { OrderedDict, RebuildTensorV2, RebuildTensor, RebuildParameter, StorageType };
+// The allowed globals. TorchtextVocab and Set serve torchtext's saved Vocab (its bundles' vocab.pt):
+// the nn.Module torchtext.vocab.vocab.Vocab and the object torchtext._torchtext.Vocab it wraps, each
+// made with no arguments and given its state by BUILD (an Object), and a module's set (builtins.set,
+// spelled __builtin__.set at protocol 2).
+enum class Global : std::uint8_t { OrderedDict, RebuildTensorV2, RebuildTensor, RebuildParameter, StorageType,
+                                   TorchtextVocab, Set };
 
 struct Value {
   Kind kind = Kind::None;
@@ -33,7 +38,8 @@ struct Value {
   double real = 0;                    // Float
   DType dtype = DType::Float32;       // Global StorageType, Storage
   std::string text;                   // Str, Bytes; BigInt: little-endian two's complement bytes
-  std::vector<std::uint32_t> items;   // Tuple, List; Dict: key, value, key, value, ...
+  std::vector<std::uint32_t> items;   // Tuple, List; Dict: key, value, key, value, ...; Object: its state
+                                      // (Object: text is its class, "torchtext._torchtext.Vocab")
 };
 
 struct TensorRef {
@@ -75,5 +81,9 @@ struct StorageSpan {
 // Description; Storage values index `storages`.
 Description describe_state_dict(Format format, const Pickle& p, const std::vector<StorageSpan>& storages,
                                  std::size_t file_size, const std::string& file);
+
+// A torchtext Vocab in the unpickled torch.save file (the nn.Module torchtext.vocab.vocab.Vocab whose
+// "vocab" attribute holds the state (version >= "0.0.2", [default_index]?, itos, [])).
+TorchtextVocab describe_torchtext_vocab(const Pickle& p, const std::string& file);
 
 }  // namespace mz::formats::pickle

@@ -194,4 +194,16 @@ Description parse_torch_zip(ByteView bytes, const std::string& file) {
   return pickle::describe_state_dict(Format::TorchZip, p, storages, bytes.size, file);
 }
 
+TorchtextVocab parse_torchtext_vocab(ByteView bytes, const std::string& file) {
+  const Zip zip(bytes, file);
+  const std::string prefix = find_prefix(zip, file);
+  auto [pkl_offset, pkl_size] = zip.open(prefix + "/data.pkl");
+  Reader r(bytes, file, static_cast<std::size_t>(pkl_offset), static_cast<std::size_t>(pkl_offset + pkl_size),
+           prefix + "/data.pkl");
+  const pickle::Pickle p = pickle::unpickle(r, [&](const pickle::StorageRef&) -> std::int64_t {
+    fail(file, "not a torchtext Vocab: it holds tensor storages");
+  });
+  return pickle::describe_torchtext_vocab(p, file);
+}
+
 }  // namespace mz::formats

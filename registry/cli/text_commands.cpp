@@ -1,0 +1,144 @@
+// mz tokenize | embed: text through a weight's tokenizer pipeline (or one's own tokenizer files), and
+// through its encoder.
+#include <fstream>
+#include <iostream>
+
+#include <torch/torch.h>
+
+#include "modelzoo/modelzoo.h"
+#include "modelzoo/text/tokenizers.h"
+#include "registry/cli/build.h"
+#include "registry/cli/cli.h"
+
+namespace mz::cli {
+namespace {
+
+using nlohmann::json;
+
+// A weight name gives the weight; a model name its DEFAULT weight.
+const WeightsRecord& text_weight(const std::string& name) {
+  const WeightsRecord& w = name.find('.') != std::string::npos ? get_weight(name) : get_weight(model_info(name).default_weights());
+  if (w.task != "text") throw UsageError(w.name(), "is not a text weight (task " + w.task + ")");
+  return w;
+}
+
+struct TokenizeArgs {
+  std::vector<std::string> args;  // [WEIGHT] TEXT...
+  std::string sentencepiece, vocab, file;
+  std::pair<std::string, std::string> gpt2;  // ENCODER_JSON VOCAB_BPE
+  bool json = false;
+};
+
+// The weight's whole transform, or the local tokenizer (+ vocabulary) with nothing added.
+std::pair<text::TextTransform, std::vector<std::string>> transform_and_texts(const TokenizeArgs& a) {
+  if (!a.sentencepiece.empty() && !a.gpt2.first.empty()) throw UsageError("mz tokenize", "give only one of --sentencepiece and --gpt2");
+  std::shared_ptr<text::Tokenizer> tokenizer;
+  if (!a.sentencepiece.empty()) tokenizer = std::make_shared<text::SentencePieceTokenizer>(a.sentencepiece);
+  if (!a.gpt2.first.empty()) tokenizer = std::make_shared<text::GPT2BPETokenizer>(a.gpt2.first, a.gpt2.second);
+  if (tokenizer) {
+    std::optional<text::Vocab> vocab;
+    if (!a.vocab.empty()) vocab = text::Vocab::load(a.vocab);
+    text::TextTransformOptions raw;  // no truncation, no added tokens
+    return {text::TextTransform(tokenizer, std::move(vocab), raw), a.args};
+  }
+  if (!a.vocab.empty()) throw UsageError("--vocab", "goes with --sentencepiece or --gpt2 (a weight brings its own)");
+  if (a.args.empty()) throw UsageError("mz tokenize", "give a WEIGHT (or --sentencepiece / --gpt2) and TEXT");
+  const WeightsRecord& w = text_weight(a.args.front());
+  return {text::TextTransform::from_record(w), std::vector<std::string>(a.args.begin() + 1, a.args.end())};
+}
+
+void run_tokenize(const TokenizeArgs& a) {
+  auto [transform, texts] = transform_and_texts(a);
+  if (!a.file.empty()) {
+    std::ifstream in(a.file, std::ios::binary);
+    if (!in) throw UsageError(a.file, "cannot open");
+    for (std::string line; std::getline(in, line);) texts.push_back(line);
+  }
+  json out = json::array();
+  for (const auto& t : texts) {
+    const std::vector<std::int64_t> ids = transform.ids(t);
+    if (a.json) {
+      out.push_back({{"text", t}, {"ids", ids}, {"pieces", transform.tokenizer().encode(t).pieces}});
+      continue;
+    }
+    for (std::size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
+    std::cout << "\n";
+  }
+  if (a.json) std::cout << out.dump(1) << "\n";
+}
+
+struct EmbedArgs {
+  std::string weight, checkpoint, output, options = "{}";
+  std::vector<std::string> texts;
+  bool json = false;
+};
+
+void run_embed(const EmbedArgs& a) {
+  const WeightsRecord& w = text_weight(a.weight);
+  json options;
+  try {
+    options = json::parse(a.options);
+  } catch (const json::exception& e) {
+    throw UsageError("--options", std::string("not valid JSON: ") + e.what());
+  }
+  const text::TextTransform transform = text::TextTransform::from_record(w);
+  const torch::Tensor ids = transform(a.texts);
+  Model model = build(w.model, a.checkpoint, a.checkpoint.empty() ? w.name() : "", options);
+  if (const auto* roberta = dynamic_cast<const RobertaModelImpl*>(model.module.get()); roberta && roberta->load_report)
+    if (!roberta->load_report->skipped.empty())  // torchtext's get_model(head=...) says nothing; we do
+      std::cerr << "mz embed: " << roberta->load_report->skipped.size()
+                << " head tensors are freshly initialised (not in " << w.name() << ")\n";
+  model.module->eval();
+  torch::InferenceMode guard;
+  TensorDict inputs;
+  inputs.insert("input", ids);
+  TensorDict outputs = model.run(inputs);
+  if (!a.output.empty()) {
+    outputs.insert("input", ids);
+    save_safetensors(a.output, outputs);
+  }
+  const torch::Tensor features = outputs.at(outputs.contains("output") ? "output" : outputs.front().key());
+  if (a.json) {
+    json out = json::array();
+    for (std::size_t i = 0; i < a.texts.size(); ++i) {
+      const torch::Tensor row = features[static_cast<std::int64_t>(i)].contiguous().to(torch::kFloat64);
+      json entry = {{"text", a.texts[i]}, {"ids", transform.ids(a.texts[i])}, {"shape", row.sizes().vec()}};
+      // the first position's features: the <s> token, which RobertaClassificationHead reads
+      const torch::Tensor first = row.dim() >= 2 ? row[0] : row;
+      entry["first"] = std::vector<double>(first.data_ptr<double>(), first.data_ptr<double>() + first.numel());
+      out.push_back(entry);
+    }
+    std::cout << out.dump() << "\n";
+  } else if (a.output.empty()) {
+    std::cout << "output " << features.sizes() << "\n";
+  } else {
+    std::cout << a.output << "\n";
+  }
+}
+
+}  // namespace
+
+void add_text_commands(CLI::App& app) {
+  auto ta = std::make_shared<TokenizeArgs>();
+  auto* tokenize = app.add_subcommand(
+      "tokenize", "Token ids of TEXT: the weight's whole text transform, or a local tokenizer's raw ids");
+  tokenize->add_option("args", ta->args, "[WEIGHT] TEXT... (no WEIGHT with --sentencepiece or --gpt2)");
+  tokenize->add_option("--sentencepiece", ta->sentencepiece, "A local SentencePiece model instead of a weight's");
+  tokenize->add_option("--gpt2", ta->gpt2, "Local GPT-2 BPE files: ENCODER_JSON VOCAB_BPE");
+  tokenize->add_option("--vocab", ta->vocab, "With a local tokenizer: a torchtext vocab.pt mapping its tokens");
+  tokenize->add_option("--file", ta->file, "Tokenize each line of FILE too (after the TEXT arguments)");
+  tokenize->add_flag("--json", ta->json, "JSON: text, ids and the tokenizer's pieces");
+  tokenize->callback([ta] { run_tokenize(*ta); });
+
+  auto ea = std::make_shared<EmbedArgs>();
+  auto* embed = app.add_subcommand("embed", "Encode TEXT with a text weight (its transform, then its encoder)");
+  embed->add_option("weight", ea->weight, "Text weight (or model: its DEFAULT)")->required();
+  embed->add_option("texts", ea->texts, "Texts")->required();
+  embed->add_option("--checkpoint", ea->checkpoint, "Load this file instead of the weight's (its transform stays)");
+  embed->add_option("--options", ea->options, "Builder options as JSON, e.g. a head");
+  embed->add_option("--output", ea->output, "Write the outputs and the ids ('input') to this safetensors file");
+  embed->add_flag("--json", ea->json, "JSON per text: ids, shape of its features, and its first position's features");
+  embed->callback([ea] { run_embed(*ea); });
+}
+
+}  // namespace mz::cli
