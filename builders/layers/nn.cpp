@@ -105,7 +105,7 @@ void BatchNorm2dImpl::adapt_checkpoint(IncomingState& state, const std::string& 
 }
 
 std::pair<torch::Tensor, torch::Tensor> BatchNorm2dImpl::scale_shift() const {
-  TORCH_CHECK(options.track_running_stats(), "BatchNorm2d without running statistics is not an affine map");
+  TORCH_CHECK(running_mean.defined(), "BatchNorm2d without running statistics is not an affine map");
   torch::Tensor scale = (running_var + options.eps()).rsqrt();
   if (weight.defined()) scale = scale * weight;
   torch::Tensor shift = -running_mean * scale;
@@ -130,6 +130,8 @@ FrozenBatchNorm2dImpl::FrozenBatchNorm2dImpl(std::int64_t features, double eps)
                       Frozen{}) {}
 
 torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor& x) {
+  if (folded) return x;
+  if (detail::FoldProbe* probe = detail::fold_probe()) probe->consumed(*this, x);
   const auto scale = weight * (running_var + options.eps()).rsqrt();
   const auto shift = bias - running_mean * scale;
   return x * scale.reshape({1, -1, 1, 1}) + shift.reshape({1, -1, 1, 1});
