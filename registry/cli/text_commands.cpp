@@ -61,8 +61,9 @@ void run_tokenize(const TokenizeArgs& a) {
       out.push_back({{"text", t}, {"ids", ids}, {"pieces", transform.tokenizer().encode(t).pieces}});
       continue;
     }
-    for (std::size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
-    std::cout << "\n";
+    std::string line;
+    for (std::size_t i = 0; i < ids.size(); ++i) (line += i ? " " : "") += std::to_string(ids[i]);
+    std::cout << line << "\n";
   }
   if (a.json) std::cout << out.dump(1) << "\n";
 }

@@ -38,6 +38,7 @@ class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
   virtual Encoding encode(std::string_view text) const = 0;
+  virtual std::vector<std::int64_t> ids(std::string_view text) const { return encode(text).ids; }
   // What torchtext's tokenizer transform returns, which its VocabTransform then looks up: GPT-2 ids as
   // decimal strings ("15496"), SentencePiece pieces.
   virtual std::vector<std::string> tokens(std::string_view text) const = 0;
@@ -51,6 +52,7 @@ class GPT2BPETokenizer : public Tokenizer {
   GPT2BPETokenizer(const std::string& encoder_json_path, const std::string& vocab_bpe_path);
   ~GPT2BPETokenizer() override;
   Encoding encode(std::string_view text) const override;
+  std::vector<std::int64_t> ids(std::string_view text) const override;
   std::vector<std::string> tokens(std::string_view text) const override;
   // The pre-tokens of `text` (UTF-8 strings), as torchtext's gpt2_bpe_pre_tokenizer returns them.
   static std::vector<std::string> pre_tokenize(std::string_view text);

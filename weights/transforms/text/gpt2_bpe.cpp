@@ -52,8 +52,6 @@ std::string read_asset(const std::string& path) {
 
 namespace {
 
-const char kSeparator[] = "\x01";
-
 // GPT-2's bytes_to_unicode: each byte as the UTF-8 of a printable code point.
 std::vector<std::string> bytes_to_unicode() {
   std::vector<int> cs(256, -1);
@@ -73,7 +71,8 @@ std::vector<std::string> bytes_to_unicode() {
 }
 
 const RE2& gpt2_pattern() {
-  static const RE2 re("(\\'s|\\'t|\\'re|\\'ve|\\'m|\\'ll|\\'d| ?\\pL+| ?\\pN+| ?[^\\s\\v\\pL\\pN]+|[\\s\\v]+)");
+  // torchtext's pattern, without its outer group: only the whole match is needed, which RE2 finds with its DFA
+  static const RE2 re("\\'s|\\'t|\\'re|\\'ve|\\'m|\\'ll|\\'d| ?\\pL+| ?\\pN+| ?[^\\s\\v\\pL\\pN]+|[\\s\\v]+");
   return re;
 }
 
@@ -87,49 +86,124 @@ bool is_whitespace(const std::string& s) {
 
 struct GPT2BPETokenizer::Impl {
   std::unordered_map<std::string, std::int64_t> encoder;
-  std::unordered_map<std::string, std::int64_t> ranks;  // "first\x01second" -> rank
   std::vector<std::string> byte_encoder = bytes_to_unicode();
   mutable std::mutex mutex;
-  mutable std::unordered_map<std::string, std::vector<std::string>> cache;
 
-  std::int64_t rank(const std::string& a, const std::string& b) const {
-    auto it = ranks.find(a + kSeparator + b);
-    return it == ranks.end() ? -1 : it->second;
+  // Merges over interned symbols: every string that appears in a merge gets an id; a merge (a, b) has a
+  // rank and the id of its result. A symbol never seen in a merge cannot merge.
+  std::unordered_map<std::string, std::int32_t> symbol_ids;
+  std::vector<std::string> symbols;
+  struct Merge {
+    std::int64_t rank;
+    std::int32_t result;
+  };
+  std::unordered_map<std::uint64_t, Merge> merges;
+
+  std::int32_t intern(const std::string& s) {
+    auto [it, added] = symbol_ids.emplace(s, static_cast<std::int32_t>(symbols.size()));
+    if (added) symbols.push_back(s);
+    return it->second;
+  }
+  std::int32_t symbol(const std::string& s) const {
+    auto it = symbol_ids.find(s);
+    return it == symbol_ids.end() ? -1 : it->second;
+  }
+  static std::uint64_t pair_key(std::int32_t a, std::int32_t b) {
+    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) | static_cast<std::uint32_t>(b);
+  }
+  const Merge* merge(std::int32_t a, std::int32_t b) const {
+    if (a < 0 || b < 0) return nullptr;
+    auto it = merges.find(pair_key(a, b));
+    return it == merges.end() ? nullptr : &it->second;
   }
 
-  // BPE_: merge the lowest-ranked adjacent pair everywhere, left to right, until none is ranked.
-  std::vector<std::string> bpe(const std::string& pre_token) const {
+  struct Word {
+    std::vector<std::int64_t> ids;
+    std::vector<std::string> pieces;
+  };
+  mutable std::unordered_map<std::string, Word> words;  // BPE results by pre-token (nodes never move)
+
+  // BPE_: merge the lowest-ranked adjacent pair everywhere, left to right, until none is ranked; then the
+  // pieces' ids. Results are cached per pre-token, as torchtext's are.
+  const Word& bpe(const std::string& pre_token) const {
     {
       std::lock_guard<std::mutex> lock(mutex);
-      auto it = cache.find(pre_token);
-      if (it != cache.end()) return it->second;
+      auto it = words.find(pre_token);
+      if (it != words.end()) return it->second;
     }
+    // symbols of the word: interned ids where known (-1: no merge involves it), with their strings
+    std::vector<std::int32_t> ids;
     std::vector<std::string> word;
-    for (char c : pre_token) word.push_back(byte_encoder[static_cast<unsigned char>(c)]);
+    for (char c : pre_token) {
+      word.push_back(byte_encoder[static_cast<unsigned char>(c)]);
+      ids.push_back(symbol(word.back()));
+    }
     while (word.size() > 1) {
-      std::int64_t best = -1;
+      const Merge* best = nullptr;
       std::size_t best_i = 0;
       for (std::size_t i = 0; i + 1 < word.size(); ++i) {
-        const std::int64_t r = rank(word[i], word[i + 1]);
-        if (r >= 0 && (best < 0 || r < best)) best = r, best_i = i;
+        const Merge* m = merge(ids[i], ids[i + 1]);
+        if (m && (!best || m->rank < best->rank)) best = m, best_i = i;
       }
-      if (best < 0) break;
-      const std::string first = word[best_i], second = word[best_i + 1];
+      if (!best) break;
+      const std::int32_t first = ids[best_i], second = ids[best_i + 1];
+      std::vector<std::int32_t> merged_ids;
       std::vector<std::string> merged;
       merged.reserve(word.size());
       for (std::size_t i = 0; i < word.size();) {
-        if (i + 1 < word.size() && word[i] == first && word[i + 1] == second) {
-          merged.push_back(first + second);
+        if (i + 1 < word.size() && ids[i] == first && ids[i + 1] == second) {
+          merged_ids.push_back(best->result);
+          merged.push_back(symbols[static_cast<std::size_t>(best->result)]);
           i += 2;
         } else {
-          merged.push_back(word[i++]);
+          merged_ids.push_back(ids[i]);
+          merged.push_back(std::move(word[i++]));
         }
       }
       word = std::move(merged);
+      ids = std::move(merged_ids);
     }
+    Word w;
+    for (const std::string& piece : word) {
+      auto it = encoder.find(piece);
+      if (it == encoder.end()) throw UsageError("text", "BPE token " + nlohmann::json(piece).dump() + " is not in encoder.json");
+      w.ids.push_back(it->second);
+    }
+    w.pieces = std::move(word);
     std::lock_guard<std::mutex> lock(mutex);
-    cache.emplace(pre_token, word);
-    return word;
+    return words.emplace(pre_token, std::move(w)).first->second;
+  }
+
+  // gpt2_bpe_pre_tokenizer, calling `emit` with each pre-token.
+  template <class Emit>
+  static void pre_tokens(std::string_view text, Emit emit) {
+    check_utf8(text);
+    const RE2& re = gpt2_pattern();
+    const re2::StringPiece all(text.data(), text.size());
+    re2::StringPiece match;
+    std::size_t pos = 0;
+    bool prepend_space = false;
+    std::string token;
+    while (pos < all.size() && re.Match(all, pos, all.size(), RE2::UNANCHORED, &match, 1)) {
+      if (match.empty()) break;  // no alternative matches the empty string; a guard all the same
+      pos = static_cast<std::size_t>(match.data() + match.size() - all.data());
+      token.assign(match.data(), match.size());
+      if (is_whitespace(token)) {
+        prepend_space = false;
+        if (pos == all.size()) {
+          emit(token);
+        } else {
+          if (token.size() > 1) emit(token.substr(0, token.size() - 1));
+          if (token.back() == ' ') prepend_space = true;
+          else emit(token.substr(token.size() - 1));
+        }
+      } else if (prepend_space) {
+        emit(" " + token);
+        prepend_space = false;
+      } else {
+        emit(token);
+      }
+    }
   }
 };
 
@@ -161,9 +235,13 @@ GPT2BPETokenizer::GPT2BPETokenizer(const std::string& encoder_json_path, const s
     throw CheckpointError(vocab_bpe_path, "not a GPT-2 vocab.bpe: no '#version' header line");
   for (std::size_t i = 1; i + 1 < lines.size(); ++i) {
     std::istringstream parts(lines[i]);
-    std::string part, key;
-    while (parts >> part) key += (key.empty() ? "" : kSeparator) + part;
-    impl_->ranks[key] = static_cast<std::int64_t>(i - 1);
+    std::vector<std::string> pair;
+    for (std::string part; parts >> part;) pair.push_back(part);
+    // torchtext keys a merge by its parts joined with "\x01"; only two-part lines can ever match a pair
+    if (pair.size() != 2) continue;
+    const std::int32_t a = impl_->intern(pair[0]), b = impl_->intern(pair[1]);
+    const std::int32_t result = impl_->intern(pair[0] + pair[1]);
+    impl_->merges[Impl::pair_key(a, b)] = {static_cast<std::int64_t>(i - 1), result};  // a later duplicate wins
   }
 }
 
@@ -173,47 +251,33 @@ std::size_t GPT2BPETokenizer::vocab_size() const { return impl_->encoder.size();
 
 // gpt2_bpe_pre_tokenizer: RE2 matches, then whitespace runs give their last space to the next token.
 std::vector<std::string> GPT2BPETokenizer::pre_tokenize(std::string_view text) {
-  check_utf8(text);
   std::vector<std::string> tokens;
-  re2::StringPiece input(text.data(), text.size());
-  std::string token;
-  bool prepend_space = false;
-  while (RE2::FindAndConsume(&input, gpt2_pattern(), &token)) {
-    if (is_whitespace(token)) {
-      prepend_space = false;
-      if (input.empty()) {
-        tokens.push_back(token);
-      } else {
-        if (token.size() > 1) tokens.push_back(token.substr(0, token.size() - 1));
-        if (token.back() == ' ') prepend_space = true;
-        else tokens.push_back(token.substr(token.size() - 1));
-      }
-    } else if (prepend_space) {
-      tokens.push_back(" " + token);
-      prepend_space = false;
-    } else {
-      tokens.push_back(token);
-    }
-  }
+  Impl::pre_tokens(text, [&](const std::string& t) { tokens.push_back(t); });
   return tokens;
 }
 
 Encoding GPT2BPETokenizer::encode(std::string_view text) const {
   Encoding out;
-  for (const std::string& pre : pre_tokenize(text)) {
-    for (std::string& piece : impl_->bpe(pre)) {
-      auto it = impl_->encoder.find(piece);
-      if (it == impl_->encoder.end()) throw UsageError("text", "BPE token " + nlohmann::json(piece).dump() + " is not in encoder.json");
-      out.ids.push_back(it->second);
-      out.pieces.push_back(std::move(piece));
-    }
-  }
+  Impl::pre_tokens(text, [&](const std::string& pre) {
+    const Impl::Word& w = impl_->bpe(pre);
+    out.ids.insert(out.ids.end(), w.ids.begin(), w.ids.end());
+    out.pieces.insert(out.pieces.end(), w.pieces.begin(), w.pieces.end());
+  });
+  return out;
+}
+
+std::vector<std::int64_t> GPT2BPETokenizer::ids(std::string_view text) const {
+  std::vector<std::int64_t> out;
+  Impl::pre_tokens(text, [&](const std::string& pre) {
+    const Impl::Word& w = impl_->bpe(pre);
+    out.insert(out.end(), w.ids.begin(), w.ids.end());
+  });
   return out;
 }
 
 std::vector<std::string> GPT2BPETokenizer::tokens(std::string_view text) const {
   std::vector<std::string> out;
-  for (std::int64_t id : encode(text).ids) out.push_back(std::to_string(id));
+  for (std::int64_t id : ids(text)) out.push_back(std::to_string(id));
   return out;
 }
 

@@ -43,7 +43,7 @@ TextTransform::TextTransform(std::shared_ptr<Tokenizer> tokenizer, std::optional
 }
 
 std::vector<std::int64_t> TextTransform::ids(std::string_view text) const {
-  std::vector<std::int64_t> ids = vocab_ ? vocab_->lookup_indices(tokenizer_->tokens(text)) : tokenizer_->encode(text).ids;
+  std::vector<std::int64_t> ids = vocab_ ? vocab_->lookup_indices(tokenizer_->tokens(text)) : tokenizer_->ids(text);
   if (options_.max_seq_len && static_cast<std::int64_t>(ids.size()) > *options_.max_seq_len)
     ids.resize(static_cast<std::size_t>(*options_.max_seq_len));
   if (options_.begin_token) ids.insert(ids.begin(), *options_.begin_token);
