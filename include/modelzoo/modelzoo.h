@@ -33,3 +33,6 @@
 #include "modelzoo/models/swin_transformer.h"
 #include "modelzoo/models/maxvit.h"
 #include "modelzoo/detection/detection.h"
+#include "modelzoo/audio/wav2vec2.h"
+#include "modelzoo/audio/io.h"
+#include "modelzoo/audio/heads.h"

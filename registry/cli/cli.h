@@ -12,13 +12,14 @@ namespace mz::cli {
 void add_model_commands(CLI::App& app);  // list, info, convert, forward, bench   (model_commands.cpp)
 void add_hub_commands(CLI::App& app);    // download, verify, cache              (hub_commands.cpp)
 void add_predict_commands(CLI::App& app);  // predict, preprocess                (predict_commands.cpp)
+void add_audio_commands(CLI::App& app);    // transcribe                         (audio_commands.cpp)
 
 // True when stderr is a terminal (progress bars only then).
 bool stderr_is_tty();
 
 // Parses and runs `app` (the CLI's name and description are set here), reporting every failure as
 // one line "mz: ..." on stderr. Exit codes: mz::Error's own (2 usage, 3 checkpoint, 4 load, 5 hub,
-// 7 image), CLI11's for parse errors, `other_exit_code(e)` for any other exception (default 1).
+// 7 image, 8 audio), CLI11's for parse errors, `other_exit_code(e)` for any other exception (default 1).
 int run(CLI::App& app, int argc, char** argv, int (*other_exit_code)(const std::exception&) = nullptr);
 
 }  // namespace mz::cli

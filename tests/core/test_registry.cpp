@@ -51,8 +51,12 @@ TEST_CASE("every builtin weight: name round-trips, hash_prefix is the URL's suff
     CHECK(&get_weight(r->name()) == r);
     CHECK(record_from_json(to_json(*r), r->source).name() == r->name());
     std::smatch m;
-    REQUIRE(std::regex_match(r->url, m, file_name));
-    CHECK(m[1] == r->hash_prefix);
+    if (mz::data::hash_prefix_of(r->url).empty()) {
+      CHECK(r->hash_prefix.empty());  // torchaudio's file names carry no hash
+    } else {
+      REQUIRE(std::regex_match(r->url, m, file_name));
+      CHECK(m[1] == r->hash_prefix);
+    }
     CHECK(urls.insert(r->url).second);  // no two weights share a file
     CHECK(r->meta.num_params > 0);
     CHECK(!r->transforms.preset.empty());

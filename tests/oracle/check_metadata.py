@@ -62,12 +62,14 @@ def main():
         }
         for k in ("num_params", "min_size", "categories", "metrics", "recipe", "docs"):
             checks["meta." + k] = (e["meta"].get(k), ref["meta"][k])
+        for k, v in ref.get("extra_meta", {}).items():  # dumps that give the extra keys' values too
+            checks["meta." + k] = (e["meta"].get(k), v)
         extra = sorted(k for k in e["meta"] if k not in ref["meta"])
         checks["meta extra keys"] = (extra, ref["extra_meta_keys"])
         for field, (got, want) in checks.items():
             if not close(got, want):
                 problems.append(f"{name}: {field} is {json.dumps(got)[:200]}, upstream has {json.dumps(want)[:200]}")
-        if not re.search(r"-" + re.escape(e["hash_prefix"]) + r"[0-9a-f]*\.[A-Za-z]+$", e["url"]):
+        if e["hash_prefix"] and not re.search(r"-" + re.escape(e["hash_prefix"]) + r"[0-9a-f]*\.[A-Za-z]+$", e["url"]):
             problems.append(f"{name}: hash_prefix {e['hash_prefix']} is not the suffix of the URL's file name")
     for name, ref in sorted(tv.items()):
         if name in ours:
