@@ -1,4 +1,5 @@
 #include "modelzoo/layers/nn.h"
+#include "builders/layers/init.h"
 
 #include <cmath>
 
@@ -11,8 +12,9 @@ namespace {
 
 torch::Tensor uninitialised(torch::IntArrayRef shape) { return torch::empty(shape); }
 
-// PyTorch's default for conv and linear: kaiming_uniform_(a=sqrt(5)) and bias U(-1/sqrt(fan_in), ..).
-void reset_affine(torch::Tensor& weight, torch::Tensor& bias) {
+}  // namespace
+
+void init::reset_affine(torch::Tensor& weight, torch::Tensor& bias) {
   torch::NoGradGuard no_grad;
   torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
   if (bias.defined()) {
@@ -21,8 +23,6 @@ void reset_affine(torch::Tensor& weight, torch::Tensor& bias) {
     bias.uniform_(-bound, bound);
   }
 }
-
-}  // namespace
 
 detail::FoldProbe*& detail::fold_probe() {
   thread_local FoldProbe* probe = nullptr;
@@ -44,7 +44,7 @@ torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
   return y;
 }
 
-void Conv2dImpl::reset_parameters() { reset_affine(weight, bias); }
+void Conv2dImpl::reset_parameters() { init::reset_affine(weight, bias); }
 
 void Conv2dImpl::pretty_print(std::ostream& s) const {
   s << "Conv2d(" << options.in_channels() << ", " << options.out_channels() << ", kernel_size="
@@ -58,7 +58,7 @@ LinearImpl::LinearImpl(torch::nn::LinearOptions o) : options(std::move(o)) {
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }
 
-void LinearImpl::reset_parameters() { reset_affine(weight, bias); }
+void LinearImpl::reset_parameters() { init::reset_affine(weight, bias); }
 
 void LinearImpl::pretty_print(std::ostream& s) const {
   s << "Linear(in_features=" << options.in_features() << ", out_features=" << options.out_features() << ")";

@@ -54,4 +54,12 @@ class ImageError : public Error {
   const std::string& file() const noexcept { return subject(); }
 };
 
+// Audio that cannot be decoded or prepared: not audio, an unsupported format, corrupt data, no
+// samples, or a sample rate that cannot be resampled; subject is the file name.     exit 8
+class AudioError : public Error {
+ public:
+  AudioError(std::string file, std::string reason) : Error(std::move(file), std::move(reason), 8) {}
+  const std::string& file() const noexcept { return subject(); }
+};
+
 }  // namespace mz

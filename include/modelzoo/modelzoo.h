@@ -46,3 +46,6 @@
 #include "modelzoo/text/heads.h"
 #include "modelzoo/text/roberta.h"
 #include "modelzoo/text/tokenizers.h"
+#include "modelzoo/audio/wav2vec2.h"
+#include "modelzoo/audio/io.h"
+#include "modelzoo/audio/heads.h"

@@ -15,6 +15,7 @@ void add_hub_commands(CLI::App& app);    // download, verify, cache             
 void add_predict_commands(CLI::App& app);  // predict, preprocess                (predict_commands.cpp)
 void add_doctor_commands(CLI::App& app);   // doctor                             (doctor_commands.cpp)
 void add_text_commands(CLI::App& app);     // tokenize, embed                    (text_commands.cpp)
+void add_audio_commands(CLI::App& app);    // transcribe                         (audio_commands.cpp)
 
 // The file the dynamic linker bound libblas.so.3 to in this process ("" if none): LibTorch's BLAS.
 std::string resolved_blas();
@@ -24,7 +25,7 @@ bool stderr_is_tty();
 
 // Parses and runs `app` (the CLI's name and description are set here), reporting every failure as
 // one line "mz: ..." on stderr. Exit codes: mz::Error's own (2 usage, 3 checkpoint, 4 load, 5 hub,
-// 7 image), CLI11's for parse errors, `other_exit_code(e)` for any other exception (default 1).
+// 7 image, 8 audio), CLI11's for parse errors, `other_exit_code(e)` for any other exception (default 1).
 int run(CLI::App& app, int argc, char** argv, int (*other_exit_code)(const std::exception&) = nullptr);
 
 }  // namespace mz::cli

@@ -4,6 +4,7 @@
 #include <string>
 
 #include <ATen/Parallel.h>
+// preprocess, transcribe: every model and weight in the registry). `mz` executes it for every command that needs LibTorch.
 #include <c10/util/Exception.h>
 
 #include "registry/cli/cli.h"
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   mz::cli::add_predict_commands(app);
   mz::cli::add_doctor_commands(app);
   mz::cli::add_text_commands(app);
+  mz::cli::add_audio_commands(app);
   return mz::cli::run(app, argc, argv, [](const std::exception& e) {
     return dynamic_cast<const c10::Error*>(&e) ? 6 : 1;  // LibTorch's own errors
   });

@@ -20,6 +20,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "oracle"))
 sys.path.insert(0, os.path.join(HERE, "..", "parity"))
 import st  # noqa: E402
 from parity import SPECIAL, DEFAULT_SIZE, densenet_v1_key, mnasnet_v1, randomize, save_checkpoint  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "audio"))
+from parity_audio import SPECIAL as AUDIO_SPECIAL  # noqa: E402  (the large speech encoders are extended)
+
+SPECIAL = {**SPECIAL, **AUDIO_SPECIAL}
 
 ENTRY_KEYS = {"weight", "model", "task", "default", "url", "hash_prefix", "sha256", "file_size", "meta",
               "transforms", "source"}

@@ -62,6 +62,8 @@ def main():
         }
         for k in ("num_params", "min_size", "categories", "metrics", "recipe", "docs"):
             checks["meta." + k] = (e["meta"].get(k), ref["meta"][k])
+        for k, v in ref.get("extra_meta", {}).items():  # dumps that give the extra keys' values too
+            checks["meta." + k] = (e["meta"].get(k), v)
         extra = sorted(k for k in e["meta"] if k not in ref["meta"])
         checks["meta extra keys"] = (extra, ref["extra_meta_keys"])
         for k, want in ref.get("extra", {}).items():  # a dump that reads extra values compares them too
