@@ -1,5 +1,5 @@
 // mz-torch: every mz command (list, info, download, verify, cache, convert, forward, bench, predict,
-// preprocess, doctor: every model and weight in the registry). `mz` executes it for every command that needs LibTorch.
+// preprocess, doctor, tokenize, embed, transcribe: every model and weight in the registry). `mz` executes it for every command that needs LibTorch.
 #include <cstdlib>
 #include <string>
 
