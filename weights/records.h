@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,18 @@ std::string hash_prefix_of(const std::string& url);
 // Returns true so that a file can register at static-initialisation time:
 //   const bool registered = add("classification", "resnet50", "IMAGENET1K_V2", {...});
 bool add(const char* task, const char* model, const char* default_value, std::vector<WeightsRecord> records);
+
+// One COCO detection record (torchvision.models.detection): the ObjectDetection preset, min_size (1, 1),
+// `categories`, metrics on COCO-val2017, recipe and docs. Defined in weights/records/faster_rcnn.cpp.
+WeightsRecord coco_detection(const char* enum_name, const char* value_name, const char* file, std::int64_t num_params,
+                             std::map<std::string, double> metrics, const std::string& recipe, const char* docs,
+                             const std::vector<std::string>& categories = coco_categories());
+// Recipes and docs the detection weights share.
+inline constexpr const char* kDetectionRecipe = "https://github.com/pytorch/vision/tree/main/references/detection#";
+inline constexpr const char* kDetectionDocsV1 =
+    "These weights were produced by following a similar training recipe as on the paper.";
+inline constexpr const char* kDetectionDocsV2 =
+    "These weights were produced using an enhanced training recipe to boost the model accuracy.";
 
 // Whitespace-normalised text (records store docs this way).
 std::string normalize_space(const std::string& text);

@@ -16,21 +16,25 @@ namespace mz::cli {
 // all (backbone weights off too, parameters left uninitialised) and then loads the file strictly.
 // Neither (allowed only when weights_required is false, e.g. mz bench) gives torchvision's random
 // init, again without downloading backbone weights. `storage` applies to --checkpoint (--mmap).
+// `like` (--like WEIGHT, with --checkpoint) builds the configuration of that weight of the model
+// (e.g. FrozenBatchNorm2d with eps 0 for a detector's COCO_V1) instead of the plain one, downloading nothing.
 inline Model build(const std::string& name, const std::string& checkpoint, const std::string& weights,
-                   nlohmann::json options, bool weights_required = true, Storage storage = Storage::Copy) {
+                   nlohmann::json options, bool weights_required = true, Storage storage = Storage::Copy,
+                   const std::string& like = "") {
+  if (!like.empty() && checkpoint.empty()) throw UsageError(name, "--like WEIGHT needs --checkpoint FILE");
   if (!checkpoint.empty() && !weights.empty())
     throw UsageError(name, "give only one of --checkpoint FILE and --weights NAME");
   if (weights_required && checkpoint.empty() && weights.empty())
     throw UsageError(name, "give one of --checkpoint FILE and --weights NAME");
   const ModelInfo& info = model_info(name);
   if (!weights.empty()) return info.build(weights, options);
-  if (info.default_options.contains("weights_backbone") && !options.contains("weights_backbone"))
+  if (like.empty() && info.default_options.contains("weights_backbone") && !options.contains("weights_backbone"))
     options["weights_backbone"] = nullptr;
   if (checkpoint.empty()) return info.build("", options);
   std::optional<Model> m;
   {
     ArchitectureOnly uninitialised;  // the strict load below fills every parameter and buffer
-    m = info.build("", options);
+    m = info.build(like, options);
   }
   LoadOptions load;
   load.storage = storage;

@@ -113,13 +113,14 @@ void run_info(const std::string& name, bool as_json) {
 
 // ---- forward ----------------------------------------------------------------------------------
 struct ForwardArgs {
-  std::string model, checkpoint, weights, input, output, options = "{}";
+  std::string model, checkpoint, weights, input, output, options = "{}", like;
   bool mmap = false;
   std::optional<std::int64_t> num_classes;
 };
 
 void run_forward(const ForwardArgs& a) {
-  Model m = build(a.model, a.checkpoint, a.weights, parse_options(a.options, a.num_classes), true, storage(a.mmap));
+  Model m = build(a.model, a.checkpoint, a.weights, parse_options(a.options, a.num_classes), true, storage(a.mmap),
+                  a.like);
   const TensorDict inputs = Checkpoint(a.input).tensors();
   m.module->eval();
   torch::InferenceMode guard;
@@ -231,6 +232,8 @@ void add_model_commands(CLI::App& app) {
   forward->add_option("MODEL", fa->model, "Model name")->required();
   auto* ck = forward->add_option("--checkpoint", fa->checkpoint, "Checkpoint file (built with no weights, then loaded)");
   add_mmap_flag(forward, fa->mmap);
+  forward->add_option("--like", fa->like, "With --checkpoint: build the configuration of this weight of the model "
+                                          "(e.g. a detector's FrozenBatchNorm2d, eps 0) before loading")->needs(ck);
   forward->add_option("--weights", fa->weights, "Weights name (downloaded and verified as needed)")->excludes(ck);
   forward->add_option("--input", fa->input, "Input .safetensors with a tensor named 'input'")->required();
   forward->add_option("--output", fa->output, "Output .safetensors")->required();

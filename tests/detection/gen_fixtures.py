@@ -26,7 +26,7 @@ import st  # noqa: E402
 
 
 def randomize(model, gen):
-    """Random weights, and norm statistics away from (0, 1)."""
+    """Random weights, and norm statistics away from (0, 1), so that a lost buffer shows."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, (nn.BatchNorm2d, misc_nn_ops.FrozenBatchNorm2d)):
@@ -34,8 +34,12 @@ def randomize(model, gen):
                 m.running_var.uniform_(0.5, 1.5, generator=gen)
                 m.weight.uniform_(0.5, 1.5, generator=gen)
                 m.bias.normal_(0, 0.1, generator=gen)
-            elif isinstance(m, nn.Conv2d):
-                m.weight.normal_(0, (2.0 / m.weight[0].numel()) ** 0.5, generator=gen)
+            elif isinstance(m, nn.GroupNorm):
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.normal_(0, 0.1, generator=gen)
+            elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                fan_in = m.weight[0].numel() if not isinstance(m, nn.ConvTranspose2d) else m.weight[:, 0].numel()
+                m.weight.normal_(0, fan_in ** -0.5, generator=gen)
                 if m.bias is not None:
                     m.bias.normal_(0, 0.1, generator=gen)
 

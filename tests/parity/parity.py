@@ -60,6 +60,11 @@ def mnasnet_v1(net):
 TASKS = ("classification", "segmentation")
 
 SPECIAL = {
+    # detection (tests/detection/parity_detection.py checks their numbers): small images for the CLI test's bench
+    **{m: {"kwargs": {"min_size": 64, "max_size": 96}} for m in (
+        "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn",
+        "fasterrcnn_mobilenet_v3_large_320_fpn", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2",
+        "keypointrcnn_resnet50_fpn")},
     # segmentation: both outputs ("out" and "aux"); no backbone download (weights_backbone=None)
     "fcn_resnet50": {"kwargs": {"aux_loss": True, "weights_backbone": None}, "formats": FORMATS},
     "fcn_resnet101": {"kwargs": {"aux_loss": True, "weights_backbone": None}, "size": 32},
