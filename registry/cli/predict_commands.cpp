@@ -246,7 +246,9 @@ void add_predict_commands(CLI::App& app) {
   predict->add_option("NAME", pa->name, "Weight ('ResNet50_Weights.IMAGENET1K_V2') or model (its DEFAULT weight's "
                                         "preset and categories)")->required();
   predict->add_option("IMAGE", pa->images, "JPEG or PNG files")->required();
-  predict->add_option("--checkpoint", pa->checkpoint, "Checkpoint file (model built with no weights, then loaded)");
+  predict->add_option("--checkpoint", pa->checkpoint,
+                      "Checkpoint file (model built with no weights, then loaded; a detection weight's name builds "
+                      "that weight's configuration first, as mz forward --like does)");
   add_mmap_flag(predict, pa->mmap);
   predict->add_option("--options", pa->options, "Builder options as JSON, by their Python names "
                                                 "('{\"box_score_thresh\": 0.3}')");
