@@ -50,7 +50,12 @@ Model build_for(const PredictArgs& a, const WeightsRecord& w) {
   };
   head("num_classes", categories.size());
   head("num_keypoints", w.meta.extra.value("keypoint_names", json::array()).size());
-  Model model = build(w.model, a.checkpoint, a.checkpoint.empty() ? w.name() : "", options, true, storage(a.mmap));
+  // With --checkpoint, a detection weight's name builds that weight's configuration (FrozenBatchNorm2d,
+  // eps), as mz forward --like does; a model name builds the plain model.
+  const bool like = !a.checkpoint.empty() && a.name.find('.') != std::string::npos &&
+                    w.transforms.preset == "ObjectDetection";
+  Model model = build(w.model, a.checkpoint, a.checkpoint.empty() ? w.name() : "", options, true, storage(a.mmap),
+                      like ? w.name() : "");
   model.module->eval();
   return model;
 }
@@ -81,19 +86,10 @@ json mask_rle(const torch::Tensor& mask) {
   return {{"size", {mask.size(0), mask.size(1)}}, {"counts", counts}};
 }
 
-// torchvision's gallery skeleton over COCO's 17 person keypoints.
-const std::vector<std::pair<std::int64_t, std::int64_t>>& coco_skeleton() {
-  static const std::vector<std::pair<std::int64_t, std::int64_t>> s = {
-      {0, 1}, {0, 2}, {1, 3}, {2, 4}, {0, 5}, {0, 6}, {5, 7}, {6, 8},
-      {7, 9}, {8, 10}, {5, 11}, {6, 12}, {11, 13}, {12, 14}, {13, 15}, {14, 16}};
-  return s;
-}
-
 void run_detect(const PredictArgs& a, const WeightsRecord& w) {
   Model model = build_for(a, w);
   torch::InferenceMode guard;
   const std::vector<std::string> categories = w.meta.categories.value_or(std::vector<std::string>{});
-  const std::vector<Rgb> palette = generate_color_palette(std::max<std::int64_t>(categories.size(), 1) + 1);
   json results = json::array();
   for (std::size_t first = 0; first < a.images.size(); first += static_cast<std::size_t>(a.batch)) {
     const std::size_t last = std::min(a.images.size(), first + static_cast<std::size_t>(a.batch));
@@ -112,8 +108,6 @@ void run_detect(const PredictArgs& a, const WeightsRecord& w) {
       const torch::Tensor kp_scores =
           out.contains("keypoints_scores" + n) ? out.at("keypoints_scores" + n).index({keep}) : torch::Tensor();
       json detections = json::array();
-      std::vector<std::string> names;
-      std::vector<Rgb> colors;
       if (!a.json) std::cout << a.images[i] << "\n";
       for (std::int64_t d = 0; d < boxes.size(0); ++d) {
         const std::int64_t index = labels[d].item<std::int64_t>();
@@ -121,10 +115,6 @@ void run_detect(const PredictArgs& a, const WeightsRecord& w) {
         const double score = scores[d].item<double>();
         std::vector<double> box(4);
         for (int c = 0; c < 4; ++c) box[c] = boxes[d][c].item<double>();
-        char score_text[16];
-        std::snprintf(score_text, sizeof score_text, " %.2f", score);
-        names.push_back(label + score_text);
-        colors.push_back(palette[static_cast<size_t>(std::clamp<std::int64_t>(index, 0, palette.size() - 1))]);
         if (!a.json) {
           std::cout << "  " << std::left << std::setw(16) << label << std::right << std::fixed << std::setprecision(4)
                     << score << "  [" << std::setprecision(1) << box[0] << ", " << box[1] << ", " << box[2] << ", "
@@ -144,12 +134,8 @@ void run_detect(const PredictArgs& a, const WeightsRecord& w) {
       }
       if (a.json) results.push_back({{"image", a.images[i]}, {"detections", detections}});
       if (a.draw.empty()) continue;
-      torch::Tensor image = read_image(a.images[i]);
-      if (masks.defined() && masks.size(0) > 0) image = draw_segmentation_masks(image, masks.squeeze(1) > 0.5, 0.5, colors);
-      image = draw_bounding_boxes(image, boxes, names, colors, false, 2);
-      if (kps.defined() && kps.size(0) > 0)
-        image = draw_keypoints(image, kps, kps.size(1) == 17 ? coco_skeleton() : std::vector<std::pair<std::int64_t, std::int64_t>>{},
-                               color_from_string("blue"), 3, 2);
+      Detection kept{boxes, labels, scores, masks, kps, kp_scores};
+      const torch::Tensor image = draw_detection(read_image(a.images[i]), kept, categories);
       write_png(drawing_path(a.draw, a.images[i]), image);
     }
   }
@@ -267,7 +253,9 @@ void add_predict_commands(CLI::App& app) {
   predict->add_option("NAME", pa->name, "Weight ('ResNet50_Weights.IMAGENET1K_V2') or model (its DEFAULT weight's "
                                         "preset and categories)")->required();
   predict->add_option("IMAGE", pa->images, "JPEG or PNG files")->required();
-  predict->add_option("--checkpoint", pa->checkpoint, "Checkpoint file (model built with no weights, then loaded)");
+  predict->add_option("--checkpoint", pa->checkpoint,
+                      "Checkpoint file (model built with no weights, then loaded; a detection weight's name builds "
+                      "that weight's configuration first, as mz forward --like does)");
   add_mmap_flag(predict, pa->mmap);
   add_optimize_flag(predict, pa->optimize);
   predict->add_option("--options", pa->options, "Builder options as JSON, by their Python names "

@@ -95,7 +95,7 @@ for i, (scale, sr, aligned) in enumerate([(0.25, 2, False), (0.125, -1, True), (
         out=roi_align(x, rois, (7, 5), scale, sr, aligned))
 
 # torchvision.utils drawing (PIL 9.4). Labels are LABELS[i % len(LABELS)], as in test_ops.cpp.
-from torchvision.utils import draw_bounding_boxes, draw_keypoints, draw_segmentation_masks  # noqa: E402
+from torchvision.utils import _generate_color_palette, draw_bounding_boxes, draw_keypoints, draw_segmentation_masks  # noqa: E402,E501
 LABELS = ["person", "traffic light", "N/A", "Zebra 12!", "a", "{~`|}", "dining table"]
 for i, (channels, n, width, colors, fill, with_labels) in enumerate([
         (3, 6, 1, None, False, False), (3, 7, 3, "red", False, True), (3, 5, 2, None, True, True),
@@ -121,6 +121,27 @@ for i, (radius, width, links) in enumerate([(1, 3, False), (2, 3, False), (5, 3,
     put("draw_keypoints", i, image=image, keypoints=kps, radius=radius, width=width, links=float(links),
         out=draw_keypoints(image, kps, [(0, 1), (1, 2), (3, 4), (4, 0)] if links else None, (200, 30, 90),
                            radius, width))
+
+# A detection drawn as mz::draw_detection (mz predict --draw) composes torchvision.utils' functions.
+from torchvision.models._meta import _COCO_CATEGORIES  # noqa: E402
+SKELETON = [(0, 1), (0, 2), (1, 3), (2, 4), (0, 5), (0, 6), (5, 7), (6, 8), (7, 9), (8, 10), (5, 11), (6, 12),
+            (11, 13), (12, 14), (13, 15), (14, 16)]
+image = torch.randint(0, 256, (3, 80, 100), generator=g, dtype=torch.uint8)
+n = 4
+xy = torch.rand(n, 2, generator=g) * 70
+boxes = torch.cat([xy, xy + 5 + torch.rand(n, 2, generator=g) * 30], 1)
+labels = torch.tensor([1, 3, 90, 1])
+scores = torch.rand(n, generator=g)
+masks = torch.rand(n, 1, 80, 100, generator=g)
+keypoints = torch.cat([torch.rand(n, 17, 2, generator=g) * torch.tensor([100.0, 80.0]), torch.ones(n, 17, 1)], 2)
+palette = _generate_color_palette(len(_COCO_CATEGORIES) + 1)
+colors = [tuple(int(c) for c in palette[int(k)]) for k in labels]
+picture = draw_segmentation_masks(image, masks[:, 0] > 0.5, 0.5, colors)
+picture = draw_bounding_boxes(picture, boxes, [f"{_COCO_CATEGORIES[int(k)]} {float(v):.2f}" for k, v in zip(labels, scores)],
+                              colors, False, 2)
+picture = draw_keypoints(picture, keypoints, SKELETON, "blue", 3, 2)
+put("draw_detection", 0, image=image, boxes=boxes, labels=labels, scores=scores, masks=masks, keypoints=keypoints,
+    out=picture)
 
 st.save(sys.argv[1], out)
 print(f"{len(out)} tensors, {differ} batched_nms cases where the two paths differ")

@@ -4,6 +4,7 @@
 
 #include "modelzoo/transforms/draw.h"
 #include "modelzoo/transforms/presets.h"
+#include "weights/records.h"
 #include "tests/detection_ops/cases.h"
 
 namespace {
@@ -58,6 +59,14 @@ TEST_CASE("draw_keypoints gives torchvision's discs and lines") {
                                   static_cast<int64_t>(c("width").item<double>())),
                c("out"));
   }
+}
+
+TEST_CASE("draw_detection composes masks, labelled boxes and keypoints as mz predict --draw shows them") {
+  auto c = case_of("draw_detection", 0);
+  mz::Detection d;
+  d.boxes = c("boxes"), d.labels = c("labels"), d.scores = c("scores"), d.masks = c("masks");
+  d.keypoints = c("keypoints");
+  CHECK_SAME(mz::draw_detection(c("image"), d, mz::data::coco_categories()), c("out"));
 }
 
 TEST_CASE("colours, palette and PNG files") {

@@ -113,11 +113,11 @@ def detection(a):
     ckpt = os.path.join(a.work, "maskrcnn.pth")
     torch.save(model.state_dict(), ckpt)
     options = json.dumps({"min_size": 256, "max_size": 320, "box_score_thresh": 0.0})
-    thresh = 0.0105  # random heads score about 1/91: keeps some detections, drops others
     inp, out = os.path.join(a.work, "det_in.safetensors"), os.path.join(a.work, "det_out.safetensors")
     st.save(inp, {"input.0": weights.transforms()(Image.open(SAMPLE).convert("RGB"))})
     run(a.mz, ["forward", name, "--checkpoint", ckpt, "--input", inp, "--output", out, "--options", options])
     ref = st.load(out)
+    thresh = float(ref["scores.0"].sort(descending=True)[0][9])  # keeps about ten, drops the rest
     draw_dir = os.path.join(a.work, "det_draw")
     args = ["predict", name, SAMPLE, "--checkpoint", ckpt, "--options", options, "--score-thresh", str(thresh)]
     got = json.loads(run(a.mz, args + ["--json", "--draw", draw_dir]))[0]["detections"]

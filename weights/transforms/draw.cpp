@@ -312,6 +312,32 @@ torch::Tensor draw_keypoints(const torch::Tensor& image, const torch::Tensor& ke
   return canvas.tensor();
 }
 
+torch::Tensor draw_detection(const torch::Tensor& image, const Detection& d, const std::vector<std::string>& categories) {
+  static const std::vector<std::pair<std::int64_t, std::int64_t>> coco_skeleton = {
+      {0, 1}, {0, 2}, {1, 3}, {2, 4}, {0, 5}, {0, 6}, {5, 7}, {6, 8},
+      {7, 9}, {8, 10}, {5, 11}, {6, 12}, {11, 13}, {12, 14}, {13, 15}, {14, 16}};
+  const std::vector<Rgb> palette = generate_color_palette(static_cast<std::int64_t>(categories.size()) + 1);
+  std::vector<std::string> names;
+  std::vector<Rgb> colors;
+  for (std::int64_t i = 0; i < d.boxes.size(0); ++i) {
+    const std::int64_t label = d.labels[i].item<std::int64_t>();
+    char score[16];
+    std::snprintf(score, sizeof score, " %.2f", d.scores[i].item<double>());
+    names.push_back((label >= 0 && label < static_cast<std::int64_t>(categories.size())
+                         ? categories[static_cast<size_t>(label)]
+                         : std::to_string(label)) +
+                    score);
+    colors.push_back(palette[static_cast<size_t>(std::clamp<std::int64_t>(label, 0, palette.size() - 1))]);
+  }
+  torch::Tensor out = image;
+  if (d.masks.defined() && d.masks.size(0) > 0) out = draw_segmentation_masks(out, d.masks.squeeze(1) > 0.5, 0.5, colors);
+  out = draw_bounding_boxes(out, d.boxes, names, colors, false, 2);
+  if (d.keypoints.defined() && d.keypoints.size(0) > 0)
+    out = draw_keypoints(out, d.keypoints, d.keypoints.size(1) == 17 ? coco_skeleton : decltype(coco_skeleton){},
+                         Rgb{0, 0, 255}, 3, 2);
+  return out;
+}
+
 void write_png(const std::string& path, const torch::Tensor& image) {
   if (!image.defined() || image.scalar_type() != torch::kUInt8 || image.dim() != 3 ||
       (image.size(0) != 3 && image.size(0) != 1))

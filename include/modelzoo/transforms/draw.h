@@ -18,6 +18,8 @@
 
 #include <torch/types.h>
 
+#include "modelzoo/detection/detection.h"
+
 namespace mz {
 
 using Rgb = std::array<std::uint8_t, 3>;
@@ -46,6 +48,13 @@ torch::Tensor draw_segmentation_masks(const torch::Tensor& image, const torch::T
 torch::Tensor draw_keypoints(const torch::Tensor& image, const torch::Tensor& keypoints,
                              const std::vector<std::pair<std::int64_t, std::int64_t>>& connectivity = {},
                              std::optional<Rgb> color = {}, std::int64_t radius = 2, std::int64_t width = 3);
+
+// One image's detections drawn as `mz predict --draw` does, with the functions above: masks (> 0.5) at
+// alpha 0.5, then boxes 2 pixels wide labelled "<category> <score with 2 decimals>", then keypoints
+// (blue discs of radius 3, joined by COCO's person skeleton when there are 17), each object in the
+// colour generate_color_palette(categories.size() + 1) gives its label.
+torch::Tensor draw_detection(const torch::Tensor& image, const Detection& detection,
+                             const std::vector<std::string>& categories);
 
 // An 8-bit RGB (or grayscale, for [1, H, W]) PNG of a uint8 [3 or 1, H, W] tensor. Throws mz::ImageError
 // naming the file.
