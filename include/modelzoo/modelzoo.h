@@ -39,3 +39,7 @@
 #include "modelzoo/detection/box_coder.h"
 #include "modelzoo/detection/detection.h"
 #include "modelzoo/detection/ops.h"
+#include "modelzoo/detection/fcos.h"
+#include "modelzoo/detection/retinanet.h"
+#include "modelzoo/detection/ssd.h"
+#include "modelzoo/detection/ssdlite.h"
