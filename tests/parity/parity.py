@@ -253,8 +253,8 @@ def main():
     i, n = map(int, a.shard.split("/"))
     jobs = []
     for idx, m in enumerate(models):
-        for n, fmt in enumerate(SPECIAL.get(m, {}).get("formats", (FORMATS[idx % len(FORMATS)],))):
-            jobs.append((idx, m, fmt, n == 0))
+        for k, fmt in enumerate(SPECIAL.get(m, {}).get("formats", (FORMATS[idx % len(FORMATS)],))):
+            jobs.append((idx, m, fmt, k == 0))
     jobs = jobs[i::n]
     work = a.work or tempfile.mkdtemp(prefix="mz-parity-")
     os.makedirs(work, exist_ok=True)
