@@ -5,7 +5,8 @@
 //
 // What it does (each measured on this project's benchmark, scripts/bench_infer.sh):
 // - folds every BatchNorm2d (and frozen norm) into the convolution that feeds it, found by tracing
-//   one forward pass on the example, so the norm costs nothing;
+//   one forward pass on the example, so the norm costs nothing (a pair whose folding changes the outputs,
+//   because the convolution's output also feeds another branch, is left unfolded);
 // - stores convolution weights channels-last, so oneDNN runs the convolutions without layout reorders;
 // - turns autograd off for every parameter.
 // The model is changed in place and is for eval use only: training it afterwards, or saving its
