@@ -3,6 +3,8 @@
 //       mz::wav2vec2_model(options) (torchaudio's kwargs), strict load, run() on the inputs, every output written.
 //   audio_tool load RATE AUDIO OUT.safetensors [AUDIO OUT.safetensors ...]
 //       mz::audio::load_waveform (decode, mono, resample to RATE) written as "waveform"; "decoded": the frames.
+//   audio_tool resample IN.safetensors OUT.safetensors
+//       mz::audio::resample of every tensor "<orig>_<new>_<tag>" from orig to new Hz, written under the same name.
 //   audio_tool bench RATE REPEAT AUDIO...
 //       load_waveform over every file, best of REPEAT passes, as JSON {"files", "seconds", "audio_seconds"}.
 #include <algorithm>
@@ -41,6 +43,18 @@ int load(int argc, char** argv) {
   return 0;
 }
 
+int resample(char** argv) {
+  mz::TensorDict out;
+  for (const auto& item : mz::read_checkpoint(argv[0])) {
+    const std::string& name = item.key();
+    const auto sep = name.find('_');
+    const auto orig = std::stoll(name.substr(0, sep)), new_freq = std::stoll(name.substr(sep + 1));
+    out.insert(name, mz::audio::resample(item.value(), orig, new_freq));
+  }
+  mz::save_safetensors(argv[1], out);
+  return 0;
+}
+
 int bench(int argc, char** argv) {
   const auto rate = std::stoll(argv[0]);
   const int repeat = std::stoi(argv[1]);
@@ -62,8 +76,9 @@ int main(int argc, char** argv) {
     const std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd == "forward" && argc == 6) return forward(argv + 2);
     if (cmd == "load" && argc >= 5 && argc % 2 == 1) return load(argc - 2, argv + 2);
+    if (cmd == "resample" && argc == 4) return resample(argv + 2);
     if (cmd == "bench" && argc >= 5) return bench(argc - 2, argv + 2);
-    std::cerr << "usage: audio_tool forward OPTIONS_JSON CHECKPOINT IN OUT | load RATE (AUDIO OUT)... | bench RATE REPEAT AUDIO...\n";
+    std::cerr << "usage: audio_tool forward OPTIONS_JSON CHECKPOINT IN OUT | load RATE (AUDIO OUT)... | resample IN OUT | bench RATE REPEAT AUDIO...\n";
     return 2;
   } catch (const mz::Error& e) {
     std::cerr << "audio_tool: " << e.what() << "\n";

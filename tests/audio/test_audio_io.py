@@ -4,6 +4,8 @@
 1. Decoding and resampling: tones and noise made with sox at 8, 16, 22.05, 44.1 and 48 kHz, mono and stereo, 8/16/24-bit
    and float WAV, FLAC and Ogg/Vorbis. mz's frames equal soundfile's (float32, same libsndfile) exactly, and the
    mono mix-down resampled to 16 kHz is within 1e-5 of torchaudio.functional.resample(mean of channels).
+   resample() alone, on random signals from 1 sample to several kernels long, batched and not, float32 and float64,
+   down and up between common and odd rates: the same shape as torchaudio.functional.resample, within 1e-5.
 2. Bad input: corrupt data, an unsupported format, zero-length audio and a rate that cannot be resampled are typed
    errors (exit 8) that name the file; a truncated file decodes to the frames soundfile gives.
 3. `mz transcribe` equals soundfile + torchaudio resample + the model + greedy CTC, on espeak-ng speech, with a
@@ -85,6 +87,33 @@ def check_decode(tool, work):
             if err > 1e-5:
                 fail(f"{path}: resampled waveform differs by {err:.3g} > 1e-5")
     print(f"decode + resample: {len(files)} files checked", flush=True)
+
+
+def check_resample(tool, work):
+    pairs = [(44100, 16000), (48000, 16000), (22050, 16000), (8000, 16000), (16000, 44100), (16000, 8000),
+             (32000, 16000), (16000, 22050), (3, 2), (2, 7), (11025, 8000)]
+    gen = torch.Generator().manual_seed(0)
+    inputs = {}
+    for orig, new in pairs:
+        for length in (1, 2, 7, 37, 160, 441, 1000, 4411, 9000):
+            inputs[f"{orig}_{new}_{length}"] = torch.randn(length, generator=gen)
+        inputs[f"{orig}_{new}_batch"] = torch.randn(2, 3, 1234, generator=gen)
+        inputs[f"{orig}_{new}_double"] = torch.randn(2345, generator=gen, dtype=torch.float64)
+    src, dst = os.path.join(work, "resample_in.safetensors"), os.path.join(work, "resample_out.safetensors")
+    st.save(src, inputs)
+    r = run([tool, "resample", src, dst])
+    if r.returncode:
+        return fail(f"audio_tool resample failed: {r.stderr.strip()}")
+    got = st.load(dst)
+    for name, x in inputs.items():
+        orig, new = (int(v) for v in name.split("_")[:2])
+        ref = F.resample(x, orig, new)
+        if got[name].shape != ref.shape or got[name].dtype != ref.dtype:
+            fail(f"resample {name}: {list(got[name].shape)} {got[name].dtype}, torchaudio has {list(ref.shape)} "
+                 f"{ref.dtype}")
+        elif ref.numel() and (got[name] - ref).abs().max().item() > 1e-5:
+            fail(f"resample {name}: differs by {(got[name] - ref).abs().max().item():.3g} > 1e-5")
+    print(f"resample: {len(inputs)} signals checked", flush=True)
 
 
 def expect_error(cmd, path, words, code=8):
@@ -207,6 +236,7 @@ def main():
     os.makedirs(a.work, exist_ok=True)
     torch.set_num_threads(1)
     check_decode(a.tool, a.work)
+    check_resample(a.tool, a.work)
     corrupt = check_bad_input(a.tool, a.work)
     check_transcribe(a.mz, a.work, corrupt)
     for p in problems:

@@ -30,8 +30,9 @@ DecodedAudio decode_audio(const std::string& path);
 torch::Tensor to_mono(const torch::Tensor& frames_by_channels);
 
 // torchaudio.functional.resample(waveform, orig_freq, new_freq) with its defaults (sinc interpolation, Hann window,
-// lowpass_filter_width 6, rolloff 0.99), computed as torchaudio computes it in the waveform's dtype. Resamples the
-// last dimension. Throws mz::UsageError (subject `what`) for rates that are not positive or whose kernel would be
+// lowpass_filter_width 6, rolloff 0.99), in the waveform's dtype: torchaudio's kernel, applied to the taps inside its
+// window only (the others are zero), so the same products summed in another order (float32: within 1e-5). Resamples
+// the last dimension; the kernel for the last few rate pairs is kept. Throws mz::UsageError (subject `what`) for rates that are not positive or whose kernel would be
 // larger than 16 M coefficients (rates with a tiny common divisor, e.g. 44101 Hz to 16 kHz).
 torch::Tensor resample(const torch::Tensor& waveform, std::int64_t orig_freq, std::int64_t new_freq,
                        std::int64_t lowpass_filter_width = 6, double rolloff = 0.99,

@@ -3,10 +3,17 @@
 
 #include <sndfile.h>
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <sstream>
+#include <tuple>
 
 #include "modelzoo/errors.h"
 
@@ -18,6 +25,69 @@ struct SndfileCloser {
 };
 
 constexpr std::int64_t kMaxKernel = std::int64_t{16} << 20;  // resampling coefficients (64 MB in float32)
+
+// x.mean(1) of float32 [frames, channels] as ATen computes it (the channels' sum times 1 / channels), in one pass:
+// ATen's reduction over a dimension of 2 costs more than decoding the file. dst may be src (frame i's mean goes
+// to element i, which no later frame reads).
+void mix_down(const float* src, float* dst, std::int64_t frames, std::int64_t channels) {
+  const float factor = 1.0f / static_cast<float>(channels);
+  for (std::int64_t i = 0; i < frames; ++i, src += channels) {
+    float sum = 0;
+    for (std::int64_t c = 0; c < channels; ++c) sum += src[c];
+    dst[i] = sum * factor;
+  }
+}
+
+// sum_k h[k] * x[k]: four (float: sixteen) independent chains, so the multiply-adds overlap.
+template <typename T>
+T dot(const T* h, const T* x, std::int64_t n) {
+  T acc[4] = {0, 0, 0, 0};
+  std::int64_t k = 0;
+  for (; k + 4 <= n; k += 4)
+    for (int u = 0; u < 4; ++u) acc[u] += h[k + u] * x[k + u];
+  for (; k < n; ++k) acc[0] += h[k] * x[k];
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+template <>
+float dot(const float* h, const float* x, std::int64_t n) {
+  using v4 = float __attribute__((vector_size(16)));  // SSE on any x86-64, NEON on arm64 (GCC and Clang)
+  v4 acc[4] = {};
+  std::int64_t k = 0;
+  for (; k + 16 <= n; k += 16)
+    for (int u = 0; u < 4; ++u) {
+      v4 hv, xv;
+      std::memcpy(&hv, h + k + 4 * u, sizeof hv);
+      std::memcpy(&xv, x + k + 4 * u, sizeof xv);
+      acc[u] += hv * xv;
+    }
+  const v4 sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  float total = (sum[0] + sum[1]) + (sum[2] + sum[3]);
+  for (; k < n; ++k) total += h[k] * x[k];
+  return total;
+}
+
+// The same n-tap dot product at four places, x + i * step (n a multiple of 4): four independent sums in flight.
+template <typename T>
+void dot4(const T* h, const T* x, std::int64_t step, std::int64_t n, T out[4]) {
+  for (int i = 0; i < 4; ++i) out[i] = dot(h, x + i * step, n);
+}
+
+template <>
+void dot4(const float* h, const float* x, std::int64_t step, std::int64_t n, float out[4]) {
+  using v4 = float __attribute__((vector_size(16)));
+  v4 acc[4] = {};
+  for (std::int64_t k = 0; k < n; k += 4) {
+    v4 hv;
+    std::memcpy(&hv, h + k, sizeof hv);
+    for (int i = 0; i < 4; ++i) {
+      v4 xv;
+      std::memcpy(&xv, x + i * step + k, sizeof xv);
+      acc[i] += hv * xv;
+    }
+  }
+  for (int i = 0; i < 4; ++i) out[i] = (acc[i][0] + acc[i][1]) + (acc[i][2] + acc[i][3]);
+}
 
 }  // namespace
 
@@ -34,29 +104,116 @@ DecodedAudio decode_audio(const std::string& path) {
     throw AudioError(path, "invalid header (" + std::to_string(info.channels) + " channels, " +
                                std::to_string(info.samplerate) + " Hz)");
   const std::int64_t channels = info.channels;
-  std::vector<float> data;
-  // Read in blocks: a header's frame count is not trusted (a truncated file has fewer frames).
+  // Read in blocks straight into the result: a header's frame count is not trusted (a truncated file has fewer
+  // frames), it only sizes the first allocation, within a bound.
   constexpr sf_count_t kBlock = 1 << 16;
-  std::vector<float> block(static_cast<std::size_t>(kBlock * channels));
+  auto data = std::make_unique<std::vector<float>>();
+  data->reserve(static_cast<std::size_t>((std::clamp<sf_count_t>(info.frames, 0, sf_count_t{1} << 26) + kBlock) * channels));
   while (true) {
-    const sf_count_t got = sf_readf_float(file.get(), block.data(), kBlock);
-    if (got <= 0) break;
-    data.insert(data.end(), block.begin(), block.begin() + got * channels);
+    const std::size_t done = data->size();
+    data->resize(done + static_cast<std::size_t>(kBlock * channels));
+    const sf_count_t got = sf_readf_float(file.get(), data->data() + done, kBlock);
+    data->resize(done + static_cast<std::size_t>(std::max<sf_count_t>(got, 0) * channels));
     if (got < kBlock) break;
   }
-  if (sf_error(file.get()) != SF_ERR_NO_ERROR && data.empty())
+  if (sf_error(file.get()) != SF_ERR_NO_ERROR && data->empty())
     throw AudioError(path, std::string("corrupt audio data: ") + sf_strerror(file.get()));
-  const auto frames = static_cast<std::int64_t>(data.size()) / channels;
+  const auto frames = static_cast<std::int64_t>(data->size()) / channels;
   if (frames == 0) throw AudioError(path, "no audio samples (zero-length audio)");
   DecodedAudio out;
-  out.samples = torch::from_blob(data.data(), {frames, channels}, torch::kFloat32).clone();
+  float* samples = data->data();
+  out.samples = torch::from_blob(samples, {frames, channels}, [owner = data.release()](void*) { delete owner; },
+                                 torch::kFloat32);
   out.sample_rate = info.samplerate;
   return out;
 }
 
-torch::Tensor to_mono(const torch::Tensor& x) { return x.size(1) == 1 ? x.select(1, 0) : x.mean(1); }
+torch::Tensor to_mono(const torch::Tensor& x) {
+  if (x.dim() != 2) throw UsageError("audio", "expected [frames, channels], got " + c10::str(x.sizes()));
+  if (x.size(1) == 1) return x.select(1, 0);
+  if (x.scalar_type() != torch::kFloat32) return x.mean(1);
+  const torch::Tensor in = x.contiguous();
+  torch::Tensor out = torch::empty({in.size(0)}, in.options());
+  mix_down(in.data_ptr<float>(), out.data_ptr<float>(), in.size(0), in.size(1));
+  return out;
+}
 
-// torchaudio.functional._get_sinc_resample_kernel and _apply_sinc_resample_kernel, op for op.
+namespace {
+
+// torchaudio.functional._get_sinc_resample_kernel, op for op: one kernel of 2 * width + orig taps per output phase.
+// Outside |t| < lowpass_filter_width a kernel is clamped to (almost exactly) zero. Kept here: for phase j, the taps
+// inside, [first[j], last[j]) (about 2 * width of them), as row j of `inside`, zero-filled to a multiple of 16 so
+// that a dot product runs in whole vectors.
+struct SincKernel {
+  torch::Tensor inside;  // [target, stride]
+  std::vector<std::int64_t> first, last;
+  std::vector<std::int64_t> whole;  // last - first rounded up to a multiple of 16 (<= stride)
+  std::int64_t width = 0, stride = 0;
+  std::int64_t min_first = 0, max_reach = 0;  // min of first, max of first + whole: a block's span on the signal
+};
+
+SincKernel make_sinc_kernel(std::int64_t orig, std::int64_t target, std::int64_t lowpass_filter_width, double rolloff,
+                            torch::ScalarType dtype) {
+  const double base_freq = static_cast<double>(std::min(orig, target)) * rolloff;
+  SincKernel k;
+  k.width = static_cast<std::int64_t>(std::ceil(static_cast<double>(lowpass_filter_width * orig) / base_freq));
+  const auto opts = torch::TensorOptions().dtype(dtype);
+  const torch::Tensor idx = torch::arange(-k.width, k.width + orig, opts).unsqueeze(0).unsqueeze(0) / orig;
+  torch::Tensor t = torch::arange(0, -target, -1, opts).unsqueeze(1).unsqueeze(2) / target + idx;
+  t = t * base_freq;
+  t = t.clamp(-static_cast<double>(lowpass_filter_width), static_cast<double>(lowpass_filter_width));
+  const torch::Tensor window = torch::cos(t * M_PI / static_cast<double>(lowpass_filter_width) / 2).pow(2);
+  t = t * M_PI;
+  const double scale = base_freq / static_cast<double>(orig);
+  const torch::Tensor kernels =
+      (torch::where(t == 0, torch::ones({}, opts), t.sin() / t) * (window * scale)).squeeze(1);  // [target, taps]
+  const std::int64_t taps = kernels.size(1);
+  for (std::int64_t j = 0; j < target; ++j) {
+    std::int64_t lo = taps, hi = 0;
+    for (std::int64_t i = 0; i < taps; ++i) {
+      const double ti = (static_cast<double>(i - k.width) / static_cast<double>(orig) -
+                         static_cast<double>(j) / static_cast<double>(target)) * base_freq;
+      if (std::abs(ti) < static_cast<double>(lowpass_filter_width) + 1e-9) lo = std::min(lo, i), hi = i + 1;
+    }
+    k.first.push_back(std::min(lo, hi));
+    k.last.push_back(hi);
+    k.whole.push_back((hi - k.first.back() + 15) / 16 * 16);
+    k.stride = std::max(k.stride, k.whole.back());
+    k.max_reach = std::max(k.max_reach, k.first.back() + k.whole.back());
+  }
+  k.min_first = *std::min_element(k.first.begin(), k.first.end());
+  k.inside = torch::zeros({target, k.stride}, opts);
+  for (std::int64_t j = 0; j < target; ++j) {
+    const auto j_ = static_cast<std::size_t>(j);
+    k.inside[j].narrow(0, 0, k.last[j_] - k.first[j_]).copy_(kernels[j].narrow(0, k.first[j_], k.last[j_] - k.first[j_]));
+  }
+  return k;
+}
+
+// A file's rate is one of a handful: the last few kernels are kept (as torchaudio's Resample transform keeps its one).
+std::shared_ptr<const SincKernel> sinc_kernel(std::int64_t orig, std::int64_t target, std::int64_t lowpass_filter_width,
+                                              double rolloff, torch::ScalarType dtype) {
+  using Key = std::tuple<std::int64_t, std::int64_t, std::int64_t, double, torch::ScalarType>;
+  static std::mutex mutex;
+  static std::vector<std::pair<Key, std::shared_ptr<const SincKernel>>> recent;
+  const Key key{orig, target, lowpass_filter_width, rolloff, dtype};
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (const auto& [k, kernel] : recent)
+      if (k == key) return kernel;
+  }
+  auto kernel = std::make_shared<const SincKernel>(make_sinc_kernel(orig, target, lowpass_filter_width, rolloff, dtype));
+  std::lock_guard<std::mutex> lock(mutex);
+  if (recent.size() == 8) recent.erase(recent.begin());
+  recent.emplace_back(key, kernel);
+  return kernel;
+}
+
+}  // namespace
+
+// torchaudio.functional.resample: the padded signal convolved with every phase's kernel (conv1d, stride orig), the
+// phases interleaved, cut to ceil(target * length / orig). Each output here sums only its kernel's taps inside the
+// window: the same products in another order.
 torch::Tensor resample(const torch::Tensor& waveform, std::int64_t orig_freq, std::int64_t new_freq,
                        std::int64_t lowpass_filter_width, double rolloff, const std::string& what) {
   if (orig_freq <= 0 || new_freq <= 0)
@@ -68,37 +225,77 @@ torch::Tensor resample(const torch::Tensor& waveform, std::int64_t orig_freq, st
   const std::int64_t gcd = std::gcd(orig_freq, new_freq);
   const std::int64_t orig = orig_freq / gcd, target = new_freq / gcd;
   const double base_freq = static_cast<double>(std::min(orig, target)) * rolloff;
-  const auto width = static_cast<std::int64_t>(std::ceil(static_cast<double>(lowpass_filter_width * orig) / base_freq));
-  if (target * (2 * width + orig) > kMaxKernel)
+  if (target * (2 * std::ceil(static_cast<double>(lowpass_filter_width * orig) / base_freq) + orig) > kMaxKernel)
     throw UsageError(what, "cannot resample " + std::to_string(orig_freq) + " Hz to " + std::to_string(new_freq) +
                                " Hz: the rates' ratio " + std::to_string(orig) + ":" + std::to_string(target) +
                                " needs a kernel of more than 16 M coefficients");
+  const auto sinc = sinc_kernel(orig, target, lowpass_filter_width, rolloff, waveform.scalar_type());
+  const std::int64_t width = sinc->width, stride = sinc->stride;
+  const auto& first = sinc->first;
+  const auto& last = sinc->last;
+  const auto& whole = sinc->whole;
   const auto opts = torch::TensorOptions().dtype(waveform.scalar_type());
-  const torch::Tensor idx = torch::arange(-width, width + orig, opts).unsqueeze(0).unsqueeze(0) / orig;
-  torch::Tensor t = torch::arange(0, -target, -1, opts).unsqueeze(1).unsqueeze(2) / target + idx;
-  t = t * base_freq;
-  t = t.clamp(-static_cast<double>(lowpass_filter_width), static_cast<double>(lowpass_filter_width));
-  const torch::Tensor window = torch::cos(t * M_PI / static_cast<double>(lowpass_filter_width) / 2).pow(2);
-  t = t * M_PI;
-  const double scale = base_freq / static_cast<double>(orig);
-  torch::Tensor kernels = torch::where(t == 0, torch::ones({}, opts), t.sin() / t);
-  kernels = kernels * (window * scale);
 
   const auto shape = waveform.sizes().vec();
   const torch::Tensor flat = waveform.reshape({-1, shape.back()});
   const std::int64_t num_wavs = flat.size(0), length = flat.size(1);
-  const torch::Tensor padded = torch::constant_pad_nd(flat, {width, width + orig});
-  torch::Tensor out = torch::conv1d(padded.unsqueeze(1), kernels, {}, orig).transpose(1, 2).reshape({num_wavs, -1});
-  const std::int64_t target_length = (target * length + orig - 1) / orig;
-  out = out.narrow(-1, 0, std::min(target_length, out.size(-1)));
+  const torch::Tensor in_all = flat.contiguous();
+  // conv1d over the signal padded with width zeros before and width + orig after, cut to ceil(target * length /
+  // orig) as torchaudio does. The padding is not materialised: an output near an edge sums the taps that fall
+  // on the signal.
+  const std::int64_t blocks = length / orig + 1;  // (padded length - taps) / orig + 1
+  const std::int64_t out_length = std::min((target * length + orig - 1) / orig, blocks * target);
+  torch::Tensor out = torch::empty({num_wavs, out_length}, opts);
+  AT_DISPATCH_FLOATING_TYPES(waveform.scalar_type(), "resample", [&] {
+    const scalar_t* inside = sinc->inside.data_ptr<scalar_t>();
+    for (std::int64_t w = 0; w < num_wavs; ++w) {
+      const scalar_t* in = in_all.data_ptr<scalar_t>() + w * length;
+      scalar_t* dst = out.data_ptr<scalar_t>() + w * out_length;
+      // Output n is phase n % target of block n / target; walk blocks and phases (no division per sample).
+      const std::int64_t used_blocks = (out_length + target - 1) / target;
+      // One phase's output of one block: the taps on the signal (the padding is zeros), in whole vectors inside.
+      const auto one = [&](std::int64_t b, std::int64_t j) {
+        const std::int64_t start = b * orig - width;  // tap 0's position in the signal
+        const std::int64_t f = first[static_cast<std::size_t>(j)], l = last[static_cast<std::size_t>(j)];
+        const scalar_t* h = inside + j * stride;
+        if (start + f >= 0 && start + f + whole[static_cast<std::size_t>(j)] <= length)
+          return dot(h, in + start + f, whole[static_cast<std::size_t>(j)]);
+        const std::int64_t lo = std::max(f, -start), hi = std::min(l, length - start);
+        return hi > lo ? dot(h + (lo - f), in + start + lo, hi - lo) : scalar_t(0);
+      };
+      at::parallel_for(0, used_blocks, std::max<std::int64_t>(4, 4096 / target), [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t b = begin; b < end;) {
+          const std::int64_t start = b * orig - width;  // tap 0's position in the signal
+          if (b + 4 <= end && (b + 4) * target <= out_length && start + sinc->min_first >= 0 &&
+              start + 3 * orig + sinc->max_reach <= length) {
+            // Four blocks away from the edges: phase j of blocks b..b+3 shares a kernel row.
+            for (std::int64_t j = 0; j < target; ++j) {
+              scalar_t r[4];
+              dot4(inside + j * stride, in + start + first[static_cast<std::size_t>(j)], orig,
+                   whole[static_cast<std::size_t>(j)], r);
+              for (int i = 0; i < 4; ++i) dst[(b + i) * target + j] = r[i];
+            }
+            b += 4;
+          } else {
+            for (std::int64_t j = 0, phases = std::min(target, out_length - b * target); j < phases; ++j)
+              dst[b * target + j] = one(b, j);
+            b += 1;
+          }
+        }
+      });
+    }
+  });
   auto out_shape = shape;
-  out_shape.back() = out.size(-1);
+  out_shape.back() = out_length;
   return out.reshape(out_shape);
 }
 
 torch::Tensor load_waveform(const std::string& path, std::int64_t sample_rate) {
   const DecodedAudio audio = decode_audio(path);
-  const torch::Tensor mono = to_mono(audio.samples);
+  const std::int64_t frames = audio.samples.size(0);
+  float* samples = audio.samples.data_ptr<float>();
+  if (audio.samples.size(1) > 1) mix_down(samples, samples, frames, audio.samples.size(1));  // in the decoded buffer
+  const torch::Tensor mono = audio.samples.view({-1}).narrow(0, 0, frames);
   try {
     return resample(mono, audio.sample_rate, sample_rate, 6, 0.99, path);
   } catch (const UsageError& e) {
