@@ -128,17 +128,7 @@ FCOS fcos_resnet50_fpn(std::optional<FCOS_ResNet50_FPN_Weights> weights, FCOSRes
   return detail::build_detector(weights, [&] {
     auto body = detail::resnet50_with_norm(o.weights_backbone, is_trained);
     auto backbone = resnet_fpn_extractor(body.ptr(), trainable, {2, 3, 4}, LastLevelP6P7(256, 256));
-    FCOSOptions f;
-    f.min_size = o.min_size;
-    f.max_size = o.max_size;
-    f.image_mean = o.image_mean;
-    f.image_std = o.image_std;
-    f.center_sampling_radius = o.center_sampling_radius;
-    f.score_thresh = o.score_thresh;
-    f.nms_thresh = o.nms_thresh;
-    f.detections_per_img = o.detections_per_img;
-    f.topk_candidates = o.topk_candidates;
-    return FCOS(backbone, num_classes, f);
+    return FCOS(backbone, num_classes, o);
   });
 }
 

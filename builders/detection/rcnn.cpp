@@ -11,15 +11,6 @@
 
 namespace mz {
 
-void to_json(nlohmann::json& j, const SizeList& s) {
-  if (s.size() == 1) j = s.front();
-  else j = static_cast<const std::vector<std::int64_t>&>(s);
-}
-void from_json(const nlohmann::json& j, SizeList& s) {
-  if (j.is_number()) s = SizeList{j.get<std::int64_t>()};
-  else s = SizeList(j.get<std::vector<std::int64_t>>().begin(), j.get<std::vector<std::int64_t>>().end());
-}
-
 namespace {
 
 const std::vector<std::string> kFpnLevels = {"0", "1", "2", "3"};

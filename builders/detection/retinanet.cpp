@@ -134,25 +134,6 @@ std::vector<Detection> RetinaNetImpl::postprocess_detections(const RetinaNetHead
   return detections;
 }
 
-namespace {
-
-RetinaNetOptions retinanet_options(const RetinaNetResNet50FPNOptions& o) {
-  RetinaNetOptions r;
-  r.min_size = o.min_size;
-  r.max_size = o.max_size;
-  r.image_mean = o.image_mean;
-  r.image_std = o.image_std;
-  r.score_thresh = o.score_thresh;
-  r.nms_thresh = o.nms_thresh;
-  r.detections_per_img = o.detections_per_img;
-  r.fg_iou_thresh = o.fg_iou_thresh;
-  r.bg_iou_thresh = o.bg_iou_thresh;
-  r.topk_candidates = o.topk_candidates;
-  return r;
-}
-
-}  // namespace
-
 RetinaNet retinanet_resnet50_fpn(std::optional<RetinaNet_ResNet50_FPN_Weights> weights,
                                  RetinaNetResNet50FPNOptions o) {
   const std::int64_t num_classes = detail::detection_num_classes(weights, o);
@@ -163,7 +144,7 @@ RetinaNet retinanet_resnet50_fpn(std::optional<RetinaNet_ResNet50_FPN_Weights> w
       [&] {
         auto body = detail::resnet50_with_norm(o.weights_backbone, is_trained);
         auto backbone = resnet_fpn_extractor(body.ptr(), trainable, {2, 3, 4}, LastLevelP6P7(256, 256));
-        return RetinaNet(backbone, num_classes, retinanet_options(o));
+        return RetinaNet(backbone, num_classes, o);
       },
       [&](RetinaNet& model) {
         if (weights == RetinaNet_ResNet50_FPN_Weights::COCO_V1) overwrite_eps(*model, 0.0);
@@ -180,7 +161,7 @@ RetinaNet retinanet_resnet50_fpn_v2(std::optional<RetinaNet_ResNet50_FPN_V2_Weig
     auto backbone = resnet_fpn_extractor(body.ptr(), trainable, {2, 3, 4}, LastLevelP6P7(2048, 256));
     AnchorGenerator anchors = default_anchorgen();
     RetinaNetHead head(256, anchors->num_anchors_per_location().at(0), num_classes, detail::group_norm32());
-    return RetinaNet(backbone, num_classes, retinanet_options(o), anchors, head);
+    return RetinaNet(backbone, num_classes, o, anchors, head);
   });
 }
 

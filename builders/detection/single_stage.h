@@ -52,21 +52,6 @@ auto build_detector(const std::optional<W>& weights, Make make) {
   return build_detector(weights, make, [](auto&) {});
 }
 
-// SSD's keyword arguments, from a builder's options (which name them as SSD does).
-template <class O>
-SSDOptions ssd_options(const O& o) {
-  SSDOptions s;
-  s.image_mean = o.image_mean;
-  s.image_std = o.image_std;
-  s.score_thresh = o.score_thresh;
-  s.nms_thresh = o.nms_thresh;
-  s.detections_per_img = o.detections_per_img;
-  s.iou_thresh = o.iou_thresh;
-  s.topk_candidates = o.topk_candidates;
-  s.positive_fraction = o.positive_fraction;
-  return s;
-}
-
 }  // namespace mz::detail
 
 namespace mz::detail {

@@ -298,7 +298,7 @@ SSD ssd300_vgg16(std::optional<SSD300_VGG16_Weights> weights, SSD300VGG16Options
     SSDFeatureExtractorVGG backbone(vgg->features, /*highres=*/false);
     DefaultBoxGenerator anchors({{2}, {2, 3}, {2, 3}, {2, 3}, {2}, {2}}, 0.15, 0.9,
                                 {0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05}, {8, 16, 32, 64, 100, 300});
-    return SSD(backbone, anchors, {300, 300}, num_classes, detail::ssd_options(o));
+    return SSD(backbone, anchors, {300, 300}, num_classes, o);
   });
 }
 

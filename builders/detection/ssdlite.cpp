@@ -125,7 +125,7 @@ SSD ssdlite320_mobilenet_v3_large(std::optional<SSDLite320_MobileNet_V3_Large_We
     if (channels.size() != anchors->aspect_ratios.size())
       throw UsageError("ssdlite320_mobilenet_v3_large", "backbone levels and anchor levels differ");
     SSDHead head = ssdlite_head(channels, anchors->num_anchors_per_location(), num_classes, norm);
-    return SSD(backbone, anchors, size, num_classes, detail::ssd_options(o), head);
+    return SSD(backbone, anchors, size, num_classes, o, head);
   });
 }
 

@@ -8,6 +8,18 @@
 
 namespace mz {
 
+void to_json(nlohmann::json& j, const SizeList& s) {
+  if (s.size() == 1) j = s.front();
+  else j = static_cast<const std::vector<std::int64_t>&>(s);
+}
+void from_json(const nlohmann::json& j, SizeList& s) {
+  if (j.is_number()) s = SizeList{j.get<std::int64_t>()};
+  else {
+    const auto sizes = j.get<std::vector<std::int64_t>>();
+    s = SizeList(sizes.begin(), sizes.end());
+  }
+}
+
 GeneralizedRCNNTransformImpl::GeneralizedRCNNTransformImpl(std::vector<std::int64_t> min_size_, std::int64_t max_size_,
                                                            std::vector<double> mean, std::vector<double> std,
                                                            std::int64_t divisible,

@@ -124,6 +124,17 @@ void check_backbone(const std::string& name, Make make, double eps = -1) {
 
 }  // namespace
 
+TEST_CASE("min_size takes one size or several, from JSON and back, in every detector's options") {
+  const auto retina = options_from_json<RetinaNetResNet50FPNOptions>({{"min_size", {640, 672, 800}}}, "retinanet");
+  CHECK(retina.min_size == std::vector<std::int64_t>{640, 672, 800});
+  CHECK(options_from_json<FCOSResNet50FPNOptions>({{"min_size", 320}}, "fcos").min_size == std::vector<std::int64_t>{320});
+  const auto rcnn = options_from_json<FasterRCNNResNet50Options>({{"min_size", {512, 600}}}, "fasterrcnn");
+  CHECK(*rcnn.min_size == std::vector<std::int64_t>{512, 600});
+  CHECK(nlohmann::json(retina).at("min_size") == nlohmann::json({640, 672, 800}));
+  CHECK(nlohmann::json(FCOSResNet50FPNOptions{}).at("min_size") == 800);
+  CHECK_THROWS_AS(options_from_json<RetinaNetResNet50FPNOptions>({{"min_size", "800"}}, "retinanet"), UsageError);
+}
+
 TEST_CASE("FPN backbones equal torchvision's: keys, trainable layers and maps") {
   check_backbone("fpn_resnet50_bn", [] { return Backbone(resnet_fpn_extractor(resnet(ops::batch_norm2d()).ptr(), 5)); });
   check_backbone("fpn_resnet50_frozen_eps0",

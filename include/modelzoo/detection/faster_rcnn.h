@@ -124,13 +124,6 @@ class KeypointRCNN : public torch::nn::ModuleHolder<KeypointRCNNImpl> {
       : ModuleHolder(std::make_shared<KeypointRCNNImpl>(std::move(backbone), std::move(options))) {}
 };
 
-// min_size as torchvision's kwarg takes it: one size (320) or several ([640, 672, ...]).
-struct SizeList : std::vector<std::int64_t> {
-  using std::vector<std::int64_t>::vector;
-};
-void to_json(nlohmann::json& j, const SizeList& s);
-void from_json(const nlohmann::json& j, SizeList& s);
-
 // The keyword arguments of the R-CNN builders: the builder's own (num_classes, weights_backbone,
 // trainable_backbone_layers, and num_keypoints for keypointrcnn) and the model's that JSON can carry.
 // Unset model kwargs take the builder's defaults (torchvision's {**defaults, **kwargs}), then the model's.

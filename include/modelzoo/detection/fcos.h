@@ -60,7 +60,7 @@ TORCH_MODULE(FCOSHead);
 
 // Keyword arguments of torchvision's FCOS class (transform ones included).
 struct FCOSOptions {
-  std::vector<std::int64_t> min_size = {800};
+  SizeList min_size = {800};
   std::int64_t max_size = 1333;
   std::optional<std::vector<double>> image_mean;  // default ImageNet's
   std::optional<std::vector<double>> image_std;
@@ -102,20 +102,11 @@ class FCOS : public torch::nn::ModuleHolder<FCOSImpl> {
                                                    std::move(anchor_generator), std::move(head))) {}
 };
 
-// Python keyword arguments of fcos_resnet50_fpn: the builder's, then FCOS's.
-struct FCOSResNet50FPNOptions {
+// Python keyword arguments of fcos_resnet50_fpn: the builder's, then FCOS's (the base).
+struct FCOSResNet50FPNOptions : FCOSOptions {
   std::optional<std::int64_t> num_classes;  // default 91, or len(categories) with weights
   std::optional<ResNet50_Weights> weights_backbone = ResNet50_Weights::IMAGENET1K_V1;
   std::optional<std::int64_t> trainable_backbone_layers;  // 0..5, default 3 (5 without any weights)
-  std::vector<std::int64_t> min_size = {800};
-  std::int64_t max_size = 1333;
-  std::optional<std::vector<double>> image_mean;
-  std::optional<std::vector<double>> image_std;
-  double center_sampling_radius = 1.5;
-  double score_thresh = 0.2;
-  double nms_thresh = 0.6;
-  std::int64_t detections_per_img = 100;
-  std::int64_t topk_candidates = 1000;
 };
 MZ_OPTIONS(FCOSResNet50FPNOptions, num_classes, weights_backbone, trainable_backbone_layers, min_size, max_size,
            image_mean, image_std, center_sampling_radius, score_thresh, nms_thresh, detections_per_img,

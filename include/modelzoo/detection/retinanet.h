@@ -71,7 +71,7 @@ TORCH_MODULE(RetinaNetHead);
 
 // Keyword arguments of torchvision's RetinaNet class (transform ones included).
 struct RetinaNetOptions {
-  std::vector<std::int64_t> min_size = {800};
+  SizeList min_size = {800};
   std::int64_t max_size = 1333;
   std::optional<std::vector<double>> image_mean;  // default ImageNet's
   std::optional<std::vector<double>> image_std;
@@ -115,33 +115,22 @@ class RetinaNet : public torch::nn::ModuleHolder<RetinaNetImpl> {
                                                         std::move(anchor_generator), std::move(head))) {}
 };
 
-// Python keyword arguments of retinanet_resnet50_fpn(_v2): the builder's, then RetinaNet's.
-struct RetinaNetResNet50FPNOptions {
+// Python keyword arguments of retinanet_resnet50_fpn(_v2): the builder's, then RetinaNet's (the base).
+struct RetinaNetResNet50FPNOptions : RetinaNetOptions {
   std::optional<std::int64_t> num_classes;  // default 91, or len(categories) with weights
   std::optional<ResNet50_Weights> weights_backbone = ResNet50_Weights::IMAGENET1K_V1;
   std::optional<std::int64_t> trainable_backbone_layers;  // 0..5, default 3 (5 without any weights)
-  std::vector<std::int64_t> min_size = {800};
-  std::int64_t max_size = 1333;
-  std::optional<std::vector<double>> image_mean;
-  std::optional<std::vector<double>> image_std;
-  double score_thresh = 0.05;
-  double nms_thresh = 0.5;
-  std::int64_t detections_per_img = 300;
-  double fg_iou_thresh = 0.5;
-  double bg_iou_thresh = 0.4;
-  std::int64_t topk_candidates = 1000;
 };
-MZ_OPTIONS(RetinaNetResNet50FPNOptions, num_classes, weights_backbone, trainable_backbone_layers, min_size, max_size,
-           image_mean, image_std, score_thresh, nms_thresh, detections_per_img, fg_iou_thresh, bg_iou_thresh,
-           topk_candidates)
+#define MZ_RETINANET_BUILDER_FIELDS                                                                                \
+  num_classes, weights_backbone, trainable_backbone_layers, min_size, max_size, image_mean, image_std, score_thresh, \
+      nms_thresh, detections_per_img, fg_iou_thresh, bg_iou_thresh, topk_candidates
+MZ_OPTIONS(RetinaNetResNet50FPNOptions, MZ_RETINANET_BUILDER_FIELDS)
 
 // retinanet_resnet50_fpn_v2's: the same, but weights_backbone defaults to none.
 struct RetinaNetResNet50FPNV2Options : RetinaNetResNet50FPNOptions {
   RetinaNetResNet50FPNV2Options() { weights_backbone.reset(); }
 };
-MZ_OPTIONS(RetinaNetResNet50FPNV2Options, num_classes, weights_backbone, trainable_backbone_layers, min_size, max_size,
-           image_mean, image_std, score_thresh, nms_thresh, detections_per_img, fg_iou_thresh, bg_iou_thresh,
-           topk_candidates)
+MZ_OPTIONS(RetinaNetResNet50FPNV2Options, MZ_RETINANET_BUILDER_FIELDS)
 
 // The weights enums are generated into <modelzoo/weights_enums/detection.h> from weights/records/retinanet.cpp.
 // v1: FrozenBatchNorm2d in the backbone when anything is pretrained, P6 from P5, no norm in the head;

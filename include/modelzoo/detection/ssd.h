@@ -157,22 +157,21 @@ class SSD : public torch::nn::ModuleHolder<SSDImpl> {
                                                   std::move(options), std::move(head))) {}
 };
 
-// Python keyword arguments of ssd300_vgg16: the builder's, then SSD's (size is fixed at 300 x 300).
-struct SSD300VGG16Options {
+// Python keyword arguments of ssd300_vgg16: the builder's, then SSD's (the base, with this builder's mean and std;
+// size is fixed at 300 x 300).
+struct SSD300VGG16Options : SSDOptions {
   std::optional<std::int64_t> num_classes;  // default 91, or len(categories) with weights
   std::optional<VGG16_Weights> weights_backbone = VGG16_Weights::IMAGENET1K_FEATURES;
   std::optional<std::int64_t> trainable_backbone_layers;  // 0..5, default 4 (5 without any weights)
-  std::vector<double> image_mean = {0.48235, 0.45882, 0.40784};
-  std::vector<double> image_std = {1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0};
-  double score_thresh = 0.01;
-  double nms_thresh = 0.45;
-  std::int64_t detections_per_img = 200;
-  double iou_thresh = 0.5;
-  std::int64_t topk_candidates = 400;
-  double positive_fraction = 0.25;
+  SSD300VGG16Options() {
+    image_mean = {0.48235, 0.45882, 0.40784};
+    image_std = {1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0};
+  }
 };
-MZ_OPTIONS(SSD300VGG16Options, num_classes, weights_backbone, trainable_backbone_layers, image_mean, image_std,
-           score_thresh, nms_thresh, detections_per_img, iou_thresh, topk_candidates, positive_fraction)
+#define MZ_SSD_BUILDER_FIELDS                                                                                      \
+  num_classes, weights_backbone, trainable_backbone_layers, image_mean, image_std, score_thresh, nms_thresh,        \
+      detections_per_img, iou_thresh, topk_candidates, positive_fraction
+MZ_OPTIONS(SSD300VGG16Options, MZ_SSD_BUILDER_FIELDS)
 
 // The weights enum SSD300_VGG16_Weights is generated into <modelzoo/weights_enums/detection.h> from
 // the records in weights/records/ssd.cpp.

@@ -35,21 +35,20 @@ TORCH_MODULE(SSDLiteFeatureExtractorMobileNet);
 
 // Python keyword arguments of ssdlite320_mobilenet_v3_large: the builder's, then SSD's with this
 // builder's defaults (size is fixed at 320 x 320; norm_layer is BatchNorm2d(eps=0.001, momentum=0.03)).
-struct SSDLite320MobileNetV3LargeOptions {
+struct SSDLite320MobileNetV3LargeOptions : SSDOptions {
   std::optional<std::int64_t> num_classes;  // default 91, or len(categories) with weights
   std::optional<MobileNet_V3_Large_Weights> weights_backbone = MobileNet_V3_Large_Weights::IMAGENET1K_V1;
   std::optional<std::int64_t> trainable_backbone_layers;  // 0..6, default 6
-  std::vector<double> image_mean = {0.5, 0.5, 0.5};
-  std::vector<double> image_std = {0.5, 0.5, 0.5};
-  double score_thresh = 0.001;
-  double nms_thresh = 0.55;
-  std::int64_t detections_per_img = 300;
-  double iou_thresh = 0.5;
-  std::int64_t topk_candidates = 300;
-  double positive_fraction = 0.25;
+  SSDLite320MobileNetV3LargeOptions() {
+    image_mean = {0.5, 0.5, 0.5};
+    image_std = {0.5, 0.5, 0.5};
+    score_thresh = 0.001;
+    nms_thresh = 0.55;
+    detections_per_img = 300;
+    topk_candidates = 300;
+  }
 };
-MZ_OPTIONS(SSDLite320MobileNetV3LargeOptions, num_classes, weights_backbone, trainable_backbone_layers, image_mean,
-           image_std, score_thresh, nms_thresh, detections_per_img, iou_thresh, topk_candidates, positive_fraction)
+MZ_OPTIONS(SSDLite320MobileNetV3LargeOptions, MZ_SSD_BUILDER_FIELDS)
 
 // The weights enum SSDLite320_MobileNet_V3_Large_Weights is generated into <modelzoo/weights_enums/detection.h>
 // from the records in weights/records/ssdlite.cpp. Without backbone weights, the backbone has the

@@ -12,11 +12,20 @@
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "modelzoo/detection/detection.h"
 
 namespace mz {
 
 using ImageSize = std::array<std::int64_t, 2>;  // (height, width)
+
+// min_size as torchvision's kwarg takes it: one size (320) or several ([640, 672, ...]).
+struct SizeList : std::vector<std::int64_t> {
+  using std::vector<std::int64_t>::vector;
+};
+void to_json(nlohmann::json& j, const SizeList& s);
+void from_json(const nlohmann::json& j, SizeList& s);
 
 // torchvision.models.detection.image_list.ImageList: padded images [N, C, H, W] and each image's size
 // before padding.
