@@ -36,6 +36,9 @@ T5MultiheadAttentionImpl::T5MultiheadAttentionImpl(const T5Conf& conf, bool is_d
       is_decoder(is_decoder),
       dropout(conf.training ? conf.dropout : 0.0) {
   const std::int64_t inner = num_heads * qkv_dim, d = conf.embedding_dim;
+  if (num_heads <= 0 || d % num_heads != 0)  // torch.nn.MultiheadAttention's check, which torchtext inherits
+    throw UsageError("T5", "embedding_dim (" + std::to_string(d) + ") must be divisible by num_attention_heads (" +
+                               std::to_string(num_heads) + ")");
   q_proj_weight = register_parameter("q_proj_weight", torch::empty({inner, d}));
   k_proj_weight = register_parameter("k_proj_weight", torch::empty({inner, d}));
   v_proj_weight = register_parameter("v_proj_weight", torch::empty({inner, d}));

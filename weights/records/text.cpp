@@ -78,7 +78,8 @@ WeightsRecord encoder(const char* enum_name, const char* bundle, const char* fil
 
 // T5 (torchtext.prototype.models.t5.bundler): per size, the encoder-only, the encoder-decoder and the
 // generation (linear_head) bundles, all with T5Transform(t5_tokenizer_base.model, max_seq_len=512,
-// eos_idx=1, padding_idx=0). Value names: ENCODER, FULL, GENERATION (DEFAULT: the complete model).
+// eos_idx=1, padding_idx=0). Value names: ENCODER, FULL, GENERATION; DEFAULT is FULL, the
+// configuration of T5Conf's defaults (encoder_only and linear_head false).
 struct T5Size {
   const char* enum_name;  // T5_Small_Weights
   const char* upper;      // bundle names: T5_SMALL_ENCODER, T5_SMALL, T5_SMALL_GENERATION
@@ -165,16 +166,16 @@ const bool registered =
                 encoder_conf(250002, 1024, 4096, 16, 24), xlmr_transform(510),
                 std::string("XLM-R Encoder with Large configuration ") + kXlmrDocs),
     }) &&
-    add("text", "t5_small", "GENERATION",
+    add("text", "t5_small", "FULL",
         t5({"T5_Small_Weights", "T5_SMALL", "t5.small", "small", 512, 64, 8, 6, 2048, {35330816, 60506624, 76956160}})) &&
-    add("text", "t5_base", "GENERATION",
+    add("text", "t5_base", "FULL",
         t5({"T5_Base_Weights", "T5_BASE", "t5.base", "base", 768, 64, 12, 12, 3072, {109628544, 222903552, 247577856}})) &&
-    add("text", "t5_large", "GENERATION",
+    add("text", "t5_large", "FULL",
         t5({"T5_Large_Weights", "T5_LARGE", "t5.large", "large", 1024, 64, 16, 24, 4096,
             {334939648, 737668096, 770567168}})) &&
-    add("text", "t5_3b", "GENERATION",
+    add("text", "t5_3b", "FULL",
         t5({"T5_3B_Weights", "T5_3B", "t5.3b", "3B", 1024, 128, 32, 24, 16384, {1240909824, 2851598336, 2884497408}})) &&
-    add("text", "t5_11b", "GENERATION",
+    add("text", "t5_11b", "FULL",
         t5({"T5_11B_Weights", "T5_11B", "t5.11b", "11B", 1024, 128, 128, 24, 65536,
             {4864791552, 11307321344, 11340220416}}));
 

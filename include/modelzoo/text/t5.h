@@ -1,7 +1,7 @@
 // T5 (torchtext.prototype.models.t5): encoder-only, encoder-decoder, and encoder-decoder with the
 // language-model head, and greedy generation.
 //
-//   auto model = mz::t5_small(mz::T5_Small_Weights::GENERATION);
+//   auto model = mz::t5_small(mz::T5_Small_Weights::GENERATION);  // DEFAULT: FULL (no lm_head)
 //   model->eval();
 //   torch::NoGradGuard no_grad;
 //   auto transform = mz::text::TextTransform::from_weights(mz::T5_Small_Weights::GENERATION);
@@ -171,8 +171,9 @@ TORCH_MODULE(T5Model);
 // The builders: torchtext's bundle configurations (small D 512/H 8/L 6/FF 2048; base 768/12/12/3072;
 // large 1024/16/24/4096; 3b 1024, qkv_dim 128, 32 heads, 24 layers, FF 16384; 11b the same with 128
 // heads and FF 65536; vocabulary 32128). Each has ENCODER (encoder_only), FULL (encoder-decoder) and
-// GENERATION (linear_head; DEFAULT) weights. With weights, options that contradict their config are
-// an error; the load is strict (as torchtext's get_model).
+// GENERATION (linear_head) weights; DEFAULT is FULL, as T5Conf's defaults are. As in torchtext,
+// linear_head adds lm_head even to an encoder-only model. With weights, options that contradict their
+// config are an error (dropout and training aside); the load is strict (as torchtext's get_model).
 T5Model t5_small(std::optional<T5_Small_Weights> weights = {}, T5Options options = {});
 T5Model t5_base(std::optional<T5_Base_Weights> weights = {}, T5Options options = {});
 T5Model t5_large(std::optional<T5_Large_Weights> weights = {}, T5Options options = {});
