@@ -126,6 +126,9 @@ struct GenerateArgs {
 // With --checkpoint the model has the weight's configuration, updated by --options.
 void run_generate(const GenerateArgs& a) {
   const WeightsRecord& w = text_weight(a.weight);
+  const json steps = w.meta.extra.value("text_transform", json::array());
+  if (!steps.is_array() || steps.empty() || !steps[0].is_object() || steps[0].value("op", "") != "T5Transform")
+    throw UsageError(w.name(), "is not a T5 weight (mz generate decodes with T5 and its T5Transform)");
   json options = parse_options(a.options, std::nullopt);
   if (!a.checkpoint.empty() && w.meta.extra.contains("config")) {
     json config = w.meta.extra.at("config");
@@ -136,7 +139,7 @@ void run_generate(const GenerateArgs& a) {
   const auto* spm = dynamic_cast<const text::SentencePieceTokenizer*>(&transform.tokenizer());
   Model model = build(w.model, a.checkpoint, a.checkpoint.empty() ? w.name() : "", options);
   auto* t5 = dynamic_cast<T5ModelImpl*>(model.module.get());
-  if (!t5 || !spm) throw UsageError(w.name(), "is not a T5 weight (mz generate decodes with T5)");
+  if (!t5 || !spm) throw UsageError(w.name(), "is not a T5 weight (mz generate decodes with T5 and its T5Transform)");
   model.module->eval();
   torch::InferenceMode guard;
   const torch::Tensor tokens = t5->generate(transform(a.texts), a.max_length);
