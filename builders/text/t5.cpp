@@ -8,6 +8,7 @@
 #include <torch/nn/init.h>
 
 #include "builders/common.h"
+#include "builders/text/common.h"
 #include "registry/register.h"
 
 namespace mz {
@@ -231,17 +232,8 @@ torch::Tensor T5ModelImpl::generate(const torch::Tensor& encoder_tokens, std::in
 }
 
 void T5ModelImpl::check_tokens(const torch::Tensor& tokens, const std::string& what) const {
-  if (!tokens.defined()) throw UsageError(what, "no tensor (token ids [B, T] are needed)");
-  if (c10::isFloatingType(tokens.scalar_type()) || c10::isComplexType(tokens.scalar_type()) ||
-      tokens.scalar_type() == torch::kBool)
-    throw UsageError(what, std::string("token ids must be integers (int64), got ") + c10::toString(tokens.scalar_type()));
-  if (tokens.dim() != 2) throw UsageError(what, "token ids must be [B, T], got " + c10::str(tokens.sizes()));
+  text::check_token_ids(tokens, what, conf.vocab_size);
   if (tokens.size(1) == 0) throw UsageError(what, "no tokens (T is 0)");
-  if (tokens.numel() == 0) return;
-  const auto lo = tokens.min().item<std::int64_t>(), hi = tokens.max().item<std::int64_t>();
-  if (lo < 0 || hi >= conf.vocab_size)
-    throw UsageError(what, "token id " + std::to_string(lo < 0 ? lo : hi) + " is outside the vocabulary [0, " +
-                               std::to_string(conf.vocab_size) + ")");
 }
 
 TensorDict T5ModelImpl::run(const TensorDict& inputs) {
@@ -281,32 +273,26 @@ namespace {
 // applies; with weights one that contradicts their config is an error (dropout and training aside,
 // which change no weight).
 T5Conf resolve_conf(const T5Options& o, const WeightsRecord& config_source, bool with_weights, const char* builder) {
-  const auto& c = config_source.meta.extra.at("config");
-  const std::string subject = with_weights ? config_source.name() : std::string(builder);
-  auto pick = [&](const auto& given, const char* key) {
-    using T = typename std::decay_t<decltype(given)>::value_type;
-    const T value = c.at(key).get<T>();
-    if (with_weights) return detail::override_param(given, value, key, subject);
-    return given.value_or(value);
-  };
+  const text::ConfigSource c(config_source, with_weights, builder);
   T5Conf conf;
-  conf.encoder_only = pick(o.encoder_only, "encoder_only");
-  conf.linear_head = pick(o.linear_head, "linear_head");
-  conf.embedding_dim = pick(o.embedding_dim, "embedding_dim");
-  conf.qkv_dim = pick(o.qkv_dim, "qkv_dim");
-  conf.num_attention_heads = pick(o.num_attention_heads, "num_attention_heads");
-  conf.num_encoder_layers = pick(o.num_encoder_layers, "num_encoder_layers");
-  conf.num_decoder_layers = pick(o.num_decoder_layers, "num_decoder_layers");
-  conf.ffn_dimension = pick(o.ffn_dimension, "ffn_dimension");
-  conf.dropout = o.dropout.value_or(c.at("dropout").get<double>());
-  conf.activation = pick(o.activation, "activation");
-  conf.layer_norm_eps = pick(o.layer_norm_eps, "layer_norm_eps");
-  conf.relative_attention_num_buckets = pick(o.relative_attention_num_buckets, "relative_attention_num_buckets");
-  conf.relative_attention_max_distance = pick(o.relative_attention_max_distance, "relative_attention_max_distance");
-  conf.padding_idx = pick(o.padding_idx, "padding_idx");
-  conf.max_seq_len = pick(o.max_seq_len, "max_seq_len");
-  conf.vocab_size = pick(o.vocab_size, "vocab_size");
-  conf.training = o.training.value_or(c.at("training").get<bool>());
+  conf.encoder_only = c.pick(o.encoder_only, "encoder_only");
+  conf.linear_head = c.pick(o.linear_head, "linear_head");
+  conf.embedding_dim = c.pick(o.embedding_dim, "embedding_dim");
+  conf.qkv_dim = c.pick(o.qkv_dim, "qkv_dim");
+  conf.num_attention_heads = c.pick(o.num_attention_heads, "num_attention_heads");
+  conf.num_encoder_layers = c.pick(o.num_encoder_layers, "num_encoder_layers");
+  conf.num_decoder_layers = c.pick(o.num_decoder_layers, "num_decoder_layers");
+  conf.ffn_dimension = c.pick(o.ffn_dimension, "ffn_dimension");
+  conf.dropout = c.free(o.dropout, "dropout");
+  conf.activation = c.pick(o.activation, "activation");
+  conf.layer_norm_eps = c.pick(o.layer_norm_eps, "layer_norm_eps");
+  conf.relative_attention_num_buckets = c.pick(o.relative_attention_num_buckets, "relative_attention_num_buckets");
+  conf.relative_attention_max_distance = c.pick(o.relative_attention_max_distance, "relative_attention_max_distance");
+  conf.padding_idx = c.pick(o.padding_idx, "padding_idx");
+  conf.max_seq_len = c.pick(o.max_seq_len, "max_seq_len");
+  conf.vocab_size = c.pick(o.vocab_size, "vocab_size");
+  conf.training = c.free(o.training, "training");
+  const std::string& subject = c.subject();
   if (conf.padding_idx < 0 || conf.padding_idx >= conf.vocab_size)
     throw UsageError(subject, "padding_idx " + std::to_string(conf.padding_idx) + " is outside the vocabulary");
   const std::pair<std::int64_t, const char*> sizes[] = {
