@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import torch
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "oracle"))
 import st  # noqa: E402
+from cli_checks import check, run, summary  # noqa: E402
 import tt_shim  # noqa: E402
 
 CORPUS = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "corpus", "text"))
@@ -34,20 +34,6 @@ TINY = {"encoder_only": False, "linear_head": True, "embedding_dim": 16, "qkv_di
         "padding_idx": 0, "max_seq_len": 512, "vocab_size": 32000, "training": False}
 TEXTS = ["translate English to German: The house is wonderful.", "Hello world",
          "summarize: studies have shown that owning a dog is good for you"]
-failures, checks = [], [0]
-
-
-def check(name, ok, detail=""):
-    checks[0] += 1
-    print(f"{'ok  ' if ok else 'FAIL'} {name}" + ("" if ok else f": {detail}"), flush=True)
-    if not ok:
-        failures.append(name)
-
-
-def run(mz, args, env):
-    return subprocess.run([mz, *args], capture_output=True, text=True, env=env)
-
-
 def greedy(model, x, max_length, eos=1):
     """The plain greedy loop: the whole model each step, argmax of the last position, start token 0,
     a finished row's new tokens zeroed, stop when every row has produced eos."""
@@ -212,8 +198,7 @@ def main():
     r = run(a.mz, ["forward", "t5_small", "--checkpoint", w("full.pt"), "--input", w("bad.safetensors"),
                    "--output", w("o.safetensors"), "--options", json.dumps(dict(tiny_full, num_attention_heads=3))], env)
     check("mz forward: heads that do not divide embedding_dim", r.returncode == 2 and "divisible" in r.stderr, r.stderr)
-    print(f"t5 cli: {checks[0] - len(failures)} passed, {len(failures)} failed")
-    return 1 if failures else 0
+    return summary("t5 cli")
 
 
 if __name__ == "__main__":
