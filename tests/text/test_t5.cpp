@@ -41,7 +41,7 @@ TEST_CASE("T5 weights: three per size, DEFAULT is FULL, options that contradict 
   }
 }
 
-TEST_CASE("T5 outputs: encoder [B, T, D]; decoder [B, T_dec, D] or logits [B, T_dec, V]; run() names them") {
+TEST_CASE("T5 outputs: encoder [B, T, D]; decoder [B, T_dec, D] or logits [B, T_dec, V]; run() names them; freeze_model") {
   torch::manual_seed(0);
   torch::NoGradGuard no_grad;
   const auto ids = torch::tensor({5, 6, 7, 1, 8, 9, 1, 0}, torch::kLong).view({2, 4});
@@ -64,6 +64,8 @@ TEST_CASE("T5 outputs: encoder [B, T, D]; decoder [B, T_dec, D] or logits [B, T_
   encoder->eval();
   CHECK_THROWS_WITH_AS(encoder->run(inputs), "decoder_input: an encoder-only T5 (encoder_only) takes no decoder input",
                        mz::UsageError);
+  auto frozen = mz::t5_small({}, tiny({{"freeze_model", true}}));
+  for (const auto& p : frozen->parameters()) CHECK(!p.requires_grad());
   inputs = {};
   inputs.insert("input", torch::tensor({{5, 50, 1}}, torch::kLong));
   CHECK_THROWS_WITH_AS(full->run(inputs), "input: token id 50 is outside the vocabulary [0, 50)", mz::UsageError);
