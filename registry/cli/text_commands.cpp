@@ -125,7 +125,12 @@ struct GenerateArgs {
 // each row (the start token and the padding after </s> decode to nothing, as in T5Transform.decode).
 // With --checkpoint the model has the weight's configuration, updated by --options.
 void run_generate(const GenerateArgs& a) {
-  const WeightsRecord& w = text_weight(a.weight);
+  // a model name: its GENERATION weight (the one with the language-model head), else its DEFAULT
+  const WeightsRecord* named = nullptr;
+  if (a.weight.find('.') == std::string::npos)
+    for (const WeightsRecord* r : get_model_weights(a.weight))
+      if (r->value_name == "GENERATION") named = r;
+  const WeightsRecord& w = named ? *named : text_weight(a.weight);
   const json steps = w.meta.extra.value("text_transform", json::array());
   if (!steps.is_array() || steps.empty() || !steps[0].is_object() || steps[0].value("op", "") != "T5Transform")
     throw UsageError(w.name(), "is not a T5 weight (mz generate decodes with T5 and its T5Transform)");
@@ -135,6 +140,12 @@ void run_generate(const GenerateArgs& a) {
     config.update(options);
     options = config;
   }
+  const auto linear_head = [](const json& j, bool otherwise) {
+    return j.is_object() && j.contains("linear_head") && j["linear_head"].is_boolean() ? j["linear_head"].get<bool>()
+                                                                                       : otherwise;
+  };
+  if (!linear_head(options, linear_head(w.meta.extra.value("config", json::object()), true)))  // before any download
+    throw UsageError(w.name(), "generation needs the language-model head (linear_head; GENERATION weights)");
   const text::TextTransform transform = text::TextTransform::from_record(w);
   const auto* spm = dynamic_cast<const text::SentencePieceTokenizer*>(&transform.tokenizer());
   Model model = build(w.model, a.checkpoint, a.checkpoint.empty() ? w.name() : "", options);
@@ -181,7 +192,7 @@ void add_text_commands(CLI::App& app) {
   auto ga = std::make_shared<GenerateArgs>();
   auto* generate = app.add_subcommand("generate", "Greedy text generation with a T5 weight (its transform, model, decoding)");
   generate->add_option("weight", ga->weight, "T5 weight with the language-model head, e.g. T5_Small_Weights.GENERATION "
-                                             "(or model: its DEFAULT)")->required();
+                                             "(or model: its GENERATION weight)")->required();
   generate->add_option("texts", ga->texts, "Texts, e.g. \"translate English to German: Hello\"")->required();
   generate->add_option("--checkpoint", ga->checkpoint,
                        "Load this file into the weight's configuration (updated by --options) instead of its file");

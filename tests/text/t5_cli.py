@@ -188,6 +188,13 @@ def main():
     r = run(a.mz, ["generate", "T5_Small_Weights.TINY_TEST", "hi", "--checkpoint", w("full.pt"), "--options",
                    json.dumps({"linear_head": False})], env)
     check("mz generate without the LM head: a usage error", r.returncode == 2 and "linear_head" in r.stderr, r.stderr)
+    r = run(a.mz, ["generate", "T5_Small_Weights.FULL", "hi"], env)
+    # offline: a download first would fail with the hub's error instead
+    check("mz generate on FULL weights: a usage error before any download",
+          r.returncode == 2 and "linear_head" in r.stderr, r.stderr)
+    r = run(a.mz, ["generate", "t5_small", "hi"], env)  # offline: the hub names what it was asked for
+    check("mz generate t5_small: the model's GENERATION weight", r.returncode != 0 and
+          "T5_Small_Weights.GENERATION" in r.stderr and "offline" in r.stderr.lower(), r.stderr)
     r = run(a.mz, ["generate", "RoBERTa_Base_Weights.ENCODER", "hi"], env)
     check("mz generate on RoBERTa: not a T5 weight", r.returncode == 2 and "not a T5 weight" in r.stderr, r.stderr)
     r = run(a.mz, ["generate", "T5_Small_Weights.TINY_TEST", "\xff".encode("latin-1").decode("utf-8", "surrogateescape")],
