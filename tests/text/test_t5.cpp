@@ -119,3 +119,25 @@ TEST_CASE("generate: starts with 0, at most max_length steps, zeros after </s>, 
                        mz::UsageError);
   CHECK_THROWS_AS(lm->generate(ids.to(torch::kFloat), 4), mz::UsageError);
 }
+
+TEST_CASE("state-dict keys in torchtext's order (T5Model(T5Conf(..., 1 layer each, linear_head=True)).state_dict())") {
+  mz::ArchitectureOnly uninitialised;
+  auto model = mz::t5_small({}, tiny({{"linear_head", true}, {"num_encoder_layers", 1}, {"num_decoder_layers", 1}}));
+  std::vector<std::string> keys;
+  for (const auto& item : model->named_parameters()) keys.push_back(item.key());
+  const std::string attention[] = {"q_proj_weight", "k_proj_weight", "v_proj_weight", "out_proj.weight"};
+  std::vector<std::string> want = {"token_embeddings.weight"};
+  for (const std::string stack : {"encoder", "decoder"}) {
+    const std::string layer = stack + ".layers.0.";
+    for (const auto& a : attention) want.push_back(layer + "self_attn." + a);
+    want.push_back(layer + "self_attn.relative_attention_bias.weight");
+    for (const char* k : {"linear1.weight", "linear2.weight", "norm1.weight", "norm2.weight"}) want.push_back(layer + k);
+    if (stack == "decoder") {
+      for (const auto& a : attention) want.push_back(layer + "cross_attn." + a);
+      want.push_back(layer + "norm3.weight");
+    }
+    want.push_back(stack == "encoder" ? "norm1.weight" : "norm2.weight");
+  }
+  want.push_back("lm_head.weight");
+  CHECK(keys == want);
+}
