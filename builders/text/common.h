@@ -1,5 +1,6 @@
 // What the text builders share: configuration from a weights record's meta.config with the caller's
-// options, and the checks of token ids every text model's run() makes.
+// options, a task head over the encoder's features, and the checks of token ids every text model's run()
+// makes.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,9 @@
 #include <torch/types.h>
 
 #include "builders/common.h"
+#include "modelzoo/checkpoint.h"
+#include "modelzoo/text/heads.h"
+#include "modelzoo/text/roberta.h"  // text::EmbeddingImpl
 
 namespace mz::text {
 
@@ -38,6 +42,32 @@ class ConfigSource {
   bool with_weights_;
   std::string subject_;
 };
+
+// The head `options` (TextHeadOptions as JSON; null: none) over features of width `dim`. The masked-LM
+// head's projection is the token embedding matrix `*tied` points to when it runs (set it once the model
+// exists).
+inline std::shared_ptr<TextHeadImpl> make_head(const nlohmann::json& options, const char* builder, std::int64_t dim,
+                                               std::int64_t vocab_size,
+                                               std::shared_ptr<std::weak_ptr<EmbeddingImpl>> tied) {
+  if (options.is_null()) return nullptr;
+  return make_text_head(options_from_json<TextHeadOptions>(options, std::string(builder) + " head"), dim, vocab_size,
+                        [tied] {
+                          auto embedding = tied->lock();
+                          if (!embedding) throw UsageError("head", "its encoder no longer exists");
+                          return embedding->weight;
+                        });
+}
+
+// Loading weights under a head: the fresh head wins over anything the checkpoint has for it (torchtext's
+// get_model(head=...)), and the report lists those keys as skipped.
+inline LoadOptions load_options_with_head(bool has_head) {
+  LoadOptions load;
+  if (has_head) {
+    load.skip = {"head.*"};
+    load.reinit_skipped = false;
+  }
+  return load;
+}
 
 // Token ids [B, T]: defined, integers, 2-D, within [0, vocab_size); else mz::UsageError naming `what`.
 inline void check_token_ids(const torch::Tensor& tokens, const std::string& what, std::int64_t vocab_size) {

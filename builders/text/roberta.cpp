@@ -250,23 +250,12 @@ RobertaModel make_roberta(const std::optional<W>& weights, const RobertaOptions&
   const RobertaEncoderConf conf = resolve_conf(options, source, weights.has_value(), builder);
   // The masked-LM head reads the encoder's embedding matrix (tied), which exists once the model does.
   auto tied = std::make_shared<std::weak_ptr<text::EmbeddingImpl>>();
-  std::shared_ptr<TextHeadImpl> head;
-  if (!options.head.is_null())
-    head = make_text_head(options_from_json<TextHeadOptions>(options.head, std::string(builder) + " head"),
-                          conf.embedding_dim, conf.vocab_size, [tied] {
-                            auto embedding = tied->lock();
-                            if (!embedding) throw UsageError("head", "its encoder no longer exists");
-                            return embedding->weight;
-                          });
+  std::shared_ptr<TextHeadImpl> head = text::make_head(options.head, builder, conf.embedding_dim, conf.vocab_size, tied);
   RobertaModel model(conf, head);
   *tied = model->encoder->transformer->token_embedding.ptr();
   if (!architecture_only()) {
     if (weights) {
-      LoadOptions load;
-      if (head) {
-        load.skip = {"head.*"};  // the fresh head wins over anything the checkpoint has for it
-        load.reinit_skipped = false;
-      }
+      const LoadOptions load = text::load_options_with_head(head != nullptr);
       model->load_report = load_weights(*model, *weights, load);
     } else {
       nn::reset_parameters(*model->encoder);

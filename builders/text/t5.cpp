@@ -162,7 +162,7 @@ torch::Tensor T5StackImpl::forward(const torch::Tensor& x, const torch::Tensor& 
 
 }  // namespace text
 
-T5ModelImpl::T5ModelImpl(const T5Conf& conf) : conf(conf) {
+T5ModelImpl::T5ModelImpl(const T5Conf& conf, std::shared_ptr<TextHeadImpl> head) : head(std::move(head)), conf(conf) {
   token_embeddings =
       register_module("token_embeddings", text::Embedding(conf.vocab_size, conf.embedding_dim, conf.padding_idx));
   encoder = register_module("encoder", text::T5Stack(conf, false));
@@ -174,6 +174,10 @@ T5ModelImpl::T5ModelImpl(const T5Conf& conf) : conf(conf) {
   if (conf.linear_head)
     lm_head = register_module(
         "lm_head", nn::Linear(torch::nn::LinearOptions(conf.embedding_dim, conf.vocab_size).bias(false)));
+  if (this->head) {
+    if (!conf.encoder_only) throw UsageError("head", "goes over the encoder's features: set encoder_only");
+    register_module("head", this->head);
+  }
 }
 
 namespace {
@@ -205,6 +209,7 @@ torch::Tensor T5ModelImpl::decode(const torch::Tensor& decoder_tokens, const tor
 T5Output T5ModelImpl::forward(const torch::Tensor& encoder_tokens, const torch::Tensor& decoder_tokens) {
   T5Output out;
   out.encoder_output = encode(encoder_tokens);
+  if (head) out.head_output = head->forward(out.encoder_output);
   if (conf.encoder_only) return out;
   const torch::Tensor start = torch::full({encoder_tokens.size(0), 1}, conf.padding_idx, torch::kLong);
   out.decoder_output = decode(decoder_tokens.defined() ? decoder_tokens : start, out.encoder_output,
@@ -251,6 +256,7 @@ TensorDict T5ModelImpl::run(const TensorDict& inputs) {
                                             " rows, but 'input' has " + std::to_string(tokens.size(0)));
   }
   T5Output out = forward(tokens, decoder_tokens);
+  if (head) return head->outputs(out.encoder_output);
   TensorDict result;
   if (conf.encoder_only) {
     result.insert("output", out.encoder_output);
@@ -309,17 +315,23 @@ T5Conf resolve_conf(const T5Options& o, const WeightsRecord& config_source, bool
 template <class W>
 T5Model make_t5(const std::optional<W>& weights, const T5Options& options, const char* builder) {
   const WeightsRecord& source = weights ? weights->record() : W::DEFAULT.record();
-  T5Model model(resolve_conf(options, source, weights.has_value(), builder));
+  const T5Conf conf = resolve_conf(options, source, weights.has_value(), builder);
+  auto tied = std::make_shared<std::weak_ptr<text::EmbeddingImpl>>();  // the masked-LM head's projection
+  std::shared_ptr<TextHeadImpl> head = text::make_head(options.head, builder, conf.embedding_dim, conf.vocab_size, tied);
+  T5Model model(conf, head);
+  *tied = model->token_embeddings.ptr();
   if (!architecture_only()) {
     if (weights) {
-      load_weights(*model, *weights);
+      model->load_report = load_weights(*model, *weights, text::load_options_with_head(head != nullptr));
     } else {
       nn::reset_parameters(*model);
       nn::for_each<text::T5MultiheadAttentionImpl>(*model, [](text::T5MultiheadAttentionImpl& a) { a.reset_parameters(); });
     }
+    if (head) head->reset_parameters();
   }
-  if (options.freeze_model)
-    for (auto& p : model->parameters()) p.set_requires_grad(false);
+  if (options.freeze_model)  // T5's own weights (torchtext's freeze_model); a head stays trainable
+    for (auto& p : model->named_parameters())
+      if (p.key().rfind("head.", 0) != 0) p.value().set_requires_grad(false);
   return model;
 }
 

@@ -80,10 +80,12 @@ void run_embed(const EmbedArgs& a) {
   const text::TextTransform transform = text::TextTransform::from_record(w);
   const torch::Tensor ids = transform(a.texts);
   Model model = build(w.model, a.checkpoint, a.checkpoint.empty() ? w.name() : "", options);
-  if (const auto* roberta = dynamic_cast<const RobertaModelImpl*>(model.module.get()); roberta && roberta->load_report)
-    if (!roberta->load_report->skipped.empty())  // torchtext's get_model(head=...) says nothing; we do
-      std::cerr << "mz embed: " << roberta->load_report->skipped.size()
-                << " head tensors are freshly initialised (not in " << w.name() << ")\n";
+  std::optional<LoadReport> report;
+  if (const auto* roberta = dynamic_cast<const RobertaModelImpl*>(model.module.get())) report = roberta->load_report;
+  if (const auto* t5 = dynamic_cast<const T5ModelImpl*>(model.module.get())) report = t5->load_report;
+  if (report && !report->skipped.empty())  // torchtext's get_model(head=...) says nothing; we do
+    std::cerr << "mz embed: " << report->skipped.size() << " head tensors are freshly initialised (not in " << w.name()
+              << ")\n";
   model.module->eval();
   torch::InferenceMode guard;
   TensorDict inputs;

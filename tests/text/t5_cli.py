@@ -7,7 +7,8 @@ random T5 with the language-model head.
 - mz generate: the ids of torchtext's T5Wrapper.generate with beam_size 1 and of a plain Python greedy loop
   over T5Model (they agree), and the text of SentencePiece's DecodeIds; rows that end early, a batch that
   stops before --max-length, the weight's file through the hub and --checkpoint.
-- mz embed: the encoder output of torchtext's T5Model; mz list/info/download/bench know T5.
+- mz embed: the encoder output of torchtext's T5Model (full and encoder-only weights), a head over the encoder;
+  mz list/info/download/bench know T5.
 - bad input: typed errors (exit 2) naming the problem.
 Usage: t5_cli.py --mz build/mz --work DIR
 """
@@ -87,8 +88,12 @@ def main():
                                      "max_seq_len": max_seq_len, "eos_idx": 1, "padding_idx": 0}]},
         "transforms": {"preset": "TextTransform"},
     }
+    torch.save({k: v for k, v in net.state_dict().items() if k.startswith(("token_", "encoder.", "norm1"))}, w("enc.pt"))
+    encoder_entry = dict(entry, weight="T5_Small_Weights.TINY_ENCODER_TEST", url="file://" + w("enc.pt"),
+                         sha256=hashlib.sha256(open(w("enc.pt"), "rb").read()).hexdigest(),
+                         meta=dict(entry["meta"], config=dict(TINY, encoder_only=True, linear_head=False)))
     with open(w("manifest.json"), "w") as f:
-        json.dump({"schema": "modelzoo.weights/1", "weights": [entry]}, f)
+        json.dump({"schema": "modelzoo.weights/1", "weights": [entry, encoder_entry]}, f)
     env = dict(os.environ, MZ_MANIFEST=w("manifest.json"), MZ_CACHE_DIR=w("cache"), MZ_OFFLINE="1")
 
     # the registry
@@ -96,7 +101,8 @@ def main():
     names = sorted(e["weight"] for e in json.loads(r.stdout)) if r.returncode == 0 else []
     want = {f"T5_{s}_Weights.{v}" for s in ("Small", "Base", "Large", "3B", "11B")
             for v in ("ENCODER", "FULL", "GENERATION")}
-    check("mz list t5*: 15 bundles (+ the manifest's)", want | {"T5_Small_Weights.TINY_TEST"} == set(names), str(names))
+    check("mz list t5*: 15 bundles (+ the manifest's)",
+          want | {"T5_Small_Weights.TINY_TEST", "T5_Small_Weights.TINY_ENCODER_TEST"} == set(names), str(names))
     r = run(a.mz, ["info", "t5_11b", "--json"], env)
     info = json.loads(r.stdout) if r.returncode == 0 else {}
     check("mz info t5_11b", info.get("default") == "T5_11B_Weights.FULL" and "encoder_only" in info.get("options", {}),
@@ -126,6 +132,23 @@ def main():
     check("mz embed: padded ids and torchtext's encoder output",
           r.returncode == 0 and torch.equal(got["input"], x) and got["encoder_output"].shape == want_enc.shape and
           (got["encoder_output"] - want_enc).abs().max().item() <= 1e-5 * want_enc.abs().max().item(), r.stderr)
+
+    r = run(a.mz, ["embed", "T5_Small_Weights.TINY_ENCODER_TEST", *TEXTS, "--output", w("embed2.safetensors")], env)
+    got = st.load(w("embed2.safetensors")) if r.returncode == 0 else {}
+    check("mz embed: an encoder-only weight gives the same encoder output",
+          r.returncode == 0 and (got["output"] - want_enc).abs().max().item() <= 1e-5 * want_enc.abs().max().item(),
+          r.stderr)
+    r = run(a.mz, ["embed", "T5_Small_Weights.TINY_ENCODER_TEST", "Hello world", "--json", "--options",
+                   json.dumps({"head": {"type": "classification", "num_classes": 3}})], env)
+    out = json.loads(r.stdout) if r.returncode == 0 else []
+    check("mz embed --options head over T5's encoder: classification logits", len(out) == 1 and out[0]["shape"] == [3],
+          r.stdout + r.stderr)
+    check("mz embed --options head: says the head is fresh", "4 head tensors are freshly initialised" in r.stderr,
+          r.stderr)
+    r = run(a.mz, ["embed", "T5_Small_Weights.TINY_TEST", "Hello world", "--options",
+                   json.dumps({"head": {"type": "classification", "num_classes": 3}})], env)
+    check("a head over a full T5: a usage error (it needs encoder_only)", r.returncode == 2 and "encoder_only" in r.stderr,
+          r.stderr)
 
     # mz generate: greedy decoding
     max_length = 12
@@ -180,7 +203,6 @@ def main():
                        "--output", w("o.safetensors"), "--options", json.dumps(tiny_full)], env)
         check(f"mz forward refuses {name}", r.returncode == 2 and message in r.stderr, f"exit {r.returncode}: {r.stderr.strip()}")
     st.save(w("bad.safetensors"), {"input": torch.tensor([[5, 1]]), "decoder_input": torch.tensor([[0]])})
-    torch.save({k: v for k, v in net.state_dict().items() if k.startswith(("token_", "encoder.", "norm1"))}, w("enc.pt"))
     r = run(a.mz, ["forward", "t5_small", "--checkpoint", w("enc.pt"), "--input", w("bad.safetensors"), "--output",
                    w("o.safetensors"), "--options", json.dumps(dict(tiny_full, encoder_only=True))], env)
     check("mz forward: an encoder-only model refuses decoder_input", r.returncode == 2 and "encoder-only" in r.stderr,

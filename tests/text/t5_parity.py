@@ -6,7 +6,8 @@ q/k/v projections uninitialised), save it (torch.save zip or safetensors), run `
 --checkpoint` on token ids (and `decoder_input`), and compare with torchtext's output in eval mode under
 no_grad: the same shape and relative error <= 1e-5 for the encoder output and the decoder output (or the
 LM logits). `mz forward` loads strictly, so the state-dict names and shapes equal torchtext's; the test
-also compares the key lists of both builds (`mz forward` with an extra or a missing key must fail).
+checks that a missing or an extra key fails the load. One case puts torchtext's RobertaClassificationHead
+over an encoder-only T5 (`{"head": ...}`, which torchtext's T5 does not have).
 Usage: t5_parity.py --mz build/mz --work DIR [--extended|--only-extended]
 """
 import argparse
@@ -23,6 +24,7 @@ import tt_shim  # noqa: E402
 
 TOLERANCE = 1e-5
 tt_shim.import_torchtext()
+from torchtext.models import RobertaClassificationHead  # noqa: E402
 from torchtext.prototype.models import T5Conf, T5Model  # noqa: E402
 
 TINY = {"encoder_only": False, "linear_head": False, "embedding_dim": 16, "qkv_dim": 4, "num_attention_heads": 2, "num_encoder_layers": 2,
@@ -53,6 +55,8 @@ CASES = [
     ("long sequences (log buckets), few buckets",
      {"relative_attention_num_buckets": 8, "relative_attention_max_distance": 20, "linear_head": True},
      ([150, 90], 150), ([40, 25], 40), "zip", False),
+    ("encoder only + classification head (RobertaClassificationHead over T5's encoder)", {"encoder_only": True},
+     ([6, 3], 6), "head", "zip", False),
     # a weight's name: that weight's whole configuration (meta.config of `mz info`), at full size
     ("T5_Small_Weights.GENERATION", None, ([12, 7], 12), ([5, 3], 5), "safetensors", False),
     ("T5_Base_Weights.GENERATION", None, ([12, 7], 12), ([5, 3], 5), "zip", True),
@@ -103,6 +107,23 @@ def check(mz, work, case, index):
     x = ids(gen, conf.vocab_size, enc_lengths, enc_width)
     inputs = {"input": x}
     y = None
+    if dec == "head":  # a task head over the encoder output: torchtext's RobertaClassificationHead
+        head = RobertaClassificationHead(num_classes=3, input_dim=conf.embedding_dim).eval()
+        randomise(head, gen)
+        with torch.no_grad():
+            want = head(net(x)["encoder_output"])
+        ckpt = os.path.join(work, f"t5.{index}.ckpt")
+        torch.save(dict(net.state_dict(), **{"head." + k: v for k, v in head.state_dict().items()}), ckpt)
+        got, problem = forward(mz, work, "t5_small", ckpt, inputs,
+                               dict(kwargs, head={"type": "classification", "num_classes": 3}))
+        os.remove(ckpt)
+        if problem:
+            return problem
+        if got["output"].shape != want.shape:
+            return f"head output: shape {list(got['output'].shape)} != {list(want.shape)}"
+        err = rel_err(got["output"], want)
+        return f"head output: relative error {err:.3g} > {TOLERANCE}" if err > TOLERANCE else \
+            f"ok (relative error {err:.2g})"
     if dec:
         y = ids(gen, conf.vocab_size, *dec)
         y[:, 0] = 0  # the decoder starts with padding_idx

@@ -30,13 +30,15 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/options.h"
 #include "modelzoo/tensor_dict.h"
+#include "modelzoo/text/heads.h"
 #include "modelzoo/text/roberta.h"  // text::Embedding
 #include "modelzoo/weights_enums/text.h"
 
 namespace mz {
 
 // torchtext's T5Conf keyword arguments (unset: the builder's configuration, which is its weights'
-// config), plus get_model's freeze_model.
+// config), plus get_model's freeze_model and, over an encoder-only model, a task head by its options
+// (heads.h), as RoBERTa's.
 struct T5Options {
   std::optional<bool> encoder_only, linear_head;
   std::optional<std::int64_t> embedding_dim, qkv_dim, num_attention_heads, num_encoder_layers, num_decoder_layers,
@@ -47,11 +49,12 @@ struct T5Options {
   std::optional<std::int64_t> relative_attention_num_buckets, relative_attention_max_distance, padding_idx,
       max_seq_len, vocab_size;
   std::optional<bool> training;  // dropout on (in training mode); torchtext's T5Conf.training
-  bool freeze_model = false;
+  bool freeze_model = false;      // requires_grad false on T5's own weights (not a head's)
+  nlohmann::json head = nullptr;  // null: none; else TextHeadOptions as JSON (needs encoder_only)
 };
 MZ_OPTIONS(T5Options, encoder_only, linear_head, embedding_dim, qkv_dim, num_attention_heads, num_encoder_layers,
            num_decoder_layers, ffn_dimension, dropout, activation, layer_norm_eps, relative_attention_num_buckets,
-           relative_attention_max_distance, padding_idx, max_seq_len, vocab_size, training, freeze_model)
+           relative_attention_max_distance, padding_idx, max_seq_len, vocab_size, training, freeze_model, head)
 
 // The resolved configuration: T5Conf's fields and defaults (T5-base, full model).
 struct T5Conf {
@@ -131,16 +134,17 @@ TORCH_MODULE(T5Stack);
 
 // What torchtext's T5Model returns, without the per-layer lists: the normalised encoder output
 // [B, T, D] and, unless encoder_only, the normalised decoder output [B, T_dec, D] or, with
-// linear_head, the language-model logits [B, T_dec, V].
+// linear_head, the language-model logits [B, T_dec, V]. With a head: its output over encoder_output.
 struct T5Output {
-  torch::Tensor encoder_output, decoder_output;
+  torch::Tensor encoder_output, decoder_output, head_output;
 };
 
 // torchtext.prototype.models.T5Model. Children: token_embeddings, encoder, norm1, decoder, norm2,
-// lm_head (the last three only when built), so state-dict keys equal torchtext's.
+// lm_head (the last three only when built), so state-dict keys equal torchtext's; then "head", a task
+// head over the encoder output of an encoder-only model (any TextHeadImpl; not in torchtext).
 class T5ModelImpl : public torch::nn::Module {
  public:
-  explicit T5ModelImpl(const T5Conf& conf);
+  explicit T5ModelImpl(const T5Conf& conf, std::shared_ptr<TextHeadImpl> head = nullptr);
   // encoder_tokens [B, T] int64 padded with padding_idx; decoder_tokens [B, T_dec] (undefined: the start
   // token padding_idx alone, as torchtext does). The decoder's first column is never masked as padding.
   T5Output forward(const torch::Tensor& encoder_tokens, const torch::Tensor& decoder_tokens = {});
@@ -154,8 +158,8 @@ class T5ModelImpl : public torch::nn::Module {
   // max_length steps. Returns [B, 1 + steps] with the start token. Needs linear_head.
   torch::Tensor generate(const torch::Tensor& encoder_tokens, std::int64_t max_length = 512, std::int64_t eos_idx = 1);
   // mz::Model::run: int64 "input" [B, T] (and for a full model optionally "decoder_input" [B, T_dec])
-  // -> "output" (encoder-only: the encoder output; else the decoder output or logits) and, for a full
-  // model, "encoder_output". Bad ids (not integers, not 2-D, outside the vocabulary) are mz::UsageError.
+  // -> "output" (encoder-only: the encoder output, or the head's named outputs; else the decoder output
+  // or logits) and, for a full model, "encoder_output". Bad ids (not integers, not 2-D, outside the vocabulary) are mz::UsageError.
   TensorDict run(const TensorDict& inputs);
   static TensorDict example_inputs(std::int64_t batch, std::int64_t tokens);  // "input": random ids in [2, 20)
   void check_tokens(const torch::Tensor& tokens, const std::string& what = "input") const;
@@ -164,7 +168,9 @@ class T5ModelImpl : public torch::nn::Module {
   text::T5Stack encoder{nullptr}, decoder{nullptr};
   text::T5LayerNorm norm1{nullptr}, norm2{nullptr};
   nn::Linear lm_head{nullptr};
+  std::shared_ptr<TextHeadImpl> head;
   T5Conf conf;
+  std::optional<LoadReport> load_report;  // set by a builder given weights: what loaded, what was skipped
 };
 TORCH_MODULE(T5Model);
 
