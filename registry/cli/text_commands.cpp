@@ -155,7 +155,7 @@ void run_generate(const GenerateArgs& a) {
   if (!t5 || !spm) throw UsageError(w.name(), "is not a T5 weight (mz generate decodes with T5 and its T5Transform)");
   model.module->eval();
   torch::InferenceMode guard;
-  const torch::Tensor tokens = t5->generate(transform(a.texts), a.max_length);
+  const torch::Tensor tokens = t5->generate(transform(a.texts), a.max_length, steps[0].value("eos_idx", std::int64_t{1}));
   json out = json::array();
   for (std::size_t i = 0; i < a.texts.size(); ++i) {
     const torch::Tensor row = tokens[static_cast<std::int64_t>(i)].contiguous();
