@@ -141,3 +141,16 @@ TEST_CASE("state-dict keys in torchtext's order (T5Model(T5Conf(..., 1 layer eac
   want.push_back("lm_head.weight");
   CHECK(keys == want);
 }
+
+TEST_CASE("dropout only with training set (T5Conf.training) and in training mode") {
+  torch::manual_seed(2);
+  const auto ids = torch::tensor({5, 6, 7, 1, 8, 9, 1, 0}, torch::kLong).view({2, 4});
+  auto plain = mz::t5_small({}, tiny({{"dropout", 0.5}}));
+  plain->train();  // training false: dropout probability 0, as torchtext's T5Model
+  CHECK(torch::equal(plain->forward(ids).decoder_output, plain->forward(ids).decoder_output));
+  auto dropping = mz::t5_small({}, tiny({{"dropout", 0.5}, {"training", true}}));
+  dropping->train();
+  CHECK(!torch::equal(dropping->forward(ids).decoder_output, dropping->forward(ids).decoder_output));
+  dropping->eval();
+  CHECK(torch::equal(dropping->forward(ids).decoder_output, dropping->forward(ids).decoder_output));
+}
