@@ -4,7 +4,9 @@
 #     `mz bench roberta_base --repeat 1` (forward_ms, after its warm-up) against torchtext 0.14.1's RobertaModel
 #     timed inside Debian's Python, interleaved; the best of REPEATS on each side (the machine is shared, and
 #     the minimum is the run least disturbed). Target: mz <= 1.0x.
-#  2. GPT-2 BPE tokenisation throughput on AG News (7,600 lines) in tokens/s: `mz tokenize --gpt2 ... --file`
+#  2. T5 encoder forward, t5_small with encoder_only (random weights), the same way against torchtext's
+#     prototype T5Model. Target: mz <= 1.0x.
+#  3. GPT-2 BPE tokenisation throughput on AG News (7,600 lines) in tokens/s: `mz tokenize --gpt2 ... --file`
 #     against the Python reference of tests/text/gpt2_reference.py, in CPU seconds (user + sys). Tokenising
 #     only: mz's whole process minus the same process on one line (start-up, LibTorch, loading encoder.json
 #     and vocab.bpe), against Python's encode loop. Whole process: loading included on both sides. Target: >= 10x.
@@ -41,6 +43,27 @@ for batch in (1, 8):
         out = subprocess.check_output([mz, "bench", "roberta_base", "--batch", str(batch), "--size", str(tokens),
                                        "--repeat", "1", "--json"], env=dict(os.environ, OMP_NUM_THREADS=str(threads)),
                                       stderr=subprocess.DEVNULL)
+        mz_times.append(json.loads(out)["forward_ms"])
+    mz_ms, tt_ms = min(mz_times), min(tt_times)
+    print(f"batch {batch}: mz {mz_ms:.1f} ms, torchtext {tt_ms:.1f} ms, ratio mz/torchtext {mz_ms / tt_ms:.2f}")
+
+print(f"# T5 encoder forward: t5_small with encoder_only, random weights, {tokens} tokens, {threads} thread(s), "
+      f"best of {repeats}")
+from torchtext.prototype.models import T5Conf, T5Model
+small = dict(encoder_only=True, embedding_dim=512, num_attention_heads=8, num_encoder_layers=6, num_decoder_layers=6,
+             ffn_dimension=2048)
+t5 = T5Model(T5Conf(**small)).eval()
+for batch in (1, 8):
+    x = torch.randint(2, 20, (batch, tokens))
+    tt_times, mz_times = [], []
+    with torch.no_grad():
+        t5(x)  # warm-up
+    for _ in range(repeats):
+        with torch.no_grad():
+            t0 = time.perf_counter(); t5(x); tt_times.append((time.perf_counter() - t0) * 1000)
+        out = subprocess.check_output([mz, "bench", "t5_small", "--batch", str(batch), "--size", str(tokens),
+                                       "--repeat", "1", "--json", "--options", json.dumps({"encoder_only": True})],
+                                      env=dict(os.environ, OMP_NUM_THREADS=str(threads)), stderr=subprocess.DEVNULL)
         mz_times.append(json.loads(out)["forward_ms"])
     mz_ms, tt_ms = min(mz_times), min(tt_times)
     print(f"batch {batch}: mz {mz_ms:.1f} ms, torchtext {tt_ms:.1f} ms, ratio mz/torchtext {mz_ms / tt_ms:.2f}")

@@ -8,6 +8,7 @@
 #include <torch/nn/init.h>
 
 #include "builders/common.h"
+#include "builders/text/common.h"
 #include "registry/register.h"
 
 namespace mz {
@@ -193,20 +194,11 @@ torch::Tensor RobertaModelImpl::forward(const torch::Tensor& tokens) {
 }
 
 void RobertaModelImpl::check_tokens(const torch::Tensor& tokens, const std::string& what) const {
-  if (!tokens.defined()) throw UsageError(what, "no tensor (token ids [B, T] are needed)");
-  if (c10::isFloatingType(tokens.scalar_type()) || c10::isComplexType(tokens.scalar_type()) ||
-      tokens.scalar_type() == torch::kBool)
-    throw UsageError(what, std::string("token ids must be integers (int64), got ") + c10::toString(tokens.scalar_type()));
-  if (tokens.dim() != 2) throw UsageError(what, "token ids must be [B, T], got " + c10::str(tokens.sizes()));
+  text::check_token_ids(tokens, what, conf.vocab_size);
   const std::int64_t max_tokens = conf.max_seq_len - conf.padding_idx - 1;
   if (tokens.size(1) > max_tokens)
-    throw UsageError(what, "sequence of " + std::to_string(tokens.size(1)) + " tokens is longer than the position table allows (" +
-                               std::to_string(max_tokens) + ")");
-  if (tokens.numel() == 0) return;
-  const auto lo = tokens.min().item<std::int64_t>(), hi = tokens.max().item<std::int64_t>();
-  if (lo < 0 || hi >= conf.vocab_size)
-    throw UsageError(what, "token id " + std::to_string(lo < 0 ? lo : hi) + " is outside the vocabulary [0, " +
-                               std::to_string(conf.vocab_size) + ")");
+    throw UsageError(what, "sequence of " + std::to_string(tokens.size(1)) +
+                               " tokens is longer than the position table allows (" + std::to_string(max_tokens) + ")");
 }
 
 TensorDict RobertaModelImpl::run(const TensorDict& inputs) {
@@ -236,26 +228,19 @@ namespace {
 // weights any option applies; with weights one that contradicts their config is an error.
 RobertaEncoderConf resolve_conf(const RobertaOptions& o, const WeightsRecord& config_source, bool with_weights,
                                 const char* builder) {
-  const auto& c = config_source.meta.extra.at("config");
-  const std::string subject = with_weights ? config_source.name() : std::string(builder);
-  auto pick = [&](const auto& given, const char* key) {
-    using T = typename std::decay_t<decltype(given)>::value_type;
-    const T value = c.at(key).get<T>();
-    if (with_weights) return detail::override_param(given, value, key, subject);
-    return given.value_or(value);
-  };
+  const text::ConfigSource c(config_source, with_weights, builder);
   RobertaEncoderConf conf;
-  conf.vocab_size = pick(o.vocab_size, "vocab_size");
-  conf.embedding_dim = pick(o.embedding_dim, "embedding_dim");
-  conf.ffn_dimension = pick(o.ffn_dimension, "ffn_dimension");
-  conf.padding_idx = pick(o.padding_idx, "padding_idx");
-  conf.max_seq_len = pick(o.max_seq_len, "max_seq_len");
-  conf.num_attention_heads = pick(o.num_attention_heads, "num_attention_heads");
-  conf.num_encoder_layers = pick(o.num_encoder_layers, "num_encoder_layers");
-  conf.dropout = o.dropout.value_or(c.at("dropout").get<double>());  // dropout does not change the weights
-  conf.normalize_before = pick(o.normalize_before, "normalize_before");
+  conf.vocab_size = c.pick(o.vocab_size, "vocab_size");
+  conf.embedding_dim = c.pick(o.embedding_dim, "embedding_dim");
+  conf.ffn_dimension = c.pick(o.ffn_dimension, "ffn_dimension");
+  conf.padding_idx = c.pick(o.padding_idx, "padding_idx");
+  conf.max_seq_len = c.pick(o.max_seq_len, "max_seq_len");
+  conf.num_attention_heads = c.pick(o.num_attention_heads, "num_attention_heads");
+  conf.num_encoder_layers = c.pick(o.num_encoder_layers, "num_encoder_layers");
+  conf.dropout = c.free(o.dropout, "dropout");  // dropout does not change the weights
+  conf.normalize_before = c.pick(o.normalize_before, "normalize_before");
   if (conf.padding_idx < 0 || conf.padding_idx >= conf.vocab_size || conf.padding_idx >= conf.max_seq_len)
-    throw UsageError(subject, "padding_idx " + std::to_string(conf.padding_idx) + " is outside the embeddings");
+    throw UsageError(c.subject(), "padding_idx " + std::to_string(conf.padding_idx) + " is outside the embeddings");
   return conf;
 }
 
@@ -265,23 +250,12 @@ RobertaModel make_roberta(const std::optional<W>& weights, const RobertaOptions&
   const RobertaEncoderConf conf = resolve_conf(options, source, weights.has_value(), builder);
   // The masked-LM head reads the encoder's embedding matrix (tied), which exists once the model does.
   auto tied = std::make_shared<std::weak_ptr<text::EmbeddingImpl>>();
-  std::shared_ptr<TextHeadImpl> head;
-  if (!options.head.is_null())
-    head = make_text_head(options_from_json<TextHeadOptions>(options.head, std::string(builder) + " head"),
-                          conf.embedding_dim, conf.vocab_size, [tied] {
-                            auto embedding = tied->lock();
-                            if (!embedding) throw UsageError("head", "its encoder no longer exists");
-                            return embedding->weight;
-                          });
+  std::shared_ptr<TextHeadImpl> head = text::make_head(options.head, builder, conf.embedding_dim, conf.vocab_size, tied);
   RobertaModel model(conf, head);
   *tied = model->encoder->transformer->token_embedding.ptr();
   if (!architecture_only()) {
     if (weights) {
-      LoadOptions load;
-      if (head) {
-        load.skip = {"head.*"};  // the fresh head wins over anything the checkpoint has for it
-        load.reinit_skipped = false;
-      }
+      const LoadOptions load = text::load_options_with_head(head != nullptr);
       model->load_report = load_weights(*model, *weights, load);
     } else {
       nn::reset_parameters(*model->encoder);

@@ -49,6 +49,7 @@
 #include "modelzoo/detection/ssdlite.h"
 #include "modelzoo/text/heads.h"
 #include "modelzoo/text/roberta.h"
+#include "modelzoo/text/t5.h"
 #include "modelzoo/text/tokenizers.h"
 #include "modelzoo/audio/wav2vec2.h"
 #include "modelzoo/audio/io.h"

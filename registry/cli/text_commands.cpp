@@ -1,5 +1,5 @@
-// mz tokenize | embed: text through a weight's tokenizer pipeline (or one's own tokenizer files), and
-// through its encoder.
+// mz tokenize | embed | generate: text through a weight's tokenizer pipeline (or one's own tokenizer
+// files), through its encoder, or through T5's greedy decoding and back to text.
 #include <fstream>
 #include <iostream>
 
@@ -76,19 +76,16 @@ struct EmbedArgs {
 
 void run_embed(const EmbedArgs& a) {
   const WeightsRecord& w = text_weight(a.weight);
-  json options;
-  try {
-    options = json::parse(a.options);
-  } catch (const json::exception& e) {
-    throw UsageError("--options", std::string("not valid JSON: ") + e.what());
-  }
+  const json options = parse_options(a.options, std::nullopt);
   const text::TextTransform transform = text::TextTransform::from_record(w);
   const torch::Tensor ids = transform(a.texts);
   Model model = build(w.model, a.checkpoint, a.checkpoint.empty() ? w.name() : "", options);
-  if (const auto* roberta = dynamic_cast<const RobertaModelImpl*>(model.module.get()); roberta && roberta->load_report)
-    if (!roberta->load_report->skipped.empty())  // torchtext's get_model(head=...) says nothing; we do
-      std::cerr << "mz embed: " << roberta->load_report->skipped.size()
-                << " head tensors are freshly initialised (not in " << w.name() << ")\n";
+  std::optional<LoadReport> report;
+  if (const auto* roberta = dynamic_cast<const RobertaModelImpl*>(model.module.get())) report = roberta->load_report;
+  if (const auto* t5 = dynamic_cast<const T5ModelImpl*>(model.module.get())) report = t5->load_report;
+  if (report && !report->skipped.empty())  // torchtext's get_model(head=...) says nothing; we do
+    std::cerr << "mz embed: " << report->skipped.size() << " head tensors are freshly initialised (not in " << w.name()
+              << ")\n";
   model.module->eval();
   torch::InferenceMode guard;
   TensorDict inputs;
@@ -98,7 +95,9 @@ void run_embed(const EmbedArgs& a) {
     outputs.insert("input", ids);
     save_safetensors(a.output, outputs);
   }
-  const torch::Tensor features = outputs.at(outputs.contains("output") ? "output" : outputs.front().key());
+  // an encoder-decoder (T5) embeds with its encoder
+  const std::string key = outputs.contains("encoder_output") ? "encoder_output" : outputs.contains("output") ? "output" : outputs.front().key();
+  const torch::Tensor features = outputs.at(key);
   if (a.json) {
     json out = json::array();
     for (std::size_t i = 0; i < a.texts.size(); ++i) {
@@ -115,6 +114,57 @@ void run_embed(const EmbedArgs& a) {
   } else {
     std::cout << a.output << "\n";
   }
+}
+
+struct GenerateArgs {
+  std::string weight, checkpoint, options = "{}";
+  std::vector<std::string> texts;
+  std::int64_t max_length = 512;  // T5Wrapper.generate's max_seq_len default
+  bool json = false;
+};
+
+// The weight's transform, greedy decoding (T5ModelImpl::generate), and SentencePiece's DecodeIds of
+// each row (the start token and the padding after </s> decode to nothing, as in T5Transform.decode).
+// With --checkpoint the model has the weight's configuration, updated by --options.
+void run_generate(const GenerateArgs& a) {
+  // a model name: its GENERATION weight (the one with the language-model head), else its DEFAULT
+  const WeightsRecord* named = nullptr;
+  if (a.weight.find('.') == std::string::npos)
+    for (const WeightsRecord* r : get_model_weights(a.weight))
+      if (r->value_name == "GENERATION") named = r;
+  const WeightsRecord& w = named ? *named : text_weight(a.weight);
+  const json steps = w.meta.extra.value("text_transform", json::array());
+  if (!steps.is_array() || steps.empty() || !steps[0].is_object() || steps[0].value("op", "") != "T5Transform")
+    throw UsageError(w.name(), "is not a T5 weight (mz generate decodes with T5 and its T5Transform)");
+  json options = parse_options(a.options, std::nullopt);
+  if (!a.checkpoint.empty() && w.meta.extra.contains("config")) {
+    json config = w.meta.extra.at("config");
+    config.update(options);
+    options = config;
+  }
+  const auto linear_head = [](const json& j, bool otherwise) {
+    return j.is_object() && j.contains("linear_head") && j["linear_head"].is_boolean() ? j["linear_head"].get<bool>()
+                                                                                       : otherwise;
+  };
+  if (!linear_head(options, linear_head(w.meta.extra.value("config", json::object()), true)))  // before any download
+    throw UsageError(w.name(), "generation needs the language-model head (linear_head; GENERATION weights)");
+  const text::TextTransform transform = text::TextTransform::from_record(w);
+  const auto* spm = dynamic_cast<const text::SentencePieceTokenizer*>(&transform.tokenizer());
+  Model model = build(w.model, a.checkpoint, a.checkpoint.empty() ? w.name() : "", options);
+  auto* t5 = dynamic_cast<T5ModelImpl*>(model.module.get());
+  if (!t5 || !spm) throw UsageError(w.name(), "is not a T5 weight (mz generate decodes with T5 and its T5Transform)");
+  model.module->eval();
+  torch::InferenceMode guard;
+  const torch::Tensor tokens = t5->generate(transform(a.texts), a.max_length, steps[0].value("eos_idx", std::int64_t{1}));
+  json out = json::array();
+  for (std::size_t i = 0; i < a.texts.size(); ++i) {
+    const torch::Tensor row = tokens[static_cast<std::int64_t>(i)].contiguous();
+    const std::vector<std::int64_t> ids(row.data_ptr<std::int64_t>(), row.data_ptr<std::int64_t>() + row.numel());
+    const std::string decoded = spm->decode(ids);
+    if (a.json) out.push_back({{"text", a.texts[i]}, {"ids", ids}, {"output", decoded}});
+    else std::cout << decoded << "\n";
+  }
+  if (a.json) std::cout << out.dump(1) << "\n";
 }
 
 }  // namespace
@@ -140,6 +190,18 @@ void add_text_commands(CLI::App& app) {
   embed->add_option("--output", ea->output, "Write the outputs and the ids ('input') to this safetensors file");
   embed->add_flag("--json", ea->json, "JSON per text: ids, shape of its features, and its first position's features");
   embed->callback([ea] { run_embed(*ea); });
+
+  auto ga = std::make_shared<GenerateArgs>();
+  auto* generate = app.add_subcommand("generate", "Greedy text generation with a T5 weight (its transform, model, decoding)");
+  generate->add_option("weight", ga->weight, "T5 weight with the language-model head, e.g. T5_Small_Weights.GENERATION "
+                                             "(or model: its GENERATION weight)")->required();
+  generate->add_option("texts", ga->texts, "Texts, e.g. \"translate English to German: Hello\"")->required();
+  generate->add_option("--checkpoint", ga->checkpoint,
+                       "Load this file into the weight's configuration (updated by --options) instead of its file");
+  generate->add_option("--options", ga->options, "Builder options as JSON");
+  generate->add_option("--max-length", ga->max_length, "At most this many decoding steps (default 512)");
+  generate->add_flag("--json", ga->json, "JSON per text: the generated ids (with the start token 0) and their text");
+  generate->callback([ga] { run_generate(*ga); });
 }
 
 }  // namespace mz::cli

@@ -23,7 +23,9 @@ from parity import SPECIAL, DEFAULT_SIZE, densenet_v1_key, mnasnet_v1, randomize
 sys.path.insert(0, os.path.join(HERE, "..", "audio"))
 from parity_audio import SPECIAL as AUDIO_SPECIAL  # noqa: E402  (the large speech encoders are extended)
 
-SPECIAL = {**SPECIAL, **AUDIO_SPECIAL}
+# T5 large / 3B / 11B hold 3, 11 and 45 GB of float32 at random init: bench them only with --extended.
+T5_SPECIAL = {m: {"extended": True} for m in ("t5_large", "t5_3b", "t5_11b")}
+SPECIAL = {**SPECIAL, **AUDIO_SPECIAL, **T5_SPECIAL}
 
 ENTRY_KEYS = {"weight", "model", "task", "default", "url", "hash_prefix", "sha256", "file_size", "meta",
               "transforms", "source"}

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Dump torchtext 0.14.1's encoder bundles as modelzoo weight-entry JSON (the schema of `mz list --json`).
+"""Dump torchtext 0.14.1's text bundles (RoBERTa / XLM-R encoders, the prototype T5 bundles) as modelzoo
+weight-entry JSON (the schema of `mz list --json`).
 
 Run with Debian's /usr/bin/python3. Debian's torchtext has no C++ extension, so the models import
 through the shim of the research notes, and each bundle's transform is read by calling its factory
@@ -23,6 +24,40 @@ BUNDLES = {
     "XLMR_BASE_ENCODER": ("xlmr_base", "XLMR_Base_Weights.ENCODER"),
     "XLMR_LARGE_ENCODER": ("xlmr_large", "XLMR_Large_Weights.ENCODER"),
 }
+
+
+# T5 bundles: T5_{SIZE}{_ENCODER,,_GENERATION} -> (builder, weight); FULL (T5Conf's defaults) is DEFAULT.
+T5_SIZES = {"SMALL": "Small", "BASE": "Base", "LARGE": "Large", "3B": "3B", "11B": "11B"}
+T5_BUNDLES = {f"T5_{size}{suffix}": (f"t5_{size.lower()}", f"T5_{name}_Weights.{value}", value == "FULL")
+              for size, name in T5_SIZES.items()
+              for suffix, value in (("_ENCODER", "ENCODER"), ("", "FULL"), ("_GENERATION", "GENERATION"))}
+
+
+def record_t5_transform(bundle, bundler):
+    """T5Transform(sp_model_path, max_seq_len, eos_idx, padding_idx) as data: one step."""
+    saved = bundler.T5Transform
+    try:
+        bundler.T5Transform = lambda *args, **kwargs: [dict(
+            {"op": "T5Transform"}, **dict(zip(["sp_model_path", "max_seq_len", "eos_idx", "padding_idx"], args)), **kwargs)]
+        return bundle.transform()
+    finally:
+        bundler.T5Transform = saved
+
+
+def entry(weight, model, default, url, num_params, doc, extra):
+    return {
+        "weight": weight,
+        "model": model,
+        "task": "text",
+        "default": default,
+        "url": url,
+        "hash_prefix": "",
+        "meta": {"num_params": num_params, "min_size": None, "categories": None, "metrics": {},
+                 "recipe": "", "docs": re.sub(r"\s+", " ", doc or "").strip()},
+        "extra_meta_keys": sorted(extra),
+        "extra": extra,
+        "transforms": {"preset": "TextTransform"},
+    }
 
 
 def record_transform(bundle, bundler):
@@ -94,19 +129,21 @@ def main():
             "text_transform": record_transform(bundle, bundler),
             "padding_value": conf.padding_idx,
         }
-        out.append({
-            "weight": weight,
-            "model": model,
-            "task": "text",
-            "default": True,
-            "url": bundle._path,
-            "hash_prefix": "",
-            "meta": {"num_params": num_params, "min_size": None, "categories": None, "metrics": {},
-                     "recipe": "", "docs": re.sub(r"\s+", " ", bundle.__doc__ or "").strip()},
-            "extra_meta_keys": sorted(extra),
-            "extra": extra,
-            "transforms": {"preset": "TextTransform"},
-        })
+        out.append(entry(weight, model, True, bundle._path, num_params, bundle.__doc__, extra))
+    import torchtext.prototype.models as prototype
+    from torchtext.prototype.models.t5 import bundler as t5_bundler
+    for bundle_name, (model, weight, default) in T5_BUNDLES.items():
+        bundle = getattr(prototype, bundle_name)
+        conf = bundle.config
+        # meta parameters (device="meta" reaches the attention projections, which torchtext allocates itself)
+        num_params = sum(p.numel() for p in on_meta(lambda: prototype.T5Model(conf, device="meta")).parameters())
+        extra = {
+            "bundle": bundle_name,
+            "config": dataclasses.asdict(conf),
+            "text_transform": record_t5_transform(bundle, t5_bundler),
+            "padding_value": conf.padding_idx,
+        }
+        out.append(entry(weight, model, default, bundle._path, num_params, bundle.__doc__, extra))
     with open(sys.argv[1], "w") as f:
         json.dump(out, f, indent=1)
 

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import torch
@@ -24,25 +23,12 @@ sys.path.insert(0, os.path.join(HERE, "..", "oracle"))
 import gpt2_reference  # noqa: E402
 import make_vocab  # noqa: E402
 import st  # noqa: E402
+from cli_checks import check, run, summary  # noqa: E402
 import tt_shim  # noqa: E402
 
 CORPUS = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "corpus", "text"))
 TINY = {"vocab_size": 100, "embedding_dim": 16, "ffn_dimension": 24, "padding_idx": 1, "max_seq_len": 40,
         "num_attention_heads": 2, "num_encoder_layers": 2, "dropout": 0.1, "scaling": None, "normalize_before": False}
-failures, checks = [], [0]
-
-
-def check(name, ok, detail=""):
-    checks[0] += 1
-    print(f"{'ok  ' if ok else 'FAIL'} {name}" + ("" if ok else f": {detail}"), flush=True)
-    if not ok:
-        failures.append(name)
-
-
-def run(mz, args, env):
-    return subprocess.run([mz, *args], capture_output=True, text=True, env=env)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mz", required=True)
@@ -134,8 +120,7 @@ def main():
     r = run(a.mz, ["tokenize", "ResNet50_Weights.IMAGENET1K_V2", "hi"], env)
     check("mz tokenize on an image weight is a usage error", r.returncode == 2 and "not a text weight" in r.stderr,
           r.stderr)
-    print(f"text cli: {checks[0] - len(failures)} passed, {len(failures)} failed")
-    return 1 if failures else 0
+    return summary("text cli")
 
 
 if __name__ == "__main__":

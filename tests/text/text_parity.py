@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Numerical parity of every registered text encoder with torchtext 0.14.1's RobertaModel.
 
-For each text model in the registry (`mz list --models --json`, task "text") and each case below,
+For each RoBERTa-family text model in the registry (`mz list --models --json`, task "text", a
+RobertaEncoderConf config; T5 is t5_parity.py's) and each case below,
 build torchtext's RobertaModel (with the case's head, if any) from the case's RobertaEncoderConf,
 perturb every parameter, save it (torch.save zip, legacy torch.save with torchtext's *old* layer names,
 or safetensors), run `mz forward --checkpoint` on token ids, and compare with torchtext's output in
@@ -139,9 +140,11 @@ def main():
     torch.set_num_threads(1)
     os.makedirs(a.work, exist_ok=True)
     listed = json.loads(subprocess.check_output([a.mz, "list", "--models", "--json"]))
-    models = [m for m in listed if m["task"] == "text" and (not a.models or m["model"] in a.models)]
     weights = {e["model"]: e for e in json.loads(subprocess.check_output([a.mz, "list", "--json"]))
                if e["task"] == "text" and e["default"]}
+    # the RobertaModel family (a RobertaEncoderConf config); T5 has its own test, t5_parity.py
+    models = [m for m in listed if m["task"] == "text" and (not a.models or m["model"] in a.models)
+              and "normalize_before" in weights[m["model"]]["meta"]["config"]]
     runs = []
     for m in models:
         spec = SPECIAL.get(m["model"], {})

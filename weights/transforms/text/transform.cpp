@@ -106,6 +106,11 @@ TextTransform TextTransform::from_record(const WeightsRecord& record) {
                                                        fetch_asset(record, step.at("vocab_bpe_path").get<std::string>()));
       } else if (op == "SentencePieceTokenizer") {
         tokenizer = std::make_shared<SentencePieceTokenizer>(fetch_asset(record, step.at("sp_model_path").get<std::string>()));
+      } else if (op == "T5Transform") {  // SentencePiece ids -> Truncate -> eos appended -> padded
+        tokenizer = std::make_shared<SentencePieceTokenizer>(fetch_asset(record, step.at("sp_model_path").get<std::string>()));
+        options.max_seq_len = step.at("max_seq_len").get<std::int64_t>();
+        options.end_token = step.at("eos_idx").get<std::int64_t>();
+        options.padding_value = step.at("padding_idx").get<std::int64_t>();
       } else if (op == "VocabTransform") {
         vocab = Vocab::load(fetch_asset(record, step.at("vocab").get<std::string>()));
       } else if (op == "Truncate") {
