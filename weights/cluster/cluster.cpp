@@ -9,6 +9,9 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -212,6 +215,26 @@ int env_int(const char* name) {
   return static_cast<int>(v);
 }
 
+// Sends stderr to /dev/null for its lifetime.
+class QuietStderr {
+ public:
+  QuietStderr() : saved_(::dup(2)) {
+    const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (saved_ >= 0 && null >= 0) ::dup2(null, 2);
+    if (null >= 0) ::close(null);
+  }
+  ~QuietStderr() {
+    if (saved_ < 0) return;
+    ::dup2(saved_, 2);
+    ::close(saved_);
+  }
+  QuietStderr(const QuietStderr&) = delete;
+  QuietStderr& operator=(const QuietStderr&) = delete;
+
+ private:
+  int saved_;
+};
+
 // The store torchrun's environment names: rank 0 serves it at MASTER_ADDR:MASTER_PORT unless the
 // agent does (TORCHELASTIC_USE_AGENT_STORE=True, as torchrun sets it, or a Python server); with
 // MZ_STORE_FILE, a FileStore on a shared file system instead.
@@ -235,6 +258,7 @@ std::shared_ptr<Group> group_from_env(const std::string& subject) {
   t.waitWorkers = false;
   t.timeout = std::min<std::chrono::milliseconds>(o.timeout, std::chrono::seconds(300));
   try {
+    const QuietStderr quiet;  // c10d logs its connection failures through glog; the HubError below says it once
     return std::make_shared<Group>(c10::make_intrusive<c10d::TCPStore>(host, t), o, t.isServer);
   } catch (const std::exception& e) {
     throw HubError(subject, std::string(t.isServer ? "cannot serve" : "cannot reach") + " the c10d store at " + host +
