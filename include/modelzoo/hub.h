@@ -26,7 +26,7 @@ struct FetchOptions {
 // retries, mirrors, locking) when needed. Throws mz::HubError naming the weight/URL and reason.
 // With an active lock file (MZ_LOCKFILE, --lock, LockFile::activate) the record must be in the lock and
 // the file must have the locked digest. Under torchrun (or with a store passed to mz::cluster, in the
-// LibTorch-linked library) one rank per cache downloads and the others wait for it (README "Fleets").
+// LibTorch-linked library) one rank per cache downloads and the others wait for it (README "One download per cluster").
 std::string fetch(const WeightsRecord& record, const FetchOptions& options = {});
 
 // fetch() without any coordination between processes beyond the cache's own file lock; the lock

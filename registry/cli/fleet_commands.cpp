@@ -1,4 +1,4 @@
-// mz lock | mz lock --check | mz mirror: the lock files and mirrors of a fleet (README "Fleets").
+// mz lock | mz lock --check | mz mirror: the lock files and mirrors of a fleet (README "Lock files", "Mirrors").
 // LibTorch-free: runs in the `mz` front end.
 #include <sys/stat.h>
 
