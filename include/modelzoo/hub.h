@@ -142,6 +142,10 @@ class LockFile {
 
 namespace mz::hub {
 
+// The record as a lock pins its file: the record itself when the URLs agree (so the cache path stays the
+// record's), else a copy with the locked URL, digest and size (the registry moved the file since).
+WeightsRecord pinned(const WeightsRecord& record, const LockedFile& file);
+
 // What a lock pins for a record and its assets. A file whose record lacks the full digest or the size
 // is fetched (with whatever lock is active) to learn them: trust on first use, marked as such.
 LockEntry lock_entry(const WeightsRecord& record);

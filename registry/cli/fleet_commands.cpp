@@ -72,14 +72,7 @@ void run_lock(const LockArgs& a) {
 
 // A locked file in the cache, re-hashed: "" when it matches, "not cached" when absent, else the mismatch.
 std::string check_cached_file(const WeightsRecord& owner, const LockedFile& f, bool asset) {
-  WeightsRecord r = asset ? hub::asset_record(owner, f.url) : owner;
-  std::string path = hub::cache_path(r);
-  if (r.url != f.url) {  // the registry moved: the lock's file lives under the locked URL and digest
-    r.url = f.url;
-    r.sha256 = f.sha256;
-    r.file_size = f.size;
-    path = hub::cache_path(r);
-  }
+  const std::string path = hub::cache_path(hub::pinned(asset ? hub::asset_record(owner, f.url) : owner, f));
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return "not cached";
   const std::string bad = hub::detail::check({f.sha256, "", f.size}, hub::detail::sha256_file(path),
@@ -171,7 +164,7 @@ void run_mirror(const MirrorArgs& a) {
     }
     const LockFile lock = LockFile::load(arg);
     lock.activate();  // every file verified against the lock's digest
-    for (const LockEntry& e : lock.entries()) place(get_weight(e.weight));
+    for (const LockEntry& e : lock.entries()) place(hub::pinned(get_weight(e.weight), e.file));
     LockFile::deactivate();
   }
   std::cout << "mirrored " << n << " file(s) into " << a.to << " (manifest " << hub::kMirrorManifest << ")" << std::endl;

@@ -8,6 +8,7 @@ import sys
 import time
 
 from hubtest import MZ, HubCase, Nginx, free_port, kill, read
+from test_e2e import MAKE_FIXTURE, load_safetensor
 
 MiB = 1 << 20
 PYTHON = "/usr/bin/python3"  # Debian's, with torch.distributed
@@ -59,6 +60,30 @@ class Cluster(HubCase):
         self.assertEqual(len(self.assert_all_load(results, self.data)), 1)
         self.assertEqual([r["status"] for r in self.transfers()], [200])
         self.assertFalse(any("waiting for another process" in r[2] for r in results))  # no flock waits
+
+    def test_four_ranks_build_and_run_a_model(self):
+        """The builders' fetch path (mz forward --weights) coordinates too; every rank loads the weights."""
+        subprocess.run([PYTHON, "-c", MAKE_FIXTURE, self.www], check=True)
+        ckpt = read(os.path.join(self.www, "r18.pth"))
+        name = self.add("R18", self.nginx.url("r18.pth"), ckpt,
+                        meta={"categories": [f"class{i}" for i in range(10)], "num_params": 11181642})
+        x = os.path.join(self.www, "in.safetensors")
+        outs = [self.path(f"out{r}.safetensors") for r in range(4)]
+        procs = []
+        for rank in range(4):
+            e = dict(self.env, RANK=str(rank), WORLD_SIZE="4", LOCAL_RANK=str(rank), MZ_NUM_THREADS="1")
+            if rank:
+                e["MZ_OFFLINE"] = "1"
+            procs.append(subprocess.Popen([MZ, "forward", "resnet18", "--weights", name, "--input", x, "--output",
+                                           outs[rank]], env=e, stderr=subprocess.PIPE, text=True, errors="replace"))
+        errs = [p.communicate(timeout=300)[1] for p in procs]
+        self.assertEqual([p.returncode for p in procs], [0] * 4, errs)
+        want = load_safetensor(os.path.join(self.www, "expected.safetensors"), "output")
+        for out in outs:
+            shape, got = load_safetensor(out, "output")
+            self.assertEqual(shape, want[0])
+            self.assertLess(max(abs(a - b) for a, b in zip(got, want[1])), 1e-4)
+        self.assertEqual([r["status"] for r in self.transfers("/r18.pth")], [200])
 
     def test_one_transfer_per_node_and_per_cluster_with_a_shared_cache(self):
         node_cache = lambda r: {"MZ_CACHE_DIR": self.path(f"cache-node{r // 2}")}  # noqa: E731

@@ -120,6 +120,19 @@ class Fleet(HubCase):
         self.assert_fails(p, 5, "does not match the lock file", f"expected {other}")
         self.assertEqual(read(path), self.a)
 
+    def test_a_moved_record_fetches_the_locked_url(self):
+        self.lock(self.A)
+        self.put("old/a-11111111.pth", self.a)
+        j = self.read_lock()
+        j["weights"][0]["url"] = self.nginx.url("old/a-11111111.pth")  # the registry moved A since the lock
+        self.write_lock(j)
+        self.assertEqual(read(self.download(self.A, env={"MZ_LOCKFILE": self.lockfile})), self.a)
+        self.assertEqual([r["path"] for r in self.nginx.requests()], ["/old/a-11111111.pth"])
+        mirror = self.path("mirror")
+        self.mz("mirror", self.lockfile, "--to", mirror)
+        with open(os.path.join(mirror, "modelzoo-mirror.json")) as f:
+            self.assertEqual(json.load(f)["files"]["a-11111111.pth"]["url"], self.nginx.url("old/a-11111111.pth"))
+
     def test_text_assets_are_enforced_too(self):
         env = self.serve_roberta()
         self.lock("roberta_base", env=env)

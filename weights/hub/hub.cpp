@@ -159,11 +159,7 @@ std::pair<WeightsRecord, Expect> locked(const WeightsRecord& r) {
     throw HubError(owner, "not in the lock file " + lock->source() + "; add it with: mz lock --add " + owner +
                               " --output " + lock->source());
   if (file->url == r.url) return {r, Expect{file->sha256, r.hash_prefix, file->size}};
-  WeightsRecord moved = r;  // the registry moved the file: fetch what the lock pins
-  moved.url = file->url;
-  moved.sha256 = file->sha256;
-  moved.file_size = file->size;
-  moved.hash_prefix.clear();
+  const WeightsRecord moved = pinned(r, *file);
   return {moved, Expect::of(moved)};
 }
 
@@ -347,6 +343,16 @@ std::vector<std::string> sources(const WeightsRecord& record) {
 std::string cache_path(const WeightsRecord& record) { return layout(record).file; }
 
 std::string mirror_name(const std::string& url) { return url_basename(url); }
+
+WeightsRecord pinned(const WeightsRecord& record, const LockedFile& file) {
+  if (record.url == file.url) return record;
+  WeightsRecord moved = record;
+  moved.url = file.url;
+  moved.sha256 = file.sha256;
+  moved.file_size = file.size;
+  moved.hash_prefix.clear();
+  return moved;
+}
 
 std::vector<std::string> asset_urls(const WeightsRecord& record) {
   std::vector<std::string> out;
