@@ -67,7 +67,8 @@ bool verify_cached(const CacheEntry& entry, std::string* reason = nullptr);
 
 // Where the record's file lives in the cache (whether or not it is there yet).
 std::string cache_path(const WeightsRecord& record);
-// The record's cache entry when its file is cached and passes the cheap check (size + stamp).
+// The record's cache entry when its file is cached and passes the cheap check (size + stamp), against the
+// active lock's digest when there is one.
 std::optional<CacheEntry> cached(const WeightsRecord& record);
 // True when MZ_OFFLINE is 1/true/yes/on: no network at all.
 bool offline();

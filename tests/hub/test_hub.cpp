@@ -326,7 +326,7 @@ TEST_CASE("cluster: a store passed from C++; the leader's failure, a silent lead
   mz::cluster::use_store(store, o);
   const std::string id = detail::sha256_hex(r.name() + "\n" + r.url).substr(0, 16);
   auto set = [&](const std::string& key, const std::string& value) {
-    store->set("modelzoo/fetch/" + id + "/" + key, std::vector<std::uint8_t>(value.begin(), value.end()));
+    store->set("modelzoo/fetch/r0/" + id + "/" + key, std::vector<std::uint8_t>(value.begin(), value.end()));
   };
   // 1st fetch: rank 0 reports a typed failure; this rank raises the same error without touching the network.
   set("0/0", R"({"ok": false, "type": "HubError", "subject": "HubTest_Weights.C", "reason": "HTTP 404"})");
@@ -338,20 +338,20 @@ TEST_CASE("cluster: a store passed from C++; the leader's failure, a silent lead
   CHECK_THROWS_WITH_AS(hub::fetch(r), "HubTest_Weights.C: timed out after 1.5 s waiting for rank 0 to fetch it "
                                       "(MZ_STORE_TIMEOUT)", mz::HubError);
   // 4th: rank 0 showed signs of life, then went silent.
-  store->add("modelzoo/fetch/" + id + "/3/0/beat", 1);
+  store->add("modelzoo/fetch/r0/" + id + "/3/0/beat", 1);
   CHECK_THROWS_WITH_AS(hub::fetch(r), doctest::Contains("rank 0 stopped while fetching it (no sign of life for 0.5 s"),
                        mz::HubError);
   CHECK(requests("/c.pth") == 0);
-  CHECK(store->add("modelzoo/fetch/" + id + "/0/done", 0) == 1);  // this rank read the outcome
+  CHECK(store->add("modelzoo/fetch/r0/" + id + "/0/done", 0) == 1);  // this rank read the outcome
 
   // As rank 0 of that world, this process fetches and publishes the outcome for rank 1.
   o.rank = 0;
   mz::cluster::use_store(store, o);
   const std::string path = hub::fetch(r);
-  const auto outcome = store->get("modelzoo/fetch/" + id + "/0/0");
+  const auto outcome = store->get("modelzoo/fetch/r0/" + id + "/0/0");
   CHECK(nlohmann::json::parse(std::string(outcome.begin(), outcome.end())) ==
         nlohmann::json{{"ok", true}, {"path", path}});
-  CHECK(store->add("modelzoo/fetch/" + id + "/0/0/beat", 0) >= 1);
+  CHECK(store->add("modelzoo/fetch/r0/" + id + "/0/0/beat", 0) >= 1);
   mz::cluster::stop_using_store();
   CHECK(requests("/c.pth") == 1);
 }

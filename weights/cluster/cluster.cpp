@@ -1,10 +1,11 @@
 // One download per cache over a c10d store (README "One download per cluster"). Lives in the
 // LibTorch-linked library and installs itself as the hub's coordinator; the hub stays LibTorch-free.
 //
-// Keys, under the PrefixStore "modelzoo": for the n-th fetch of a weight (id = its name and URL)
-//   fetch/<id>/<n>/<leader>         the outcome, set by the leader: {"ok": true, "path"} or the error
-//   fetch/<id>/<n>/<leader>/beat    a counter the leader bumps every 250 ms while it works
-//   fetch/<id>/<n>/done             how many ranks have the outcome (the server's rank waits for all at exit)
+// Keys, under the PrefixStore "modelzoo": for the n-th fetch of a weight (id = its name and URL) in attempt
+// R of the job (TORCHELASTIC_RESTART_COUNT, 0 without torchrun)
+//   fetch/rR/<id>/<n>/<leader>         the outcome, set by the leader: {"ok": true, "path"} or the error
+//   fetch/rR/<id>/<n>/<leader>/beat    a counter the leader bumps every 250 ms while it works
+//   fetch/rR/<id>/<n>/done             how many ranks have the outcome (the server's rank waits for all at exit)
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -86,9 +87,13 @@ class Group {
 
   std::string fetch(const WeightsRecord& r, const hub::FetchOptions& options) {
     const std::string id = hd::sha256_hex(r.name() + "\n" + r.url).substr(0, 16);
-    const std::string base = "fetch/" + id + "/" + std::to_string(sequence_[id]++);
+    std::string base;
+    {
+      std::lock_guard<std::mutex> guard(sequence_mu_);
+      base = "fetch/r" + restart_ + "/" + id + "/" + std::to_string(sequence_[id]++);
+      if (hosts_server_) done_keys_.push_back(base + "/done");
+    }
     const std::string key = base + "/" + std::to_string(leader_), done = base + "/done";
-    if (hosts_server_) done_keys_.push_back(done);
     if (o_.rank == leader_) return lead(r, options, key, done);
     return follow(r, key, done);
   }
@@ -193,6 +198,9 @@ class Group {
   bool hosts_server_;
   int leader_ = 0;
   std::mutex mu_;
+  // torchrun restarts a failed job's workers against the same store: their keys must not see the last attempt's
+  std::string restart_ = hd::env_str("TORCHELASTIC_RESTART_COUNT", "0");
+  std::mutex sequence_mu_;
   std::map<std::string, std::int64_t> sequence_;
   std::vector<std::string> done_keys_;
 };

@@ -378,11 +378,12 @@ WeightsRecord asset_record(const WeightsRecord& owner, const std::string& url) {
   return asset;
 }
 
-std::optional<CacheEntry> cached(const WeightsRecord& record) {
+std::optional<CacheEntry> cached(const WeightsRecord& unlocked) {
+  const auto [record, expect] = locked(unlocked);
   const Layout l = layout(record);
   struct stat st {};
   if (::stat(l.file.c_str(), &st) != 0) return std::nullopt;
-  return check_cached(record, Expect::of(record), l, false);
+  return check_cached(record, expect, l, false);
 }
 
 std::string fetch(const WeightsRecord& record, const FetchOptions& options) {
@@ -395,10 +396,9 @@ void set_coordinator(Coordinator c) {
   coordinator_slot() = std::move(c);
 }
 
-std::string fetch_cached(const WeightsRecord& unlocked) {
-  const auto [record, expect] = locked(unlocked);
-  const Layout l = layout(record);
-  return check_cached(record, expect, l, false) ? l.file : "";
+std::string fetch_cached(const WeightsRecord& record) {
+  const auto e = cached(record);
+  return e ? e->path : "";
 }
 
 std::string fetch_local(const WeightsRecord& unlocked, const FetchOptions& options) {
