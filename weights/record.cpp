@@ -6,6 +6,7 @@
 #include <regex>
 #include <unordered_map>
 
+#include "modelzoo/hub.h"
 #include "modelzoo/weights.h"
 #include "weights/suggest.h"
 
@@ -193,6 +194,15 @@ const WeightsRecord& Weights::record() const {
 const WeightsRecord& get_weight(const std::string& full_name) {
   if (const WeightsRecord* r = find_weights(full_name)) return *r;
   const auto dot = full_name.find('.');
+  if (dot != std::string::npos && full_name.substr(dot + 1) == "DEFAULT")
+    if (const auto lock = LockFile::active()) {  // DEFAULT means what it meant when the lock was written
+      const std::string enum_name = full_name.substr(0, dot);
+      const auto it = lock->defaults().find(enum_name);
+      if (it == lock->defaults().end())
+        throw HubError(full_name, "the lock file " + lock->source() + " pins no DEFAULT for " + enum_name +
+                                      "; add it with: mz lock --add " + full_name + " --output " + lock->source());
+      return get_weight(enum_name + "." + it->second);
+    }
   if (dot != std::string::npos && full_name.substr(dot + 1) == "DEFAULT")
     for (const WeightsRecord* r : all_weights())
       if (r->is_default && r->enum_name == full_name.substr(0, dot)) return *r;

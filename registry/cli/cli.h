@@ -12,6 +12,7 @@ namespace mz::cli {
 
 void add_model_commands(CLI::App& app);  // list, info, convert, forward, bench   (model_commands.cpp)
 void add_hub_commands(CLI::App& app);    // download, verify, cache              (hub_commands.cpp)
+void add_fleet_commands(CLI::App& app);  // lock, mirror                         (fleet_commands.cpp)
 void add_predict_commands(CLI::App& app);  // predict, preprocess                (predict_commands.cpp)
 void add_doctor_commands(CLI::App& app);   // doctor                             (doctor_commands.cpp)
 void add_text_commands(CLI::App& app);     // tokenize, embed                    (text_commands.cpp)

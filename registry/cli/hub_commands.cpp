@@ -1,4 +1,4 @@
-// mz download | verify | cache ls|rm|prune|dir
+// mz download | verify | cache ls|rm|prune|dir (and, from fleet_commands.cpp, lock | mirror)
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -145,6 +145,7 @@ void add_hub_commands(CLI::App& app) {
   cache->add_subcommand("prune", "Remove partial downloads, orphans and files that fail their digest")
       ->callback(run_cache_prune);
   cache->add_subcommand("dir", "Print the cache root")->callback([] { std::cout << hub::cache_dir() << std::endl; });
+  add_fleet_commands(app);
 }
 
 }  // namespace mz::cli

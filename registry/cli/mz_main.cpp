@@ -1,6 +1,7 @@
-// mz, the front end. download, verify and cache run here, in a program without LibTorch, so they
-// start in milliseconds; every other command (and --help) is executed by `mz-torch`, installed next
-// to this program, with the same arguments.
+// mz, the front end. download, verify, cache, lock and mirror run here, in a program without LibTorch,
+// so they start in milliseconds; every other command (and --help) is executed by `mz-torch`, installed
+// next to this program, with the same arguments. So is `download` under torchrun (RANK and WORLD_SIZE
+// set): one download per cache over c10d needs LibTorch (README "One download per cluster").
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,10 +16,12 @@
 namespace {
 
 bool is_hub_command(const char* arg) {
-  for (const char* c : {"download", "verify", "cache"})
+  for (const char* c : {"download", "verify", "cache", "lock", "mirror"})
     if (std::strcmp(arg, c) == 0) return true;
   return false;
 }
+
+bool in_torchrun() { return std::getenv("RANK") && std::getenv("WORLD_SIZE"); }
 
 [[noreturn]] void exec_torch_cli(char** argv) {
   char self[PATH_MAX];
@@ -33,7 +36,8 @@ bool is_hub_command(const char* arg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || !is_hub_command(argv[1])) exec_torch_cli(argv);
+  if (argc < 2 || !is_hub_command(argv[1]) || (std::strcmp(argv[1], "download") == 0 && in_torchrun()))
+    exec_torch_cli(argv);
   CLI::App app;
   mz::cli::add_hub_commands(app);
   return mz::cli::run(app, argc, argv);

@@ -1,6 +1,9 @@
 // What both mz programs do around their subcommands: the unknown-command check and one-line errors.
 #include <unistd.h>
 
+#include <cstdlib>
+#include <functional>
+
 #include <iostream>
 #include <string>
 
@@ -17,8 +20,18 @@ bool stderr_is_tty() { return ::isatty(2) == 1; }
 int run(CLI::App& app, int argc, char** argv, int (*other_exit_code)(const std::exception&)) {
   app.name("mz");
   app.description("mz: torchvision's models and weights for LibTorch.\n"
-                  "Environment: MZ_CACHE_DIR, MZ_OFFLINE=1, MZ_MIRROR, MZ_MANIFEST, MZ_CA_BUNDLE (see README).");
+                  "Environment: MZ_CACHE_DIR, MZ_OFFLINE=1, MZ_MIRROR, MZ_MANIFEST, MZ_LOCKFILE, MZ_CA_BUNDLE,\n"
+                  "MZ_SHARED_CACHE, MZ_STORE_TIMEOUT (see README).");
   app.require_subcommand(1);
+  // Options of the program (--lock) after the command's name too.
+  std::function<void(CLI::App*)> fall_through = [&](CLI::App* a) {
+    a->fallthrough();
+    for (auto* sub : a->get_subcommands({})) fall_through(sub);
+  };
+  fall_through(&app);
+  app.add_option_function<std::string>(
+      "--lock", [](const std::string& path) { ::setenv("MZ_LOCKFILE", path.c_str(), 1); },
+      "A lock file every weight must come from (as MZ_LOCKFILE; see mz lock)");
   app.set_help_all_flag("--help-all", "Help for every subcommand");
   try {
     if (argc > 1 && argv[1][0] != '-') {

@@ -46,12 +46,14 @@ def wait_for_port(port, proc, timeout=10):
 class Nginx:
     """nginx-light on 127.0.0.1, one process, everything (pid, logs, temp) inside `workdir`."""
 
-    def __init__(self, root, workdir, tls=None):
+    def __init__(self, root, workdir, tls=None, rate=None, name="nginx"):
         self.root, self.workdir, self.tls = root, workdir, tls  # tls: (cert.pem, key.pem)
-        self.access_log = os.path.join(workdir, "access.log")
+        self.rate = rate  # e.g. "2m": nginx's limit_rate, bytes per second per response
+        self.name = name  # several servers in one workdir: their own conf, logs and temp dirs
+        self.access_log = os.path.join(workdir, name + ".access.log" if name != "nginx" else "access.log")
         for _ in range(5):
             self.port = free_port()
-            conf = os.path.join(workdir, "nginx.conf")
+            conf = os.path.join(workdir, self.name + ".conf")
             with open(conf, "w") as f:
                 f.write(self.config())
             self.proc = subprocess.Popen([NGINX, "-c", conf, "-p", workdir, "-e", os.path.join(workdir, "error.log")],
@@ -64,18 +66,19 @@ class Nginx:
         raise RuntimeError("could not start nginx; see " + os.path.join(workdir, "error.log"))
 
     def config(self):
-        w = self.workdir
-        temps = "".join(f"  {k}_temp_path {w}/tmp_{k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        w, n = self.workdir, self.name
+        temps = "".join(f"  {k}_temp_path {w}/{n}_tmp_{k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         return f"""daemon off;
 master_process off;
 worker_processes 1;
-pid {w}/nginx.pid;
+pid {w}/{n}.pid;
 error_log {w}/error.log;
 events {{ worker_connections 256; }}
 http {{
   log_format mz escape=json '{{"path":"$uri","range":"$http_range","if_range":"$http_if_range","status":$status,"sent":$body_bytes_sent}}';
   access_log {self.access_log} mz;
 {temps}  sendfile on;
+{f"  limit_rate {self.rate};{chr(10)}" if self.rate else ""}
   server {{
     listen 127.0.0.1:{self.port}{" ssl" if self.tls else ""};
     root {self.root};
@@ -194,7 +197,7 @@ class HubCase(unittest.TestCase):
     def mz(self, *args, env=None, check=True, timeout=120):
         e = dict(self.env)
         e.update(env or {})
-        p = subprocess.run([MZ, *args], env=e, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run([MZ, *args], env=e, capture_output=True, text=True, errors="replace", timeout=timeout)
         if check and p.returncode != 0:
             self.fail(f"mz {' '.join(args)} exited {p.returncode}: {p.stderr.strip()}")
         return p

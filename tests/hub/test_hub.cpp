@@ -1,5 +1,8 @@
 // Hub unit tests: SHA-256, checks, environment parsing, the transfer layer (pipeline, resume,
 // progress) and fetch() from threads. Run by with_nginx.py, which serves MZ_TEST_WWW on loopback.
+// LibTorch (glog) before doctest: both define CHECK, and doctest's must win.
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
+
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -13,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "modelzoo/cluster.h"
 #include "modelzoo/hub.h"
 #include "weights/hub/hub_impl.h"
 
@@ -240,4 +244,114 @@ TEST_CASE("offline: cached works, uncached names the weights") {
                        mz::HubError);
   unsetenv("MZ_OFFLINE");
   CHECK(requests("/nothere.pth") == 0);
+}
+
+// ---- lock files (mz::LockFile) and mz::cluster ------------------------------------------------
+
+namespace {
+std::string lock_json(const std::string& weight, const std::string& url, const std::string& sha256, std::size_t size) {
+  return nlohmann::json{{"modelzoo_lock", 1},
+                        {"weights", {{{"weight", weight}, {"url", url}, {"sha256", sha256}, {"size", size},
+                                      {"trust", "first-use"}}}}}
+      .dump();
+}
+}  // namespace
+
+TEST_CASE("lock file: malformed ones are HubErrors naming the file") {
+  CHECK_THROWS_WITH_AS(mz::LockFile::parse("[1,", "l.json"), "l.json: not a lock file: not JSON", mz::HubError);
+  CHECK_THROWS_WITH_AS(mz::LockFile::parse(R"({"modelzoo_lock": "1", "weights": []})", "l.json"),
+                       "l.json: unknown lock file schema: \"modelzoo_lock\": \"1\" (this mz reads version 1)",
+                       mz::HubError);
+  CHECK_THROWS_WITH_AS(mz::LockFile::parse(R"({"modelzoo_lock": 1})", "l.json"), "l.json: missing \"weights\"",
+                       mz::HubError);
+  CHECK_THROWS_WITH_AS(
+      mz::LockFile::parse(R"({"modelzoo_lock": 1, "weights": [], "defaults": {"A_Weights": "V1"}})", "l.json"),
+      "l.json: defaults.A_Weights: names A_Weights.V1, which the lock does not list", mz::HubError);
+  const std::string ok = lock_json("A_Weights.V1", "http://x/a.pth", std::string(64, 'a'), 3);
+  const mz::LockFile lock = mz::LockFile::parse(ok, "l.json");
+  REQUIRE(lock.find("A_Weights.V1"));
+  CHECK(lock.find("A_Weights.V1")->file.first_use);
+  CHECK(mz::LockFile::parse(lock.to_json().dump(), "again").to_json() == lock.to_json());
+  CHECK_THROWS_WITH_AS(mz::LockFile::activate("/nonexistent/mz.lock"), "/nonexistent/mz.lock: cannot read the lock file",
+                       mz::HubError);
+}
+
+TEST_CASE("lock file: a digest that differs is an error even when the 8-hex prefix matches") {
+  Sandbox box;
+  const std::string data = random_bytes(20000, 15);
+  write(env("MZ_TEST_WWW") + "/p.pth", data);
+  mz::WeightsRecord r = record("P", "p.pth", data);
+  const std::string digest = r.sha256;
+  r.sha256.clear();  // as upstream: only the prefix in the file name
+  r.file_size.reset();
+  r.hash_prefix = digest.substr(0, 8);
+  const std::string other = digest.substr(0, 8) + std::string(56, '0');
+
+  mz::LockFile::parse(lock_json(r.name(), r.url, other, data.size()), "pinned.lock").activate();
+  CHECK_THROWS_WITH_AS(hub::fetch(r), ("HubTest_Weights.P: " + r.url + ": sha256 mismatch: expected " + other +
+                                       ", got " + digest).c_str(),
+                       mz::HubError);
+  mz::LockFile::deactivate();
+  const std::string path = hub::fetch(r);  // without the lock, the prefix is all there is to check
+
+  mz::LockFile::parse(lock_json(r.name(), r.url, other, data.size()), "pinned.lock").activate();
+  CHECK_THROWS_WITH_AS(hub::fetch(r), ("HubTest_Weights.P: the cached file " + path +
+                                       " does not match the lock file pinned.lock: sha256 mismatch: expected " + other +
+                                       ", got " + digest + "; re-lock it (mz lock) or remove it (mz cache rm "
+                                       "HubTest_Weights.P)").c_str(),
+                       mz::HubError);
+  CHECK(read(path) == data);  // the registry's file stays
+  mz::LockFile::parse(lock_json(r.name(), r.url, digest, data.size()), "right.lock").activate();
+  CHECK(hub::fetch(r) == path);
+  const mz::WeightsRecord q = record("Q", "p.pth", data);
+  CHECK_THROWS_WITH_AS(hub::fetch(q),
+                       "HubTest_Weights.Q: not in the lock file right.lock; add it with: mz lock --add HubTest_Weights.Q "
+                       "--output right.lock",
+                       mz::HubError);
+  mz::LockFile::deactivate();
+  CHECK(requests("/p.pth") == 2);
+}
+
+TEST_CASE("cluster: a store passed from C++; the leader's failure, a silent leader") {
+  Sandbox box;
+  const std::string data = random_bytes(1000, 16);
+  write(env("MZ_TEST_WWW") + "/c.pth", data);
+  const mz::WeightsRecord r = record("C", "c.pth", data);
+  auto store = c10::make_intrusive<c10d::HashStore>();
+  mz::cluster::Options o;
+  o.rank = 1;  // a follower: rank 0 leads; here the test plays rank 0, through the store
+  o.world_size = 2;
+  o.timeout = std::chrono::milliseconds(1500);
+  o.heartbeat = std::chrono::milliseconds(500);
+  mz::cluster::use_store(store, o);
+  const std::string id = detail::sha256_hex(r.name() + "\n" + r.url).substr(0, 16);
+  auto set = [&](const std::string& key, const std::string& value) {
+    store->set("modelzoo/fetch/r0/" + id + "/" + key, std::vector<std::uint8_t>(value.begin(), value.end()));
+  };
+  // 1st fetch: rank 0 reports a typed failure; this rank raises the same error without touching the network.
+  set("0/0", R"({"ok": false, "type": "HubError", "subject": "HubTest_Weights.C", "reason": "HTTP 404"})");
+  CHECK_THROWS_WITH_AS(hub::fetch(r), "HubTest_Weights.C: HTTP 404", mz::HubError);
+  // 2nd fetch: rank 0 says it is done, but this rank's cache does not have the file.
+  set("1/0", R"({"ok": true, "path": "/elsewhere/c.pth"})");
+  CHECK_THROWS_WITH_AS(hub::fetch(r), doctest::Contains("this rank's cache"), mz::HubError);
+  // 3rd: rank 0 never answers.
+  CHECK_THROWS_WITH_AS(hub::fetch(r), "HubTest_Weights.C: timed out after 1.5 s waiting for rank 0 to fetch it "
+                                      "(MZ_STORE_TIMEOUT)", mz::HubError);
+  // 4th: rank 0 showed signs of life, then went silent.
+  store->add("modelzoo/fetch/r0/" + id + "/3/0/beat", 1);
+  CHECK_THROWS_WITH_AS(hub::fetch(r), doctest::Contains("rank 0 stopped while fetching it (no sign of life for 0.5 s"),
+                       mz::HubError);
+  CHECK(requests("/c.pth") == 0);
+  CHECK(store->add("modelzoo/fetch/r0/" + id + "/0/done", 0) == 1);  // this rank read the outcome
+
+  // As rank 0 of that world, this process fetches and publishes the outcome for rank 1.
+  o.rank = 0;
+  mz::cluster::use_store(store, o);
+  const std::string path = hub::fetch(r);
+  const auto outcome = store->get("modelzoo/fetch/r0/" + id + "/0/0");
+  CHECK(nlohmann::json::parse(std::string(outcome.begin(), outcome.end())) ==
+        nlohmann::json{{"ok", true}, {"path", path}});
+  CHECK(store->add("modelzoo/fetch/r0/" + id + "/0/0/beat", 0) >= 1);
+  mz::cluster::stop_using_store();
+  CHECK(requests("/c.pth") == 1);
 }

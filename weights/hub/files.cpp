@@ -14,6 +14,7 @@
 #include <random>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "weights/hub/hub_impl.h"
 
@@ -115,6 +116,54 @@ bool read_file(const std::string& path, std::string& out) {
   s << in.rdbuf();
   out = s.str();
   return true;
+}
+
+static std::pair<std::string, std::uint64_t> copy_hashing(const std::string& src, const std::string& dst) {
+  const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) throw HubError(src, std::string("cannot open: ") + std::strerror(errno));
+  const int out = ::open(dst.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out < 0) {
+    ::close(in);
+    throw HubError(dst, std::string("cannot create: ") + std::strerror(errno));
+  }
+  std::vector<char> buf(4 << 20);
+  detail::Sha256 h;
+  std::uint64_t size = 0;
+  std::string error;
+  for (;;) {
+    const ssize_t n = ::read(in, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n < 0) error = std::string("cannot read: ") + std::strerror(errno);
+      break;
+    }
+    h.update(buf.data(), static_cast<std::size_t>(n));
+    if (::write(out, buf.data(), static_cast<std::size_t>(n)) != n) {
+      error = std::string("cannot write: ") + std::strerror(errno);
+      break;
+    }
+    size += static_cast<std::uint64_t>(n);
+  }
+  if (error.empty() && ::fsync(out) != 0) error = std::string("fsync failed: ") + std::strerror(errno);
+  ::close(in);
+  ::close(out);
+  if (!error.empty()) {
+    ::unlink(dst.c_str());
+    throw HubError(dst, error);
+  }
+  return {h.hex(), size};
+}
+
+std::pair<std::string, std::uint64_t> link_or_copy_hashing(const std::string& src, const std::string& dst) {
+  if (::link(src.c_str(), dst.c_str()) != 0) return copy_hashing(src, dst);  // another file system: copy
+  try {
+    Sha256 h;
+    const std::uint64_t size = hash_file(dst, h);
+    return {h.hex(), size};
+  } catch (...) {
+    ::unlink(dst.c_str());
+    throw;
+  }
 }
 
 // ---- FileLock ---------------------------------------------------------------------------------

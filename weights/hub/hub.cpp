@@ -138,14 +138,55 @@ void publish(const std::string& tmp, const Layout& l, CacheEntry e) {
   write_sidecar(e);
 }
 
+// ---- the lock file and the coordinator -----------------------------------------------------------
+
+// The record as the active lock file pins it, and what its file must match. The cache path stays the
+// record's own when the lock pins the same URL, so a file fetched before the lock was written is found.
+std::pair<WeightsRecord, Expect> locked(const WeightsRecord& r) {
+  const auto lock = LockFile::active();
+  if (!lock) return {r, Expect::of(r)};
+  const auto colon = r.value_name.find(':');  // an asset: "Enum.VALUE:<file>"
+  const std::string owner = r.enum_name + "." + r.value_name.substr(0, colon);
+  const LockEntry* entry = lock->find(owner);
+  const LockedFile* file = entry && colon == std::string::npos ? &entry->file : nullptr;
+  if (entry && colon != std::string::npos)
+    for (const auto& a : entry->assets)
+      if (a.url == r.url) file = &a;
+  if (!file && entry)  // an asset the lock does not list, or a weight whose record moved to another URL
+    throw HubError(r.name(), "the lock file " + lock->source() + " has no entry for " + r.url +
+                                 "; update it with: mz lock --add " + owner + " --output " + lock->source());
+  if (!file)
+    throw HubError(owner, "not in the lock file " + lock->source() + "; add it with: mz lock --add " + owner +
+                              " --output " + lock->source());
+  if (file->url == r.url) return {r, Expect{file->sha256, r.hash_prefix, file->size}};
+  const WeightsRecord moved = pinned(r, *file);
+  return {moved, Expect::of(moved)};
+}
+
+bool locked_digest(const WeightsRecord& r, const Expect& expect) {
+  return LockFile::active() && expect.sha256 != r.sha256;
+}
+
+std::mutex& coordinator_mutex() {
+  static std::mutex m;
+  return m;
+}
+Coordinator& coordinator_slot() {
+  static Coordinator c;
+  return c;
+}
+Coordinator coordinator() {
+  std::lock_guard<std::mutex> guard(coordinator_mutex());
+  return coordinator_slot();
+}
+
 // ---- checks -------------------------------------------------------------------------------------
 
 // The cached entry when the file is there and matches the record: cheaply (size + stamp) unless
 // `rehash`, or when the stamp changed. A file that fails is removed.
-std::optional<CacheEntry> check_cached(const WeightsRecord& r, const Layout& l, bool rehash) {
+std::optional<CacheEntry> check_cached(const WeightsRecord& r, const Expect& expect, const Layout& l, bool rehash) {
   struct stat st {};
   if (::stat(l.file.c_str(), &st) != 0) return std::nullopt;
-  const Expect expect = Expect::of(r);
   CacheEntry e;
   std::int64_t stamp = -1;
   const bool have = read_sidecar(l.sidecar, e, stamp);
@@ -154,6 +195,9 @@ std::optional<CacheEntry> check_cached(const WeightsRecord& r, const Layout& l, 
     return e;
   const std::string digest = detail::sha256_file(l.file);
   const std::string bad = detail::check(expect, digest, static_cast<std::uint64_t>(st.st_size));
+  if (!bad.empty() && locked_digest(r, expect))  // it may be the registry's file: keep it, report the lock's pin
+    throw HubError(r.name(), "the cached file " + l.file + " does not match the lock file " + LockFile::active()->source() +
+                                 ": " + bad + "; re-lock it (mz lock) or remove it (mz cache rm " + r.name() + ")");
   if (!bad.empty()) {
     detail::notice(l.file + ": cached file failed verification (" + bad + "); removing it");
     remove_entry(l.file);
@@ -164,46 +208,9 @@ std::optional<CacheEntry> check_cached(const WeightsRecord& r, const Layout& l, 
   return e;
 }
 
-std::pair<std::string, std::uint64_t> copy_hashing(const std::string& src, const std::string& dst) {
-  const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0) throw HubError(src, std::string("cannot open: ") + std::strerror(errno));
-  const int out = ::open(dst.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (out < 0) {
-    ::close(in);
-    throw HubError(dst, std::string("cannot create: ") + std::strerror(errno));
-  }
-  std::vector<char> buf(4 << 20);
-  detail::Sha256 h;
-  std::uint64_t size = 0;
-  std::string error;
-  for (;;) {
-    const ssize_t n = ::read(in, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      if (n < 0) error = std::string("cannot read: ") + std::strerror(errno);
-      break;
-    }
-    h.update(buf.data(), static_cast<std::size_t>(n));
-    if (::write(out, buf.data(), static_cast<std::size_t>(n)) != n) {
-      error = std::string("cannot write: ") + std::strerror(errno);
-      break;
-    }
-    size += static_cast<std::uint64_t>(n);
-  }
-  if (error.empty() && ::fsync(out) != 0) error = std::string("fsync failed: ") + std::strerror(errno);
-  ::close(in);
-  ::close(out);
-  if (!error.empty()) {
-    ::unlink(dst.c_str());
-    throw HubError(dst, error);
-  }
-  return {h.hex(), size};
-}
-
 // Reuses torch.hub's copy ($TORCH_HOME/hub/checkpoints/<file>) when it verifies: hard link (or copy)
 // to a temp name, hash it once, rename into place.
-std::optional<CacheEntry> reuse_torch_hub(const WeightsRecord& r, const Layout& l) {
-  const Expect expect = Expect::of(r);
+std::optional<CacheEntry> reuse_torch_hub(const WeightsRecord& r, const Expect& expect, const Layout& l) {
   if (expect.sha256.empty() && expect.hash_prefix.empty()) return std::nullopt;
   std::string home = detail::env_str("TORCH_HOME");
   if (home.empty())
@@ -214,21 +221,13 @@ std::optional<CacheEntry> reuse_torch_hub(const WeightsRecord& r, const Layout& 
   if (expect.size && *expect.size != static_cast<std::uint64_t>(st.st_size)) return std::nullopt;
   detail::make_dirs(l.dir);
   const std::string tmp = l.file + "." + detail::unique_token() + ".tmp";
-  std::string digest;
-  std::uint64_t size = 0;
-  if (::link(src.c_str(), tmp.c_str()) == 0) {
-    detail::Sha256 h;
-    size = detail::hash_file(tmp, h);
-    digest = h.hex();
-  } else {  // another file system: copy, hashing what is written
-    std::tie(digest, size) = copy_hashing(src, tmp);
-  }
+  const auto [digest, size] = detail::link_or_copy_hashing(src, tmp);
   if (!detail::check(expect, digest, size).empty()) {
     ::unlink(tmp.c_str());
     return std::nullopt;
   }
   publish(tmp, l, {l.file, r.url, digest, size, r.name(), src});
-  return check_cached(r, l, false);
+  return check_cached(r, expect, l, false);
 }
 
 // ---- progress bar -------------------------------------------------------------------------------
@@ -277,7 +276,8 @@ class TtyBar {
 bool is_file_url(const std::string& url) { return url.rfind("file://", 0) == 0; }
 
 // Downloads from the first source that works and publishes the result. Called with the lock held.
-std::string download_and_publish(const WeightsRecord& r, const Layout& l, const ProgressCallback& progress) {
+std::string download_and_publish(const WeightsRecord& r, const Expect& expect, const Layout& l,
+                                 const ProgressCallback& progress) {
   std::vector<std::string> srcs = sources(r), errors;
   if (offline()) {
     srcs.erase(std::remove_if(srcs.begin(), srcs.end(), [](const auto& u) { return !is_file_url(u); }), srcs.end());
@@ -286,7 +286,7 @@ std::string download_and_publish(const WeightsRecord& r, const Layout& l, const 
   }
   for (const std::string& url : srcs) {
     try {
-      const auto got = detail::download(url, l.dir, detail::base_of(l.file), Expect::of(r), progress);
+      const auto got = detail::download(url, l.dir, detail::base_of(l.file), expect, progress);
       publish(got.path, l, {l.file, r.url, got.sha256, got.size, r.name(), url});
       return l.file;
     } catch (const HubError& e) {
@@ -342,17 +342,70 @@ std::vector<std::string> sources(const WeightsRecord& record) {
 
 std::string cache_path(const WeightsRecord& record) { return layout(record).file; }
 
-std::optional<CacheEntry> cached(const WeightsRecord& record) {
+std::string mirror_name(const std::string& url) { return url_basename(url); }
+
+WeightsRecord pinned(const WeightsRecord& record, const LockedFile& file) {
+  if (record.url == file.url) return record;
+  WeightsRecord moved = record;
+  moved.url = file.url;
+  moved.sha256 = file.sha256;
+  moved.file_size = file.size;
+  moved.hash_prefix.clear();
+  return moved;
+}
+
+std::vector<std::string> asset_urls(const WeightsRecord& record) {
+  std::vector<std::string> out;
+  const auto& extra = record.meta.extra;
+  if (!extra.is_object() || !extra.contains("text_transform") || !extra["text_transform"].is_array()) return out;
+  for (const auto& step : extra["text_transform"]) {
+    if (!step.is_object()) continue;
+    for (const auto& item : step.items())
+      if (const auto& value = item.value(); value.is_string() && value.get<std::string>().find("://") != std::string::npos &&
+          std::find(out.begin(), out.end(), value.get<std::string>()) == out.end())
+        out.push_back(value.get<std::string>());
+  }
+  return out;
+}
+
+WeightsRecord asset_record(const WeightsRecord& owner, const std::string& url) {
+  WeightsRecord asset;
+  asset.enum_name = owner.enum_name;
+  asset.value_name = owner.value_name + ":" + url_basename(url);
+  asset.model = owner.model;
+  asset.task = owner.task;
+  asset.url = url;
+  return asset;
+}
+
+std::optional<CacheEntry> cached(const WeightsRecord& unlocked) {
+  const auto [record, expect] = locked(unlocked);
   const Layout l = layout(record);
   struct stat st {};
   if (::stat(l.file.c_str(), &st) != 0) return std::nullopt;
-  return check_cached(record, l, false);
+  return check_cached(record, expect, l, false);
 }
 
 std::string fetch(const WeightsRecord& record, const FetchOptions& options) {
+  if (const Coordinator c = coordinator()) return c(record, options);
+  return fetch_local(record, options);
+}
+
+void set_coordinator(Coordinator c) {
+  std::lock_guard<std::mutex> guard(coordinator_mutex());
+  coordinator_slot() = std::move(c);
+}
+
+std::string fetch_cached(const WeightsRecord& record) {
+  const auto e = cached(record);
+  return e ? e->path : "";
+}
+
+std::string fetch_local(const WeightsRecord& unlocked, const FetchOptions& options) {
+  const auto [record, expect] = locked(unlocked);
   const Layout l = layout(record);
-  if (check_cached(record, l, options.verify)) return l.file;
-  if (reuse_torch_hub(record, l)) return l.file;
+  if (check_cached(record, expect, l, options.verify)) return l.file;
+  if (reuse_torch_hub(record, expect, l)) return l.file;
   std::unique_ptr<TtyBar> bar;
   ProgressCallback progress = options.progress;
   if (!progress && ::isatty(2)) {
@@ -362,8 +415,8 @@ std::string fetch(const WeightsRecord& record, const FetchOptions& options) {
   detail::make_dirs(l.dir);
   detail::make_dirs(detail::dir_of(l.lock));
   detail::FileLock lock(l.lock, record.name());
-  if (check_cached(record, l, false)) return l.file;  // another process finished it meanwhile
-  return download_and_publish(record, l, progress);
+  if (check_cached(record, expect, l, false)) return l.file;  // another process finished it meanwhile
+  return download_and_publish(record, expect, l, progress);
 }
 
 std::vector<CacheEntry> cache_list() {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "modelzoo/hub.h"
@@ -72,6 +73,9 @@ std::string unique_token();  // pid + random, for temp names
 // Writes a file atomically (temp + fsync + rename + fsync of the directory).
 void write_file_atomic(const std::string& path, const std::string& content);
 bool read_file(const std::string& path, std::string& out);
+// Hard-links (or, across file systems, copies) `src` to `dst`, which must not exist, and returns the
+// digest and size of what `dst` holds. On failure `dst` is removed and HubError names the file.
+std::pair<std::string, std::uint64_t> link_or_copy_hashing(const std::string& src, const std::string& dst);
 std::string dir_of(const std::string& path);
 std::string base_of(const std::string& path);
 

@@ -77,13 +77,7 @@ namespace {
 // An asset of a weights record (a tokenizer file, a vocabulary) as a record of its own, so that the hub
 // fetches, verifies and caches it as it does weights.
 std::string fetch_asset(const WeightsRecord& owner, const std::string& url) {
-  WeightsRecord asset;
-  asset.enum_name = owner.enum_name;
-  asset.value_name = owner.value_name + ":" + url.substr(url.find_last_of('/') + 1);
-  asset.model = owner.model;
-  asset.task = owner.task;
-  asset.url = url;
-  return hub::fetch(asset);
+  return hub::fetch(hub::asset_record(owner, url));
 }
 
 }  // namespace
