@@ -4,9 +4,9 @@ Usage: test_predict.py --mz build/mz --work DIR [segmentation|detection]
   segmentation  a random lraspp_mobilenet_v3_large checkpoint through the weight's preset: each class's share
                 of the image equals torchvision's (model, resize to the image, argmax), and --draw writes
                 torchvision's draw_segmentation_masks of those classes, pixel for pixel
-  detection     a detector's --json and --draw against `mz forward` on the same image: the detections kept by
-                --score-thresh, labels, COCO RLE masks and keypoints, and the picture torchvision.utils draws
-                from them
+  detection     for Mask R-CNN, Keypoint R-CNN, RetinaNet v2 and SSDLite: --json and --draw against `mz forward`
+                on the same image: the detections kept by --score-thresh, labels, COCO RLE masks and keypoints,
+                and the picture torchvision.utils draws from them
 """
 import argparse
 import json
@@ -103,48 +103,81 @@ def rle(mask):
     return {"size": list(mask.shape), "counts": counts}
 
 
+# One row per kind of detector: (model, its weights for the preset and categories, mz options). Each runs with a
+# random torchvision init (weights=None, weights_backbone=None) and a small input side.
+DETECTORS = [
+    ("maskrcnn_resnet50_fpn", "MaskRCNN_ResNet50_FPN_Weights", {"min_size": 256, "max_size": 320, "box_score_thresh": 0.0}),
+    ("keypointrcnn_resnet50_fpn", "KeypointRCNN_ResNet50_FPN_Weights",
+     {"min_size": 256, "max_size": 320, "box_score_thresh": 0.0}),
+    ("retinanet_resnet50_fpn_v2", "RetinaNet_ResNet50_FPN_V2_Weights", {"min_size": 256, "max_size": 320, "score_thresh": 0.0}),
+    ("ssdlite320_mobilenet_v3_large", "SSDLite320_MobileNet_V3_Large_Weights", {"score_thresh": 0.0}),
+]
+# SSDLite's initial head gives every class the same softmax score: spread them, so that a threshold keeps a part.
+CONTRAST = {"ssdlite320_mobilenet_v3_large": lambda m: [p.normal_(0, 0.05) for p in m.head.classification_head.parameters()]}
+COCO_SKELETON = [(0, 1), (0, 2), (1, 3), (2, 4), (0, 5), (0, 6), (5, 7), (6, 8), (7, 9), (8, 10), (5, 11), (6, 12),
+                 (11, 13), (12, 14), (13, 15), (14, 16)]
+
+
 def detection(a):
-    """Mask R-CNN (random torchvision init, small input side): mz predict against mz forward's outputs."""
-    name = "maskrcnn_resnet50_fpn"
-    weights = torchvision.models.detection.MaskRCNN_ResNet50_FPN_Weights.COCO_V1
+    """Every kind of detector (masks, keypoints, dense single-stage, SSD): mz predict against mz forward's outputs."""
+    for name, weights_enum, opts in DETECTORS:
+        detector(a, name, getattr(torchvision.models.detection, weights_enum).DEFAULT, opts)
+
+
+def detector(a, name, weights, opts):
     categories = weights.meta["categories"]
     torch.manual_seed(0)
-    model = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)
-    ckpt = os.path.join(a.work, "maskrcnn.pth")
+    model = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None)
+    with torch.no_grad():
+        CONTRAST.get(name, lambda m: None)(model)
+    ckpt = os.path.join(a.work, name + ".pth")
     torch.save(model.state_dict(), ckpt)
-    options = json.dumps({"min_size": 256, "max_size": 320, "box_score_thresh": 0.0})
+    options = json.dumps(opts)
     inp, out = os.path.join(a.work, "det_in.safetensors"), os.path.join(a.work, "det_out.safetensors")
     st.save(inp, {"input.0": weights.transforms()(Image.open(SAMPLE).convert("RGB"))})
     run(a.mz, ["forward", name, "--checkpoint", ckpt, "--input", inp, "--output", out, "--options", options])
     ref = st.load(out)
-    thresh = float(ref["scores.0"].sort(descending=True)[0][9])  # keeps about ten, drops the rest
-    draw_dir = os.path.join(a.work, "det_draw")
+    ranked = ref["scores.0"].sort(descending=True)[0]
+    thresh = float(ranked[min(9, len(ranked) - 1)])  # keeps about ten, drops the rest
+    draw_dir = os.path.join(a.work, "det_draw_" + name)
     args = ["predict", name, SAMPLE, "--checkpoint", ckpt, "--options", options, "--score-thresh", str(thresh)]
     got = json.loads(run(a.mz, args + ["--json", "--draw", draw_dir]))[0]["detections"]
     text = run(a.mz, args).splitlines()
 
     keep = ref["scores.0"] >= thresh
     boxes, scores, labels = ref["boxes.0"][keep], ref["scores.0"][keep], ref["labels.0"][keep]
-    masks = ref["masks.0"][keep][:, 0] > 0.5
-    check(0 < len(got) < len(ref["scores.0"]), f"detection: --score-thresh keeps {len(got)} of {len(ref['scores.0'])}")
+    check(0 < len(got) < len(ref["scores.0"]), f"{name}: --score-thresh keeps {len(got)} of {len(ref['scores.0'])}")
     check(len(got) == len(scores) and all(
         d["index"] == int(l) and d["label"] == categories[int(l)] and d["score"] == float(s) and
         d["box"] == [float(v) for v in b] for d, l, s, b in zip(got, labels, scores, boxes)),
-        "detection: --json labels, indices, scores and boxes are mz forward's")
-    check(all(d["mask"] == rle(m) for d, m in zip(got, masks)), "detection: --json masks are COCO RLE of masks > 0.5")
+        f"{name}: --json labels, indices, scores and boxes are mz forward's")
+    masks = ref["masks.0"][keep][:, 0] > 0.5 if "masks.0" in ref else None
+    if masks is not None:
+        check(all(d["mask"] == rle(m) for d, m in zip(got, masks)), f"{name}: --json masks are COCO RLE of masks > 0.5")
+    keypoints = ref["keypoints.0"][keep] if "keypoints.0" in ref else None
+    if keypoints is not None:
+        kp_scores = ref["keypoints_scores.0"][keep]
+        check(all(d["keypoints"] == [[float(p[0]), float(p[1]), float(q)] for p, q in zip(k, ks)]
+                  for d, k, ks in zip(got, keypoints, kp_scores)),
+              f"{name}: --json keypoints are mz forward's [x, y, score]")
+    check(all(("mask" in d) == (masks is not None) and ("keypoints" in d) == (keypoints is not None) for d in got),
+          f"{name}: masks and keypoints in --json exactly when the model has them")
     check(len(text) == 1 + len(got) and text[0] == SAMPLE and all(
         line.split()[0] == categories[int(l)].split()[0] for line, l in zip(text[1:], labels)),
-        "detection: one line per detection (label, score, box)")
+        f"{name}: one line per detection (label, score, box)")
 
     palette = _generate_color_palette(len(categories) + 1)
     colors = [tuple(int(c) for c in palette[int(l)]) for l in labels]
-    image = image_tensor(SAMPLE)
-    picture = draw_segmentation_masks(image, masks, 0.5, colors)
+    picture = image_tensor(SAMPLE)
+    if masks is not None:
+        picture = draw_segmentation_masks(picture, masks, 0.5, colors)
     picture = draw_bounding_boxes(picture, boxes, [f"{categories[int(l)]} {float(s):.2f}" for l, s in zip(labels, scores)],
                                   colors, False, 2)
+    if keypoints is not None:
+        picture = draw_keypoints(picture, keypoints, COCO_SKELETON, "blue", 3, 2)
     drawn = image_tensor(os.path.join(draw_dir, "sample.png"))
     differ = int((drawn != picture).any(0).sum())
-    check(differ == 0, f"detection: --draw is torchvision.utils' masks, boxes and labels ({differ} pixels differ)")
+    check(differ == 0, f"{name}: --draw is torchvision.utils' drawing of those detections ({differ} pixels differ)")
 
 
 ap = argparse.ArgumentParser()
