@@ -25,10 +25,10 @@ from PIL import Image
 from torchvision.transforms._presets import ImageClassification
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "oracle"))
+import corpus  # noqa: E402
 import st  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_CORPUS = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "corpus", "images"))
+DEFAULT_CORPUS = corpus.folder("images")
 WEIGHT = "ResNet50_Weights.IMAGENET1K_V1"
 PRESET = ImageClassification(crop_size=224, resize_size=256)
 STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
@@ -99,9 +99,8 @@ def main():
     ap.add_argument("--corpus", default=DEFAULT_CORPUS)
     ap.add_argument("--work", default=None)
     a = ap.parse_args()
-    if not os.path.isdir(a.corpus):
-        print(f"images_corpus: skipped: no corpus at {a.corpus} (it is not part of a clone)")
-        return 77
+    if corpus.missing(a.corpus, "images_corpus"):
+        return corpus.SKIP
     work = a.work or tempfile.mkdtemp(prefix="mz-corpus-")
     os.makedirs(work, exist_ok=True)
     files = sorted(os.path.relpath(os.path.join(d, f), a.corpus) for d, _, fs in os.walk(a.corpus) for f in fs
