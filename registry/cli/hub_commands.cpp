@@ -35,14 +35,30 @@ void run_download(const DownloadArgs& a) {
     const WeightsRecord& r = get_weight(name);
     hub::FetchOptions options;
     options.verify = a.verify;
-    const std::string path = hub::fetch(r, options);
-    if (!a.json) {
-      std::cout << path << std::endl;
-      continue;
+    // The weight's assets first (a text weight's tokenizer and vocabulary: everything a later offline run needs),
+    // then its own file, whose path stays the last line.
+    json files = json::array();
+    for (const WeightsRecord& file : [&] {
+           std::vector<WeightsRecord> all;
+           for (const std::string& url : hub::asset_urls(r)) all.push_back(hub::asset_record(r, url));
+           all.push_back(r);
+           return all;
+         }()) {
+      const std::string path = hub::fetch(file, options);
+      if (!a.json) {
+        std::cout << path << std::endl;
+        continue;
+      }
+      const auto e = hub::cached(file);
+      if (!e) throw HubError(file.name(), "disappeared from the cache right after the download: " + path);
+      files.push_back({{"weight", file.name()}, {"url", file.url}, {"path", path}, {"sha256", e->sha256}, {"size", e->size}});
     }
-    const auto e = hub::cached(r);
-    if (!e) throw HubError(r.name(), "disappeared from the cache right after the download: " + path);
-    out.push_back({{"weight", r.name()}, {"path", path}, {"sha256", e->sha256}, {"size", e->size}});
+    if (a.json) {
+      json entry = files.back();
+      files.erase(files.end() - 1);
+      if (!files.empty()) entry["assets"] = files;
+      out.push_back(entry);
+    }
   }
   if (a.json) std::cout << out.dump(1) << std::endl;
 }

@@ -254,6 +254,10 @@ def main(outdir):
     good("nested_zip.pth", torch_zip(nested), "torch-zip", "nested")
     good("nested_legacy.pth", torch_legacy(nested), "torch-legacy", "nested")
     good("nested.safetensors", safetensors(nested["state_dict"]), "safetensors", "nested")
+    # PyTorch's tutorials' training checkpoint: {"model_state_dict": ..., "optimizer_state_dict": ...}
+    good("nested_model_state_dict.pth", torch_zip({"epoch": 3, "model_state_dict": nested["state_dict"],
+                                                  "optimizer_state_dict": {"state": {}, "param_groups": []}}),
+         "torch-zip", "nested")
 
     # Hostile and broken files.
     bad("empty.pth", b"", "not a checkpoint: file is empty")

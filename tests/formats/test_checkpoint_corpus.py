@@ -6,8 +6,8 @@
 The reference is what Python makes of the file: torch.load(path, weights_only=True) (torch 1.13.1), or, for a file
 that is no pickle, a strict safetensors parse (the format's rules; values read with tests/oracle/st.py). On the
 result, mz's state-dict rule (weights/checkpoint/formats/formats.h): a dict whose "state_dict" key, or else whose
-"model" key, holds a dict stands for that dict; then a state dict is a dict of str -> torch.Tensor of a dtype
-safetensors and mz share. A dict with one other key holding a state dict ({"model_state_dict": ...}) is a state
+"model_state_dict" key, or else whose "model" key, holds a dict stands for that dict; then a state dict is a dict of
+str -> torch.Tensor of a dtype safetensors and mz share. A dict with one other key holding a state dict is a state
 dict to Python that mz does not look for (REFUSED lists such files).
 - A state dict: `mz convert FILE OUT` succeeds and OUT holds the same tensors exactly (names, dtypes, shapes, and
   the bytes of the values, so NaN payloads and -0.0 count).
@@ -48,10 +48,7 @@ NOT_CHECKPOINTS = ("SOURCES.txt", "MANIFEST.tsv", "README.md")
 
 # Files Python reads as a state dict that mz refuses on purpose, by the reason. (Files both refuse are no
 # disagreement and are not listed: e.g. FluxML's F8_E4M3 safetensors, which neither torch 1.13 nor mz can hold.)
-REFUSED = {
-    "a state dict nested under 'model_state_dict': mz looks under 'state_dict' and 'model' only (formats.h)":
-        ["pt_candle_test_with_key.pt"],
-}
+REFUSED = {}
 # Files Python refuses that mz converts, by the reason. None today.
 ACCEPTED = {}
 
@@ -177,12 +174,12 @@ def flat_problem(d):
 
 
 def state_dict_of(obj):
-    """(state dict, None) or (None, why not), by mz's rule (formats.h): the root dict, or its "state_dict" or else
-    "model" dict. A root whose one other key holds a state dict ({"model_state_dict": ...}) is a state dict to Python
+    """(state dict, None) or (None, why not), by mz's rule (formats.h): the root dict, or its "state_dict", else
+    "model_state_dict", else "model" dict. A root whose one other key holds a state dict is a state dict to Python
     that mz does not look for: such files must be listed in REFUSED."""
     if not isinstance(obj, dict):
         return None, f"Python reads a {type(obj).__name__}, not a state dict"
-    for key in ("state_dict", "model"):
+    for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj.get(key), dict):
             why = flat_problem(obj[key])
             return (None, f"under {key!r}: {why}") if why else (dict(obj[key]), None)

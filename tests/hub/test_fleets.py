@@ -46,6 +46,23 @@ class Fleet(HubCase):
             self.put(name, data)
         return {"MZ_MIRROR": self.nginx.url("")}
 
+    # ---- mz download of a text weight -------------------------------------------------------------
+    def test_download_fetches_the_assets_then_the_weight(self):
+        env = self.serve_roberta()
+        p = self.mz("download", "RoBERTa_Base_Weights.ENCODER", env=env)
+        lines = p.stdout.split()
+        self.assertEqual(len(lines), 4)
+        self.assertEqual(read(lines[-1]), ROBERTA["roberta.base.encoder.pt"])  # the weight's path stays last
+        self.assertEqual(sorted(read(x) for x in lines[:-1]),
+                         sorted(d for n, d in ROBERTA.items() if n != "roberta.base.encoder.pt"))
+        j = json.loads(self.mz("download", "RoBERTa_Base_Weights.ENCODER", "--json", env={**env, "MZ_OFFLINE": "1"}).stdout)
+        self.assertEqual(j[0]["sha256"], sha256(ROBERTA["roberta.base.encoder.pt"]))
+        self.assertEqual(sorted((os.path.basename(x["url"]), x["sha256"]) for x in j[0]["assets"]),
+                         sorted((n, sha256(d)) for n, d in ROBERTA.items() if n != "roberta.base.encoder.pt"))
+        # offline from now on: the tokenizer finds its files in the cache (these fake ones then fail to parse)
+        p = self.mz("tokenize", "roberta_base", "hello", env={**env, "MZ_OFFLINE": "1"}, check=False)
+        self.assertNotIn("not in the cache", p.stderr)
+
     # ---- mz lock ------------------------------------------------------------------------------
     def test_lock_records_digests_sizes_and_trust(self):
         self.lock(self.A, self.B)

@@ -57,8 +57,8 @@ Description parse_torch_zip(ByteView bytes, const std::string& file);
 Description parse_torch_legacy(ByteView bytes, const std::string& file);
 Description parse_safetensors(ByteView bytes, const std::string& file);
 
-// State dicts nested in a dict are accepted under the keys "state_dict" and "model" (as training
-// checkpoints store them); anything else that is not a flat name -> tensor mapping is an error.
+// State dicts nested in a dict are accepted under the keys "state_dict", "model_state_dict" (PyTorch's
+// tutorials) and "model", in that order (as training checkpoints store them); anything else that is not a flat name -> tensor mapping is an error.
 
 // torchtext's Vocab as torch.save'd (zip format) in its bundles (xlmr.vocab.pt, roberta.vocab.pt): the
 // tokens in index order and the default index, if set. Read through the same restricted unpickler.

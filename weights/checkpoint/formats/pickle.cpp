@@ -411,11 +411,11 @@ Pickle Unpickler::run() {
   return std::move(p_);
 }
 
-// Finds the name -> tensor mapping: the root dict, or its "state_dict" / "model" dict.
+// Finds the name -> tensor mapping: the root dict, or its "state_dict" / "model_state_dict" / "model" dict.
 std::uint32_t state_dict_root(const Pickle& p, const std::string& file) {
   const Value& root = p[p.root];
   if (root.kind != Kind::Dict) detail::fail(file, std::string("checkpoint holds a ") + kind_name(root.kind) + ", not a state dict");
-  for (const char* key : {"state_dict", "model"})
+  for (const char* key : {"state_dict", "model_state_dict", "model"})
     for (std::size_t i = 0; i + 1 < root.items.size(); i += 2)
       if (p[root.items[i]].kind == Kind::Str && p[root.items[i]].text == key && p[root.items[i + 1]].kind == Kind::Dict)
         return root.items[i + 1];

@@ -77,7 +77,7 @@ struct StorageSpan {
   std::string name;                    // for messages, e.g. "archive/data/3"
 };
 
-// Turns the unpickled state dict (flat, or nested under "state_dict"/"model") into a validated
+// Turns the unpickled state dict (flat, or nested under "state_dict"/"model_state_dict"/"model") into a validated
 // Description; Storage values index `storages`.
 Description describe_state_dict(Format format, const Pickle& p, const std::vector<StorageSpan>& storages,
                                  std::size_t file_size, const std::string& file);

@@ -89,14 +89,15 @@ struct GPT2BPETokenizer::Impl {
   std::vector<std::string> byte_encoder = bytes_to_unicode();
   mutable std::mutex mutex;
 
-  // Merges over interned symbols: every string that appears in a merge gets an id; a merge (a, b) has a
-  // rank and the id of its result. A symbol never seen in a merge cannot merge.
+  // Merges over interned symbols: every string that appears in a merge, and every byte's symbol, gets an
+  // id; a merge (a, b) has a rank and the id of its result.
   std::unordered_map<std::string, std::int32_t> symbol_ids;
   std::vector<std::string> symbols;
   struct Merge {
     std::int64_t rank;
-    std::int32_t result;
+    std::int32_t first, second, result;
   };
+  std::vector<std::int32_t> byte_symbols;  // each byte's symbol (bytes_to_unicode), interned
   std::unordered_map<std::uint64_t, Merge> merges;
 
   std::int32_t intern(const std::string& s) {
@@ -104,15 +105,10 @@ struct GPT2BPETokenizer::Impl {
     if (added) symbols.push_back(s);
     return it->second;
   }
-  std::int32_t symbol(const std::string& s) const {
-    auto it = symbol_ids.find(s);
-    return it == symbol_ids.end() ? -1 : it->second;
-  }
   static std::uint64_t pair_key(std::int32_t a, std::int32_t b) {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) | static_cast<std::uint32_t>(b);
   }
   const Merge* merge(std::int32_t a, std::int32_t b) const {
-    if (a < 0 || b < 0) return nullptr;
     auto it = merges.find(pair_key(a, b));
     return it == merges.end() ? nullptr : &it->second;
   }
@@ -131,45 +127,38 @@ struct GPT2BPETokenizer::Impl {
       auto it = words.find(pre_token);
       if (it != words.end()) return it->second;
     }
-    // symbols of the word: interned ids where known (-1: no merge involves it), with their strings
-    std::vector<std::int32_t> ids;
-    std::vector<std::string> word;
-    for (char c : pre_token) {
-      word.push_back(byte_encoder[static_cast<unsigned char>(c)]);
-      ids.push_back(symbol(word.back()));
-    }
-    while (word.size() > 1) {
+    // The word as symbol ids (every byte's symbol is interned): merging touches integers only.
+    std::vector<std::int32_t> ids, merged;
+    ids.reserve(pre_token.size());
+    merged.reserve(pre_token.size());
+    for (char c : pre_token) ids.push_back(byte_symbols[static_cast<unsigned char>(c)]);
+    while (ids.size() > 1) {
       const Merge* best = nullptr;
-      std::size_t best_i = 0;
-      for (std::size_t i = 0; i + 1 < word.size(); ++i) {
+      for (std::size_t i = 0; i + 1 < ids.size(); ++i) {
         const Merge* m = merge(ids[i], ids[i + 1]);
-        if (m && (!best || m->rank < best->rank)) best = m, best_i = i;
+        if (m && (!best || m->rank < best->rank)) best = m;
       }
       if (!best) break;
-      const std::int32_t first = ids[best_i], second = ids[best_i + 1];
-      std::vector<std::int32_t> merged_ids;
-      std::vector<std::string> merged;
-      merged.reserve(word.size());
-      for (std::size_t i = 0; i < word.size();) {
-        if (i + 1 < word.size() && ids[i] == first && ids[i + 1] == second) {
-          merged_ids.push_back(best->result);
-          merged.push_back(symbols[static_cast<std::size_t>(best->result)]);
+      const std::int32_t first = best->first, second = best->second;
+      merged.clear();
+      for (std::size_t i = 0; i < ids.size();) {
+        if (i + 1 < ids.size() && ids[i] == first && ids[i + 1] == second) {
+          merged.push_back(best->result);
           i += 2;
         } else {
-          merged_ids.push_back(ids[i]);
-          merged.push_back(std::move(word[i++]));
+          merged.push_back(ids[i++]);
         }
       }
-      word = std::move(merged);
-      ids = std::move(merged_ids);
+      ids.swap(merged);
     }
     Word w;
-    for (const std::string& piece : word) {
+    for (const std::int32_t id : ids) {
+      const std::string& piece = symbols[static_cast<std::size_t>(id)];
       auto it = encoder.find(piece);
       if (it == encoder.end()) throw UsageError("text", "BPE token " + nlohmann::json(piece).dump() + " is not in encoder.json");
       w.ids.push_back(it->second);
+      w.pieces.push_back(piece);
     }
-    w.pieces = std::move(word);
     std::lock_guard<std::mutex> lock(mutex);
     return words.emplace(pre_token, std::move(w)).first->second;
   }
@@ -184,7 +173,10 @@ struct GPT2BPETokenizer::Impl {
     std::size_t pos = 0;
     bool prepend_space = false;
     std::string token;
-    while (pos < all.size() && re.Match(all, pos, all.size(), RE2::UNANCHORED, &match, 1)) {
+    // Every character belongs to one of the alternatives, so each match starts where the last one ended: an
+    // anchored match (one forward DFA pass) finds it; the unanchored search stays as the fallback.
+    while (pos < all.size() && (re.Match(all, pos, all.size(), RE2::ANCHOR_START, &match, 1) ||
+                                re.Match(all, pos, all.size(), RE2::UNANCHORED, &match, 1))) {
       if (match.empty()) break;  // no alternative matches the empty string; a guard all the same
       pos = static_cast<std::size_t>(match.data() + match.size() - all.data());
       token.assign(match.data(), match.size());
@@ -241,8 +233,9 @@ GPT2BPETokenizer::GPT2BPETokenizer(const std::string& encoder_json_path, const s
     if (pair.size() != 2) continue;
     const std::int32_t a = impl_->intern(pair[0]), b = impl_->intern(pair[1]);
     const std::int32_t result = impl_->intern(pair[0] + pair[1]);
-    impl_->merges[Impl::pair_key(a, b)] = {static_cast<std::int64_t>(i - 1), result};  // a later duplicate wins
+    impl_->merges[Impl::pair_key(a, b)] = {static_cast<std::int64_t>(i - 1), a, b, result};  // a later duplicate wins
   }
+  for (const std::string& byte : impl_->byte_encoder) impl_->byte_symbols.push_back(impl_->intern(byte));
 }
 
 GPT2BPETokenizer::~GPT2BPETokenizer() = default;
