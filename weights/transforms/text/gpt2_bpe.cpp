@@ -99,6 +99,25 @@ struct GPT2BPETokenizer::Impl {
   };
   std::vector<std::int32_t> byte_symbols;  // each byte's symbol (bytes_to_unicode), interned
   std::unordered_map<std::uint64_t, Merge> merges;
+  // The merges again as an open-addressed table (power-of-two size, linear probing) for the hot lookup: the
+  // standard map's division per lookup was a third of tokenising.
+  std::vector<std::uint64_t> table_keys;  // pair_key + 1; 0 = empty
+  std::vector<const Merge*> table_values;
+  void build_table() {
+    std::size_t size = 16;
+    while (size < 2 * merges.size()) size *= 2;
+    table_keys.assign(size, 0);
+    table_values.assign(size, nullptr);
+    for (const auto& [key, m] : merges) {
+      std::size_t i = slot(key);
+      while (table_keys[i] != 0) i = (i + 1) & (size - 1);
+      table_keys[i] = key + 1;
+      table_values[i] = &m;
+    }
+  }
+  std::size_t slot(std::uint64_t key) const {
+    return static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ULL) >> 20) & (table_keys.size() - 1);
+  }
 
   std::int32_t intern(const std::string& s) {
     auto [it, added] = symbol_ids.emplace(s, static_cast<std::int32_t>(symbols.size()));
@@ -109,8 +128,11 @@ struct GPT2BPETokenizer::Impl {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) | static_cast<std::uint32_t>(b);
   }
   const Merge* merge(std::int32_t a, std::int32_t b) const {
-    auto it = merges.find(pair_key(a, b));
-    return it == merges.end() ? nullptr : &it->second;
+    const std::uint64_t key = pair_key(a, b);
+    for (std::size_t i = slot(key);; i = (i + 1) & (table_keys.size() - 1)) {
+      if (table_keys[i] == key + 1) return table_values[i];
+      if (table_keys[i] == 0) return nullptr;
+    }
   }
 
   struct Word {
@@ -127,29 +149,32 @@ struct GPT2BPETokenizer::Impl {
       auto it = words.find(pre_token);
       if (it != words.end()) return it->second;
     }
-    // The word as symbol ids (every byte's symbol is interned): merging touches integers only.
-    std::vector<std::int32_t> ids, merged;
-    ids.reserve(pre_token.size());
-    merged.reserve(pre_token.size());
+    // The word as symbol ids (every byte's symbol is interned): merging touches integers only. rank[i] is the
+    // merge of (ids[i], ids[i + 1]) or null; a merge looks up only the pairs next to the symbols it made.
+    std::vector<std::int32_t> ids, next_ids;
+    std::vector<const Merge*> rank, next_rank;
     for (char c : pre_token) ids.push_back(byte_symbols[static_cast<unsigned char>(c)]);
+    for (std::size_t i = 0; i + 1 < ids.size(); ++i) rank.push_back(merge(ids[i], ids[i + 1]));
     while (ids.size() > 1) {
       const Merge* best = nullptr;
-      for (std::size_t i = 0; i + 1 < ids.size(); ++i) {
-        const Merge* m = merge(ids[i], ids[i + 1]);
+      for (const Merge* m : rank)
         if (m && (!best || m->rank < best->rank)) best = m;
-      }
       if (!best) break;
-      const std::int32_t first = best->first, second = best->second;
-      merged.clear();
+      // Every occurrence of the best pair, left to right, becomes its result.
+      next_ids.clear();
+      next_rank.clear();
+      bool fresh_before = false;  // whether next_ids.back() was just made
       for (std::size_t i = 0; i < ids.size();) {
-        if (i + 1 < ids.size() && ids[i] == first && ids[i + 1] == second) {
-          merged.push_back(best->result);
-          i += 2;
-        } else {
-          merged.push_back(ids[i++]);
-        }
+        const bool hit = i + 1 < ids.size() && ids[i] == best->first && ids[i + 1] == best->second;
+        const std::int32_t id = hit ? best->result : ids[i];
+        if (!next_ids.empty())  // the pair (previous, this): unchanged unless either side was just made
+          next_rank.push_back(hit || fresh_before ? merge(next_ids.back(), id) : rank[i - 1]);
+        next_ids.push_back(id);
+        fresh_before = hit;
+        i += hit ? 2 : 1;
       }
-      ids.swap(merged);
+      ids.swap(next_ids);
+      rank.swap(next_rank);
     }
     Word w;
     for (const std::int32_t id : ids) {
@@ -236,6 +261,7 @@ GPT2BPETokenizer::GPT2BPETokenizer(const std::string& encoder_json_path, const s
     impl_->merges[Impl::pair_key(a, b)] = {static_cast<std::int64_t>(i - 1), a, b, result};  // a later duplicate wins
   }
   for (const std::string& byte : impl_->byte_encoder) impl_->byte_symbols.push_back(impl_->intern(byte));
+  impl_->build_table();
 }
 
 GPT2BPETokenizer::~GPT2BPETokenizer() = default;
