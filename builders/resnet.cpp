@@ -45,10 +45,12 @@ BasicBlockImpl::BasicBlockImpl(std::int64_t inplanes, std::int64_t planes, std::
   if (ds) downsample = register_module("downsample", ds);
 }
 
+// In place where torchvision is (ReLU(inplace=True), out += identity): at detection sizes every fresh
+// temporary of a block is tens of MB that the kernel must map and zero.
 torch::Tensor BasicBlockImpl::forward(torch::Tensor x) {
-  auto out = torch::relu(bn1(conv1(x)));
+  auto out = bn1(conv1(x)).relu_();
   out = bn2(conv2(out));
-  return torch::relu(out + shortcut(downsample, x));
+  return out.add_(shortcut(downsample, x)).relu_();
 }
 
 BottleneckImpl::BottleneckImpl(std::int64_t inplanes, std::int64_t planes, std::int64_t stride,
@@ -65,10 +67,10 @@ BottleneckImpl::BottleneckImpl(std::int64_t inplanes, std::int64_t planes, std::
 }
 
 torch::Tensor BottleneckImpl::forward(torch::Tensor x) {
-  auto out = torch::relu(bn1(conv1(x)));
-  out = torch::relu(bn2(conv2(out)));
+  auto out = bn1(conv1(x)).relu_();
+  out = bn2(conv2(out)).relu_();
   out = bn3(conv3(out));
-  return torch::relu(out + shortcut(downsample, x));
+  return out.add_(shortcut(downsample, x)).relu_();
 }
 
 ResNetImpl::ResNetImpl(ResNetBlock block, std::vector<std::int64_t> layers, const ResNetOptions& options)
