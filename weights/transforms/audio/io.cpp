@@ -104,17 +104,18 @@ DecodedAudio decode_audio(const std::string& path) {
     throw AudioError(path, "invalid header (" + std::to_string(info.channels) + " channels, " +
                                std::to_string(info.samplerate) + " Hz)");
   const std::int64_t channels = info.channels;
-  // Read in blocks straight into the result: a header's frame count is not trusted (a truncated file has fewer
-  // frames), it only sizes the first allocation, within a bound.
-  constexpr sf_count_t kBlock = 1 << 16;
+  // Read in blocks of about 64 K samples straight into the result. A header's frame count is not trusted (a
+  // truncated file has fewer frames): it only sizes the first allocation, to at most 64 M samples.
+  const sf_count_t block = std::max<sf_count_t>(1, (sf_count_t{1} << 16) / channels);
+  const sf_count_t claimed = std::clamp<sf_count_t>(info.frames, 0, (sf_count_t{1} << 26) / channels);
   auto data = std::make_unique<std::vector<float>>();
-  data->reserve(static_cast<std::size_t>((std::clamp<sf_count_t>(info.frames, 0, sf_count_t{1} << 26) + kBlock) * channels));
+  data->reserve(static_cast<std::size_t>((claimed + block) * channels));
   while (true) {
     const std::size_t done = data->size();
-    data->resize(done + static_cast<std::size_t>(kBlock * channels));
-    const sf_count_t got = sf_readf_float(file.get(), data->data() + done, kBlock);
+    data->resize(done + static_cast<std::size_t>(block * channels));
+    const sf_count_t got = sf_readf_float(file.get(), data->data() + done, block);
     data->resize(done + static_cast<std::size_t>(std::max<sf_count_t>(got, 0) * channels));
-    if (got < kBlock) break;
+    if (got < block) break;
   }
   if (sf_error(file.get()) != SF_ERR_NO_ERROR && data->empty())
     throw AudioError(path, std::string("corrupt audio data: ") + sf_strerror(file.get()));
