@@ -150,7 +150,8 @@ def finals(d):
 
 
 def same_detections(a, b):
-    """Same detections: the same keys, labels and counts, boxes within 1e-3 px, the rest within 1e-4."""
+    """Same detections: the same keys, labels and counts, boxes and keypoints (pixel positions derived from the
+    boxes) within 1e-3 px, the rest within 1e-4."""
     if a.keys() != b.keys():
         return False
     for k in a:
@@ -159,7 +160,8 @@ def same_detections(a, b):
         if k.startswith("final.labels."):
             if not torch.equal(a[k], b[k]):
                 return False
-        elif a[k].numel() and (a[k] - b[k]).abs().max() > (1e-3 if k.startswith("final.boxes.") else 1e-4):
+        elif a[k].numel() and (a[k] - b[k]).abs().max() > (1e-3 if k.startswith(("final.boxes.", "final.keypoints."))
+                                                             else 1e-4):
             return False
     return True
 
