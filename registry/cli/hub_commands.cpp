@@ -38,12 +38,10 @@ void run_download(const DownloadArgs& a) {
     // The weight's assets first (a text weight's tokenizer and vocabulary: everything a later offline run needs),
     // then its own file, whose path stays the last line.
     json files = json::array();
-    for (const WeightsRecord& file : [&] {
-           std::vector<WeightsRecord> all;
-           for (const std::string& url : hub::asset_urls(r)) all.push_back(hub::asset_record(r, url));
-           all.push_back(r);
-           return all;
-         }()) {
+    std::vector<WeightsRecord> all;
+    for (const std::string& url : hub::asset_urls(r)) all.push_back(hub::asset_record(r, url));
+    all.push_back(r);
+    for (const WeightsRecord& file : all) {
       const std::string path = hub::fetch(file, options);
       if (!a.json) {
         std::cout << path << std::endl;
@@ -51,7 +49,8 @@ void run_download(const DownloadArgs& a) {
       }
       const auto e = hub::cached(file);
       if (!e) throw HubError(file.name(), "disappeared from the cache right after the download: " + path);
-      files.push_back({{"weight", file.name()}, {"url", file.url}, {"path", path}, {"sha256", e->sha256}, {"size", e->size}});
+      files.push_back({{"weight", file.name()}, {"path", path}, {"sha256", e->sha256}, {"size", e->size}});
+      if (&file != &all.back()) files.back()["url"] = file.url;  // an asset: which file it is
     }
     if (a.json) {
       json entry = files.back();
