@@ -295,11 +295,7 @@ def main():
             problems.append(f"{name}: mz's refusal (exit {rc}) is not one stderr line naming the file: {lines[:3]}")
         if os.path.exists(out):
             problems.append(f"{name}: mz refused it (exit {rc}) but left {out} behind")
-    for p in problems:
-        print(p)
-    print(f"formats_checkpoint_corpus: {len(names)} files ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
-          f"{len(problems)} problems")
-    return 1 if problems else 0
+    return corpus.summary("formats_checkpoint_corpus", len(names), counts, problems)
 
 
 if __name__ == "__main__":

@@ -141,11 +141,7 @@ def main():
             dev = ((tensors[f"{i}.preset"] - PRESET(ref)) * STD).abs().max().item()
             if dev > 2 / 255:
                 problems.append(f"{rel}: ImageNet preset off by {dev * 255:.2f}/255")
-    for p in problems:
-        print(p)
-    print(f"images_corpus: {len(files)} files ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
-          f"{len(problems)} problems")
-    return 1 if problems else 0
+    return corpus.summary("images_corpus", len(files), counts, problems)
 
 
 if __name__ == "__main__":

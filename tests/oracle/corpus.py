@@ -19,3 +19,11 @@ def missing(path, test):
         return False
     print(f"{test}: skipped: no corpus at {path} (it is not part of a clone)")
     return True
+
+
+def summary(test, files, counts, problems):
+    """Prints every problem and one line of counts; the exit code (1 when anything was wrong)."""
+    for p in problems:
+        print(p)
+    print(f"{test}: {files} files ({', '.join(f'{v} {k}' for k, v in counts.items())}), {len(problems)} problems")
+    return 1 if problems else 0
