@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,19 @@ struct SndfileCloser {
   void operator()(SNDFILE* f) const { sf_close(f); }
 };
 
+// The resampling loops are inlined into one function that GCC compiles twice on x86-64, for AVX2 and for any
+// x86-64, and picks between when the library loads. The arithmetic is the same in both (no FMA).
+#if defined(__GNUC__)
+#define MZ_INLINE inline __attribute__((always_inline))
+#else
+#define MZ_INLINE inline
+#endif
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define MZ_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MZ_AVX2_CLONES
+#endif
+
 constexpr std::int64_t kMaxKernel = std::int64_t{16} << 20;  // resampling coefficients (64 MB in float32)
 
 // x.mean(1) of float32 [frames, channels] as ATen computes it (the channels' sum times 1 / channels), in one pass:
@@ -31,7 +45,18 @@ constexpr std::int64_t kMaxKernel = std::int64_t{16} << 20;  // resampling coeff
 // to element i, which no later frame reads).
 void mix_down(const float* src, float* dst, std::int64_t frames, std::int64_t channels) {
   const float factor = 1.0f / static_cast<float>(channels);
-  for (std::int64_t i = 0; i < frames; ++i, src += channels) {
+  std::int64_t i = 0;
+  if (channels == 2) {  // four frames at a time: both loads come before the store, so dst may be src
+    using v4 = float __attribute__((vector_size(16)));
+    for (; i + 4 <= frames; i += 4) {
+      v4 a, b;
+      std::memcpy(&a, src + 2 * i, sizeof a);
+      std::memcpy(&b, src + 2 * i + 4, sizeof b);
+      const v4 mean = (__builtin_shufflevector(a, b, 0, 2, 4, 6) + __builtin_shufflevector(a, b, 1, 3, 5, 7)) * factor;
+      std::memcpy(dst + i, &mean, sizeof mean);
+    }
+  }
+  for (src += i * channels; i < frames; ++i, src += channels) {
     float sum = 0;
     for (std::int64_t c = 0; c < channels; ++c) sum += src[c];
     dst[i] = sum * factor;
@@ -40,7 +65,7 @@ void mix_down(const float* src, float* dst, std::int64_t frames, std::int64_t ch
 
 // sum_k h[k] * x[k]: four (float: sixteen) independent chains, so the multiply-adds overlap.
 template <typename T>
-T dot(const T* h, const T* x, std::int64_t n) {
+MZ_INLINE T dot(const T* h, const T* x, std::int64_t n) {
   T acc[4] = {0, 0, 0, 0};
   std::int64_t k = 0;
   for (; k + 4 <= n; k += 4)
@@ -50,7 +75,7 @@ T dot(const T* h, const T* x, std::int64_t n) {
 }
 
 template <>
-float dot(const float* h, const float* x, std::int64_t n) {
+MZ_INLINE float dot(const float* h, const float* x, std::int64_t n) {
   using v4 = float __attribute__((vector_size(16)));  // SSE on any x86-64, NEON on arm64 (GCC and Clang)
   v4 acc[4] = {};
   std::int64_t k = 0;
@@ -67,26 +92,28 @@ float dot(const float* h, const float* x, std::int64_t n) {
   return total;
 }
 
-// The same n-tap dot product at four places, x + i * step (n a multiple of 4): four independent sums in flight.
+// The same n-tap dot product at four places, x + i * step (n a multiple of 16): four independent sums in flight.
 template <typename T>
-void dot4(const T* h, const T* x, std::int64_t step, std::int64_t n, T out[4]) {
+MZ_INLINE void dot4(const T* h, const T* x, std::int64_t step, std::int64_t n, T out[4]) {
   for (int i = 0; i < 4; ++i) out[i] = dot(h, x + i * step, n);
 }
 
 template <>
-void dot4(const float* h, const float* x, std::int64_t step, std::int64_t n, float out[4]) {
-  using v4 = float __attribute__((vector_size(16)));
-  v4 acc[4] = {};
-  for (std::int64_t k = 0; k < n; k += 4) {
-    v4 hv;
+MZ_INLINE void dot4(const float* h, const float* x, std::int64_t step, std::int64_t n, float out[4]) {
+  // Eight lanes: two SSE registers each on any x86-64, one AVX register in the AVX2 clone; the same sums either way.
+  using v8 = float __attribute__((vector_size(32)));
+  v8 acc[4] = {};
+  for (std::int64_t k = 0; k < n; k += 8) {
+    v8 hv;
     std::memcpy(&hv, h + k, sizeof hv);
     for (int i = 0; i < 4; ++i) {
-      v4 xv;
+      v8 xv;
       std::memcpy(&xv, x + i * step + k, sizeof xv);
       acc[i] += hv * xv;
     }
   }
-  for (int i = 0; i < 4; ++i) out[i] = (acc[i][0] + acc[i][1]) + (acc[i][2] + acc[i][3]);
+  for (int i = 0; i < 4; ++i)
+    out[i] = ((acc[i][0] + acc[i][4]) + (acc[i][1] + acc[i][5])) + ((acc[i][2] + acc[i][6]) + (acc[i][3] + acc[i][7]));
 }
 
 }  // namespace
@@ -108,23 +135,31 @@ DecodedAudio decode_audio(const std::string& path) {
   // truncated file has fewer frames): it only sizes the first allocation, to at most 64 M samples.
   const sf_count_t block = std::max<sf_count_t>(1, (sf_count_t{1} << 16) / channels);
   const sf_count_t claimed = std::clamp<sf_count_t>(info.frames, 0, (sf_count_t{1} << 26) / channels);
-  auto data = std::make_unique<std::vector<float>>();
-  data->reserve(static_cast<std::size_t>((claimed + block) * channels));
+  // malloc'd, not zero-filled (every sample kept is written by libsndfile), and grown with realloc
+  std::unique_ptr<float, decltype(&std::free)> data(nullptr, &std::free);
+  std::size_t capacity = 0, done = 0;
+  const auto grow = [&](std::size_t samples) {
+    float* grown = static_cast<float*>(std::realloc(data.get(), samples * sizeof(float)));
+    if (!grown) throw AudioError(path, "out of memory for " + std::to_string(samples) + " samples");
+    data.release();
+    data.reset(grown);
+    capacity = samples;
+  };
+  grow(static_cast<std::size_t>((claimed + block) * channels));
   while (true) {
-    const std::size_t done = data->size();
-    data->resize(done + static_cast<std::size_t>(block * channels));
-    const sf_count_t got = sf_readf_float(file.get(), data->data() + done, block);
-    data->resize(done + static_cast<std::size_t>(std::max<sf_count_t>(got, 0) * channels));
+    const std::size_t need = done + static_cast<std::size_t>(block * channels);
+    if (need > capacity) grow(std::max(need, capacity + capacity / 2));
+    const sf_count_t got = sf_readf_float(file.get(), data.get() + done, block);
+    done += static_cast<std::size_t>(std::max<sf_count_t>(got, 0) * channels);
     if (got < block) break;
   }
-  if (sf_error(file.get()) != SF_ERR_NO_ERROR && data->empty())
+  if (sf_error(file.get()) != SF_ERR_NO_ERROR && done == 0)
     throw AudioError(path, std::string("corrupt audio data: ") + sf_strerror(file.get()));
-  const auto frames = static_cast<std::int64_t>(data->size()) / channels;
+  const auto frames = static_cast<std::int64_t>(done) / channels;
   if (frames == 0) throw AudioError(path, "no audio samples (zero-length audio)");
   DecodedAudio out;
-  float* samples = data->data();
-  out.samples = torch::from_blob(samples, {frames, channels}, [owner = data.release()](void*) { delete owner; },
-                                 torch::kFloat32);
+  float* samples = data.release();
+  out.samples = torch::from_blob(samples, {frames, channels}, [](void* p) { std::free(p); }, torch::kFloat32);
   out.sample_rate = info.samplerate;
   return out;
 }
@@ -215,6 +250,71 @@ std::shared_ptr<const SincKernel> sinc_kernel(std::int64_t orig, std::int64_t ta
 // torchaudio.functional.resample: the padded signal convolved with every phase's kernel (conv1d, stride orig), the
 // phases interleaved, cut to ceil(target * length / orig). Each output here sums only its kernel's taps inside the
 // window: the same products in another order.
+// One signal's resampling job: conv1d over the signal padded with width zeros before and width + orig after, cut
+// to out_length. The padding is not materialised: an output near an edge sums the taps that fall on the signal.
+template <typename T>
+struct Blocks {
+  const SincKernel& k;
+  std::int64_t orig, target;
+  const T* in;
+  std::int64_t length;
+  T* dst;
+  std::int64_t out_length;
+};
+
+// The outputs of blocks [begin, end): output n is phase n % target of block n / target (no division per sample).
+template <typename T>
+MZ_INLINE void resample_blocks(const Blocks<T>& job, std::int64_t begin, std::int64_t end) {
+  const SincKernel& k = job.k;
+  const std::int64_t orig = job.orig, target = job.target, length = job.length, out_length = job.out_length;
+  const T* in = job.in;
+  T* dst = job.dst;
+  const T* inside = k.inside.data_ptr<T>();
+  for (std::int64_t b = begin; b < end;) {
+    const std::int64_t start = b * orig - k.width;  // tap 0's position in the signal
+    if (b + 4 <= end && (b + 4) * target <= out_length && start + k.min_first >= 0 &&
+        start + 3 * orig + k.max_reach <= length) {
+      // Four blocks away from the edges: phase j of blocks b..b+3 shares a kernel row.
+      for (std::int64_t j = 0; j < target; ++j) {
+        const auto j_ = static_cast<std::size_t>(j);
+        T r[4];
+        dot4(inside + j * k.stride, in + start + k.first[j_], orig, k.whole[j_], r);
+        for (int i = 0; i < 4; ++i) dst[(b + i) * target + j] = r[i];
+      }
+      b += 4;
+      continue;
+    }
+    // One block: each phase's taps on the signal, in whole vectors inside.
+    for (std::int64_t j = 0, phases = std::min(target, out_length - b * target); j < phases; ++j) {
+      const auto j_ = static_cast<std::size_t>(j);
+      const std::int64_t f = k.first[j_], l = k.last[j_];
+      const T* h = inside + j * k.stride;
+      T value = 0;
+      if (start + f >= 0 && start + f + k.whole[j_] <= length) {
+        value = dot(h, in + start + f, k.whole[j_]);
+      } else {
+        const std::int64_t lo = std::max(f, -start), hi = std::min(l, length - start);
+        if (hi > lo) value = dot(h + (lo - f), in + start + lo, hi - lo);
+      }
+      dst[b * target + j] = value;
+    }
+    b += 1;
+  }
+}
+
+MZ_AVX2_CLONES void resample_blocks_f32(const Blocks<float>& job, std::int64_t begin, std::int64_t end) {
+  resample_blocks(job, begin, end);
+}
+
+template <typename T>
+void resample_range(const Blocks<T>& job, std::int64_t begin, std::int64_t end) {
+  resample_blocks(job, begin, end);
+}
+template <>
+void resample_range(const Blocks<float>& job, std::int64_t begin, std::int64_t end) {
+  resample_blocks_f32(job, begin, end);
+}
+
 torch::Tensor resample(const torch::Tensor& waveform, std::int64_t orig_freq, std::int64_t new_freq,
                        std::int64_t lowpass_filter_width, double rolloff, const std::string& what) {
   if (orig_freq <= 0 || new_freq <= 0)
@@ -231,59 +331,24 @@ torch::Tensor resample(const torch::Tensor& waveform, std::int64_t orig_freq, st
                                " Hz: the rates' ratio " + std::to_string(orig) + ":" + std::to_string(target) +
                                " needs a kernel of more than 16 M coefficients");
   const auto sinc = sinc_kernel(orig, target, lowpass_filter_width, rolloff, waveform.scalar_type());
-  const std::int64_t width = sinc->width, stride = sinc->stride;
-  const auto& first = sinc->first;
-  const auto& last = sinc->last;
-  const auto& whole = sinc->whole;
   const auto opts = torch::TensorOptions().dtype(waveform.scalar_type());
 
   const auto shape = waveform.sizes().vec();
   const torch::Tensor flat = waveform.reshape({-1, shape.back()});
   const std::int64_t num_wavs = flat.size(0), length = flat.size(1);
   const torch::Tensor in_all = flat.contiguous();
-  // conv1d over the signal padded with width zeros before and width + orig after, cut to ceil(target * length /
-  // orig) as torchaudio does. The padding is not materialised: an output near an edge sums the taps that fall
-  // on the signal.
+  // cut to ceil(target * length / orig) as torchaudio does
   const std::int64_t blocks = length / orig + 1;  // (padded length - taps) / orig + 1
   const std::int64_t out_length = std::min((target * length + orig - 1) / orig, blocks * target);
   torch::Tensor out = torch::empty({num_wavs, out_length}, opts);
   AT_DISPATCH_FLOATING_TYPES(waveform.scalar_type(), "resample", [&] {
-    const scalar_t* inside = sinc->inside.data_ptr<scalar_t>();
     for (std::int64_t w = 0; w < num_wavs; ++w) {
       const scalar_t* in = in_all.data_ptr<scalar_t>() + w * length;
       scalar_t* dst = out.data_ptr<scalar_t>() + w * out_length;
-      // Output n is phase n % target of block n / target; walk blocks and phases (no division per sample).
+      const Blocks<scalar_t> job{*sinc, orig, target, in, length, dst, out_length};
       const std::int64_t used_blocks = (out_length + target - 1) / target;
-      // One phase's output of one block: the taps on the signal (the padding is zeros), in whole vectors inside.
-      const auto one = [&](std::int64_t b, std::int64_t j) {
-        const std::int64_t start = b * orig - width;  // tap 0's position in the signal
-        const std::int64_t f = first[static_cast<std::size_t>(j)], l = last[static_cast<std::size_t>(j)];
-        const scalar_t* h = inside + j * stride;
-        if (start + f >= 0 && start + f + whole[static_cast<std::size_t>(j)] <= length)
-          return dot(h, in + start + f, whole[static_cast<std::size_t>(j)]);
-        const std::int64_t lo = std::max(f, -start), hi = std::min(l, length - start);
-        return hi > lo ? dot(h + (lo - f), in + start + lo, hi - lo) : scalar_t(0);
-      };
-      at::parallel_for(0, used_blocks, std::max<std::int64_t>(4, 4096 / target), [&](std::int64_t begin, std::int64_t end) {
-        for (std::int64_t b = begin; b < end;) {
-          const std::int64_t start = b * orig - width;  // tap 0's position in the signal
-          if (b + 4 <= end && (b + 4) * target <= out_length && start + sinc->min_first >= 0 &&
-              start + 3 * orig + sinc->max_reach <= length) {
-            // Four blocks away from the edges: phase j of blocks b..b+3 shares a kernel row.
-            for (std::int64_t j = 0; j < target; ++j) {
-              scalar_t r[4];
-              dot4(inside + j * stride, in + start + first[static_cast<std::size_t>(j)], orig,
-                   whole[static_cast<std::size_t>(j)], r);
-              for (int i = 0; i < 4; ++i) dst[(b + i) * target + j] = r[i];
-            }
-            b += 4;
-          } else {
-            for (std::int64_t j = 0, phases = std::min(target, out_length - b * target); j < phases; ++j)
-              dst[b * target + j] = one(b, j);
-            b += 1;
-          }
-        }
-      });
+      at::parallel_for(0, used_blocks, std::max<std::int64_t>(4, 4096 / target),
+                       [&](std::int64_t begin, std::int64_t end) { resample_range(job, begin, end); });
     }
   });
   auto out_shape = shape;
