@@ -20,6 +20,7 @@
 #include "modelzoo/optimize.h"
 #include "modelzoo/options.h"
 #include "modelzoo/registry.h"
+#include "modelzoo/spec.h"
 #include "modelzoo/weights.h"
 
 #include "modelzoo/models/resnet.h"

@@ -17,6 +17,7 @@ void add_predict_commands(CLI::App& app);  // predict, preprocess               
 void add_doctor_commands(CLI::App& app);   // doctor                             (doctor_commands.cpp)
 void add_text_commands(CLI::App& app);     // tokenize, embed                    (text_commands.cpp)
 void add_audio_commands(CLI::App& app);    // transcribe                         (audio_commands.cpp)
+void add_spec_commands(CLI::App& app);     // build                              (spec_commands.cpp)
 
 // The file the dynamic linker bound libblas.so.3 to in this process ("" if none): LibTorch's BLAS.
 std::string resolved_blas();

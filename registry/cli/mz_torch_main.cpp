@@ -1,5 +1,5 @@
 // mz-torch: every mz command (list, info, download, verify, cache, convert, forward, bench, predict,
-// preprocess, doctor, tokenize, embed, transcribe: every model and weight in the registry). `mz` executes it for every command that needs LibTorch.
+// preprocess, doctor, tokenize, embed, transcribe, build: every model and weight in the registry). `mz` executes it for every command that needs LibTorch.
 #include <cstdlib>
 #include <string>
 
@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   mz::cli::add_doctor_commands(app);
   mz::cli::add_text_commands(app);
   mz::cli::add_audio_commands(app);
+  mz::cli::add_spec_commands(app);
   return mz::cli::run(app, argc, argv, [](const std::exception& e) {
     return dynamic_cast<const c10::Error*>(&e) ? 6 : 1;  // LibTorch's own errors
   });
