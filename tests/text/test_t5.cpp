@@ -66,7 +66,7 @@ TEST_CASE("T5 outputs: encoder [B, T, D]; decoder [B, T_dec, D] or logits [B, T_
                        mz::UsageError);
   auto frozen = mz::t5_small({}, tiny({{"freeze_model", true}}));
   for (const auto& p : frozen->parameters()) CHECK(!p.requires_grad());
-  inputs = {};
+  inputs = mz::TensorDict();
   inputs.insert("input", torch::tensor({{5, 50, 1}}, torch::kLong));
   CHECK_THROWS_WITH_AS(full->run(inputs), "input: token id 50 is outside the vocabulary [0, 50)", mz::UsageError);
 }
