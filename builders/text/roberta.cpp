@@ -124,12 +124,15 @@ TransformerLayersImpl::TransformerLayersImpl(const RobertaEncoderConf& conf) {
 
 // nn.TransformerEncoder.forward in torch 1.13: when the first layer would take its fast path (and
 // is post-norm), the batch becomes a nested tensor of the unpadded rows and comes back padded with 0.
+// A batch without padding skips that detour (and its mask): the same kernels on the dense batch, which
+// give the same rows without the nested tensor's conversions.
 torch::Tensor TransformerLayersImpl::forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask) {
   if (layers->is_empty()) return x;
   auto first = layers->ptr<TransformerEncoderLayerImpl>(0);
-  const bool nested = !first->norm_first && first->fast_path(x);
+  const bool padded = key_padding_mask.defined() && key_padding_mask.any().item<bool>();
+  const bool nested = padded && !first->norm_first && first->fast_path(x);
   torch::Tensor out = nested ? at::_nested_tensor_from_mask(x, key_padding_mask.logical_not(), /*mask_check=*/false) : x;
-  const torch::Tensor mask = nested ? torch::Tensor() : key_padding_mask;
+  const torch::Tensor mask = nested || !padded ? torch::Tensor() : key_padding_mask;
   for (const auto& layer : *layers) out = layer->as<TransformerEncoderLayerImpl>()->forward(out, mask);
   return nested ? out.to_padded_tensor(0.) : out;
 }
