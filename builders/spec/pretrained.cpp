@@ -140,12 +140,12 @@ void save_pretrained(const Model& model, const nlohmann::json& spec, const std::
   io::fsync_path(tensors_file);
   io::Sha256 digest;
   const std::uint64_t size = io::hash_file(tensors_file, digest);
-  json config = {{"schema", kSchema + std::to_string(pretrained::kSchemaVersion)},
-                 {"modelzoo_version", MZ_VERSION},
-                 {"model", architecture.model.name},
-                 {"spec", architecture.spec},
-                 {"weights", provenance(architecture.weights)},
-                 {"files", {{pretrained::kTensors, {{"sha256", digest.hex()}, {"size", size}}}}}};
+  nlohmann::ordered_json config = {{"schema", kSchema + std::to_string(pretrained::kSchemaVersion)},  // as documented
+                                    {"modelzoo_version", MZ_VERSION},
+                                    {"model", architecture.model.name},
+                                    {"spec", architecture.spec},
+                                    {"weights", provenance(architecture.weights)},
+                                    {"files", {{pretrained::kTensors, {{"sha256", digest.hex()}, {"size", size}}}}}};
   if (!preset.is_null()) config["preset"] = preset;
   io::write_file_atomic(config_file, config.dump(1) + "\n");
 }
