@@ -19,6 +19,7 @@
 #include "modelzoo/layers/nn.h"
 #include "modelzoo/optimize.h"
 #include "modelzoo/options.h"
+#include "modelzoo/pretrained.h"
 #include "modelzoo/registry.h"
 #include "modelzoo/spec.h"
 #include "modelzoo/weights.h"

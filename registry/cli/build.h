@@ -1,4 +1,5 @@
-// Building a model the way the CLI's --checkpoint / --weights contract says (mz forward, bench, predict).
+// Building a model the way the CLI's --checkpoint / --weights contract says (mz forward, bench, predict),
+// or from a saved model's directory.
 #pragma once
 
 #include <optional>
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "modelzoo/checkpoint.h"
+#include "modelzoo/pretrained.h"
 #include "modelzoo/registry.h"
 
 namespace mz::cli {
@@ -18,9 +20,17 @@ namespace mz::cli {
 // init, again without downloading backbone weights. `storage` applies to --checkpoint (--mmap).
 // `like` (--like WEIGHT, with --checkpoint) builds the configuration of that weight of the model
 // (e.g. FrozenBatchNorm2d with eps 0 for a detector's COCO_V1) instead of the plain one, downloading nothing.
+// A saved model's directory (mz::save_pretrained) in place of the name is built from its config.json
+// and loaded from its model.safetensors (mz::from_pretrained); it takes none of these options.
 inline Model build(const std::string& name, const std::string& checkpoint, const std::string& weights,
                    nlohmann::json options, bool weights_required = true, Storage storage = Storage::Copy,
                    const std::string& like = "") {
+  if (pretrained::is_dir(name)) {
+    if (!checkpoint.empty() || !weights.empty() || !like.empty() || !options.empty())
+      throw UsageError(name, "a saved model directory takes no --checkpoint, --weights, --like, --num-classes or "
+                             "--options: its config.json says how to build it");
+    return from_pretrained(name);
+  }
   if (!like.empty() && checkpoint.empty()) throw UsageError(name, "--like WEIGHT needs --checkpoint FILE");
   if (!checkpoint.empty() && !weights.empty())
     throw UsageError(name, "give only one of --checkpoint FILE and --weights NAME");

@@ -77,7 +77,34 @@ void run_list(const ListArgs& a) {
 }
 
 // ---- info -------------------------------------------------------------------------------------
+// A saved model's directory: its config.json (validated), whole with --json.
+void run_info_dir(const std::string& dir, bool as_json) {
+  const json config = pretrained::read_config(dir);
+  if (as_json) {
+    std::cout << config.dump(1) << "\n";
+    return;
+  }
+  const auto line = [](const std::string& key, const std::string& value) {
+    std::cout << std::left << std::setw(18) << key << " " << value << "\n";
+  };
+  line("directory", dir);
+  for (const char* key : {"model", "schema", "modelzoo_version"}) line(key, config[key].get<std::string>());
+  for (const json& w : config["weights"])
+    line("weights", w.value("name", "?") + " (" + (w.value("url", json()).is_string() ? w["url"].get<std::string>() : "no URL") +
+                        ", sha256 " + (w.value("sha256", json()).is_string() ? w["sha256"].get<std::string>() : "unknown") + ")");
+  for (const auto& [file, entry] : config["files"].items())
+    line(file, "sha256 " + entry["sha256"].get<std::string>() + ", " + entry["size"].dump() + " bytes");
+  if (config.contains("preset")) {
+    const json& p = config["preset"];
+    const json categories = p["meta"].value("categories", json());
+    line("preset", p["transforms"]["preset"].get<std::string>() + " (of " + p["weight"].get<std::string>() + "), " +
+                       (categories.is_array() ? std::to_string(categories.size()) : std::string("no")) + " categories");
+  }
+  line("spec", config["spec"].dump());
+}
+
 void run_info(const std::string& name, bool as_json) {
+  if (pretrained::is_dir(name)) return run_info_dir(name, as_json);
   json out;
   if (const ModelInfo* m = find_model(name)) {
     json weights = json::array();
@@ -217,8 +244,9 @@ void add_model_commands(CLI::App& app) {
 
   auto info_name = std::make_shared<std::string>();
   auto info_json = std::make_shared<bool>(false);
-  auto* info = app.add_subcommand("info", "Show a weight ('ResNet50_Weights.IMAGENET1K_V2') or a model ('resnet50')");
-  info->add_option("NAME", *info_name, "Weight or model name")->required();
+  auto* info = app.add_subcommand("info", "Show a weight ('ResNet50_Weights.IMAGENET1K_V2'), a model ('resnet50') or "
+                                          "a saved model's directory (its config.json)");
+  info->add_option("NAME", *info_name, "Weight or model name, or a saved model's directory")->required();
   info->add_flag("--json", *info_json, "JSON output");
   info->callback([info_name, info_json] { run_info(*info_name, *info_json); });
 
@@ -232,7 +260,7 @@ void add_model_commands(CLI::App& app) {
   auto* forward = app.add_subcommand(
       "forward", "Run a model (eval, no grad) on the tensor 'input' of a safetensors file; writes 'output' "
                  "(or each key of a dict output: out, aux, ...)");
-  forward->add_option("MODEL", fa->model, "Model name")->required();
+  forward->add_option("MODEL", fa->model, "Model name, or a saved model's directory (mz build --output)")->required();
   auto* ck = forward->add_option("--checkpoint", fa->checkpoint, "Checkpoint file (built with no weights, then loaded)");
   add_mmap_flag(forward, fa->mmap);
   forward->add_option("--like", fa->like, "With --checkpoint: build the configuration of this weight of the model "

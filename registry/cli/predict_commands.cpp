@@ -19,8 +19,16 @@ namespace {
 
 using nlohmann::json;
 
-// A weight name gives the weight; a model name its DEFAULT weight (for preset and categories).
-const WeightsRecord& resolve_weight(const std::string& name) {
+// A weight name gives the weight; a model name its DEFAULT weight (for preset and categories); a saved
+// model's directory the weight entry its config.json keeps as "preset".
+WeightsRecord resolve_weight(const std::string& name) {
+  if (pretrained::is_dir(name)) {
+    const json config = pretrained::read_config(name);
+    if (!config.contains("preset"))
+      throw UsageError(name, "config.json has no preset to take the preprocessing and categories from (save it with "
+                             "mz build --preset-of WEIGHT, or SaveOptions::preset_of)");
+    return record_from_json(config["preset"], name + "/" + pretrained::kConfig);
+  }
   if (name.find('.') != std::string::npos) return get_weight(name);
   const ModelInfo& info = model_info(name);  // throws "unknown model" with suggestions
   const std::string def = info.default_weights ? info.default_weights() : "";
@@ -40,6 +48,11 @@ struct PredictArgs {
 // The weight's model in eval mode: with its weights, or built in the weight's configuration and loaded
 // from --checkpoint.
 Model build_for(const PredictArgs& a, const WeightsRecord& w) {
+  if (pretrained::is_dir(a.name)) {  // built as its config.json says
+    Model model = build(a.name, a.checkpoint, "", parse_options(a.options, std::nullopt));
+    model.module->eval();
+    return model;
+  }
   const ModelInfo& info = model_info(w.model);
   json options = parse_options(a.options, std::nullopt);
   const std::vector<std::string> categories = w.meta.categories.value_or(std::vector<std::string>{});
@@ -191,7 +204,7 @@ void run_segment(const PredictArgs& a, const WeightsRecord& w) {
 void run_predict(const PredictArgs& a) {
   if (a.topk < 1) throw UsageError("--topk", "must be at least 1");
   if (a.batch < 1) throw UsageError("--batch", "must be at least 1");
-  const WeightsRecord& w = resolve_weight(a.name);
+  const WeightsRecord w = resolve_weight(a.name);
   if (w.transforms.preset == "ObjectDetection") return run_detect(a, w);
   if (w.transforms.preset == "SemanticSegmentation") return run_segment(a, w);
   if (w.transforms.preset != "ImageClassification")
@@ -212,15 +225,16 @@ void run_predict(const PredictArgs& a) {
     const TensorDict out = model.run(inputs);
     if (out.is_empty()) throw UsageError(w.model, "model gave no output");
     const torch::Tensor probs = torch::softmax(out.front().value().to(torch::kFloat32), 1);
+    // categories of another head size (a fine-tuned model saved without its own) would mislabel: indices then
+    const std::vector<std::string> labels =
+        probs.size(1) == static_cast<std::int64_t>(categories.size()) ? categories : std::vector<std::string>{};
     const std::int64_t k = std::min<std::int64_t>(a.topk, probs.size(1));
     const auto [values, indices] = probs.topk(k, 1);
     for (std::size_t i = 0; i < paths.size(); ++i) {
       json top = json::array();
       for (std::int64_t j = 0; j < k; ++j) {
         const std::int64_t index = indices[i][j].item<std::int64_t>();
-        const std::string label = index < static_cast<std::int64_t>(categories.size())
-                                      ? categories[static_cast<std::size_t>(index)]
-                                      : std::to_string(index);
+        const std::string label = label_of(labels, index);
         top.push_back({{"index", index}, {"label", label}, {"prob", values[i][j].item<double>()}});
       }
       if (a.json) {
@@ -237,7 +251,7 @@ void run_predict(const PredictArgs& a) {
 }
 
 void run_preprocess(const PredictArgs& a) {
-  const WeightsRecord& w = resolve_weight(a.name);
+  const WeightsRecord w = resolve_weight(a.name);
   const torch::Tensor input = preprocess(w.transforms, a.images);
   save_safetensors(a.output, {{"input", input}}, {{"weight", w.name()}, {"preset", w.transforms.preset}});
   std::cout << a.output << "\n";
@@ -250,8 +264,9 @@ void add_predict_commands(CLI::App& app) {
   auto* predict = app.add_subcommand(
       "predict", "Classify images (top-K labels with probabilities), detect objects (label, score, box; masks and "
                  "keypoints) or segment them (classes and their share of the image), with the weight's preset");
-  predict->add_option("NAME", pa->name, "Weight ('ResNet50_Weights.IMAGENET1K_V2') or model (its DEFAULT weight's "
-                                        "preset and categories)")->required();
+  predict->add_option("NAME", pa->name, "Weight ('ResNet50_Weights.IMAGENET1K_V2'), model (its DEFAULT weight's "
+                                        "preset and categories) or a saved model's directory (its config.json's "
+                                        "preset)")->required();
   predict->add_option("IMAGE", pa->images, "JPEG or PNG files")->required();
   predict->add_option("--checkpoint", pa->checkpoint,
                       "Checkpoint file (model built with no weights, then loaded; a detection weight's name builds "
