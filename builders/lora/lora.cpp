@@ -298,13 +298,12 @@ std::string load(torch::nn::Module& model, const std::string& dir, const std::ve
   if (expected != given)
     throw LoadError(file, "the adapter was trained on " + describe(expected) + ", but this model was built from " +
                               describe(given));
-  std::vector<std::string> layers;
+  const TensorDict tensors = read_checkpoint(tensors_file);  // before injecting: a bad file changes nothing
   try {
-    layers = inject(model, options);
+    inject(model, options);
   } catch (const UsageError& e) {
     throw LoadError(file, e.reason());
   }
-  const TensorDict tensors = read_checkpoint(tensors_file);
   std::vector<Site> all = adapted_sites(model);
   std::set<std::string> expected_keys;
   torch::NoGradGuard no_grad;

@@ -309,6 +309,10 @@ TEST_CASE("adapter-only save and load: a round trip, and the refusal of another 
   CHECK_THROWS_WITH_AS(lora::load(*m, dir, base_weights), (dir + "/adapter.safetensors: missing fc.lora_B").c_str(),
                        LoadError);
   CHECK(lora::names(*m).empty());
+  write_text(dir + "/adapter.safetensors", "not safetensors");
+  CHECK_THROWS_WITH_AS(lora::load(*m, dir, base_weights), doctest::Contains((dir + "/adapter.safetensors").c_str()),
+                       CheckpointError);
+  CHECK(lora::names(*m).empty());
   CHECK_THROWS_WITH_AS(lora::load(*m, dir + "/none"), (dir + "/none/adapter.json: cannot open").c_str(),
                        CheckpointError);
 }
