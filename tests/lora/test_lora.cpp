@@ -121,6 +121,20 @@ TEST_CASE("ViT: injection leaves the output unchanged; a training step changes o
   CHECK(max_diff(fused, vit->forward(x)) > 1e-4);
 }
 
+TEST_CASE("Swin: its attention's qkv and proj (read by shifted_window_attention) are adapted too") {
+  torch::manual_seed(4);
+  auto model = swin_t({}, {.num_classes = 3});
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::rand({1, 3, 64, 64});
+  const auto base = model->forward(x);
+  CHECK(lora::inject(*model, {.targets = {"features.1.0.attn.*"}, .rank = 2}) ==
+        std::vector<std::string>{"features.1.0.attn.qkv", "features.1.0.attn.proj"});
+  CHECK(torch::equal(model->forward(x), base));
+  randomize_adapters(*model, 0.5);
+  CHECK(max_diff(model->forward(x), base) > 1e-4);
+}
+
 TEST_CASE("RoBERTa: a training step on the attention's adapters (in- and out-projection)") {
   torch::manual_seed(2);
   auto model = roberta_base({}, tiny_roberta());
