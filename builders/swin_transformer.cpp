@@ -144,9 +144,9 @@ torch::Tensor ShiftedWindowAttentionImpl::get_relative_position_bias() {
 }
 
 torch::Tensor ShiftedWindowAttentionImpl::forward(const torch::Tensor& x) {
-  return shifted_window_attention(x, qkv->weight, proj->weight, get_relative_position_bias(), window_size, num_heads,
-                                  shift_size, attention_dropout, dropout, qkv->bias, proj->bias,
-                                  v2 ? logit_scale : torch::Tensor(), is_training());
+  return shifted_window_attention(x, qkv->adapted(qkv->weight), proj->adapted(proj->weight),
+                                  get_relative_position_bias(), window_size, num_heads, shift_size, attention_dropout,
+                                  dropout, qkv->bias, proj->bias, v2 ? logit_scale : torch::Tensor(), is_training());
 }
 
 SwinTransformerBlockImpl::SwinTransformerBlockImpl(std::int64_t dim, std::int64_t num_heads,

@@ -39,7 +39,8 @@ Conv2dImpl::Conv2dImpl(torch::nn::Conv2dOptions o) : options(std::move(o)) {
 torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
   const auto* pad = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
   TORCH_CHECK(pad, "mz::nn::Conv2d supports explicit padding only");
-  torch::Tensor y = torch::conv2d(x, weight, bias, options.stride(), *pad, options.dilation(), options.groups());
+  torch::Tensor y =
+      torch::conv2d(x, adapted(weight), bias, options.stride(), *pad, options.dilation(), options.groups());
   if (detail::FoldProbe* probe = detail::fold_probe()) probe->produced(*this, y);
   return y;
 }
@@ -56,7 +57,7 @@ LinearImpl::LinearImpl(torch::nn::LinearOptions o) : options(std::move(o)) {
   if (options.bias()) bias = register_parameter("bias", uninitialised({options.out_features()}));
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::linear(x, adapted(weight), bias); }
 
 void LinearImpl::reset_parameters() { init::reset_affine(weight, bias); }
 

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "builders/spec/paths.h"
+#include "modelzoo/lora.h"
 #include "modelzoo/spec.h"
 #include "weights/suggest.h"
 
@@ -24,7 +25,7 @@ namespace {
 
 using nlohmann::json;
 constexpr std::size_t kMaxNodes = 10000;
-const std::vector<std::string> kEngineKeys = {"_target_", "_select_", "_replace_", "_args_"};
+const std::vector<std::string> kEngineKeys = {"_target_", "_select_", "_replace_", "_args_", "_adapters_"};
 
 struct TypeOps {
   std::function<Part(std::shared_ptr<torch::nn::Module>)> part;
@@ -108,6 +109,19 @@ Part select(const Part& part, const json& selector, const std::string& path) {
   return part_of(m, part.target + "." + sel);
 }
 
+// "_adapters_": [lora::Options, ...], injected in order (the last one is active).
+void adapt(torch::nn::Module& module, const json& adapters, const std::string& path) {
+  if (!adapters.is_array()) throw UsageError(path, "a list of adapters {\"targets\": [...], ...}, got " + adapters.dump());
+  for (std::size_t i = 0; i < adapters.size(); ++i) {
+    const std::string where = path + "." + std::to_string(i);
+    try {
+      lora::inject(module, options_from_json<lora::Options>(adapters[i], "LoRA"));
+    } catch (const UsageError& e) {
+      throw UsageError(where, e.reason());
+    }
+  }
+}
+
 Part build_node(const json& node, const std::string& path, detail::Context& context) {
   if (++context.nodes > kMaxNodes) throw UsageError(path, "a spec of more than 10000 nodes");
   if (context.depth >= kMaxDepth) throw UsageError(path, "nodes nested deeper than 64 levels");
@@ -124,7 +138,7 @@ Part build_node(const json& node, const std::string& path, detail::Context& cont
   const std::string name = target.get<std::string>();
   for (const auto& [key, value] : node.items())
     if (is_engine_key(key) && std::find(kEngineKeys.begin(), kEngineKeys.end(), key) == kEngineKeys.end())
-      throw UsageError(path + "." + key, "unknown engine key (valid: _target_, _select_, _replace_, _args_)");
+      throw UsageError(path + "." + key, "unknown engine key (valid: _target_, _select_, _replace_, _args_, _adapters_)");
   Part part;
   if (auto c = components().find(name); c != components().end()) {
     Args args(node, path, name, context);
@@ -155,6 +169,7 @@ Part build_node(const json& node, const std::string& path, detail::Context& cont
       }
     }
   }
+  if (node.contains("_adapters_")) adapt(*part.module, node["_adapters_"], path + "._adapters_");
   if (node.contains("_select_")) part = select(part, node["_select_"], path + "._select_");
   return part;
 }
@@ -208,7 +223,7 @@ void Args::uses_weights(const std::string& full_name) { context_.weights.push_ba
 
 void Args::finish() const {
   for (const auto& [key, value] : node_.items()) {
-    if (key == "_target_" || key == "_select_" || key == "_replace_") continue;
+    if (key == "_target_" || key == "_select_" || key == "_replace_" || key == "_adapters_") continue;
     if (std::find(known_.begin(), known_.end(), key) != known_.end()) continue;
     if (key == "_args_") throw UsageError(path(key), target_ + " takes no positional arguments (_args_)");
     std::vector<std::string> names = known_;

@@ -59,7 +59,9 @@ void SelfAttentionImpl::reset_parameters() {
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask,
                                          double dropout) {
   const auto b = x.size(0), t = x.size(1), head_dim = embed_dim / num_heads;
-  auto qkv = torch::linear(x, in_proj_weight, in_proj_bias).view({b, t, 3, num_heads, head_dim}).permute({2, 0, 3, 1, 4});
+  auto qkv = torch::linear(x, adapted(in_proj_weight), in_proj_bias)
+                 .view({b, t, 3, num_heads, head_dim})
+                 .permute({2, 0, 3, 1, 4});
   auto q = qkv[0] / std::sqrt(static_cast<double>(head_dim));
   auto scores = torch::matmul(q, qkv[1].transpose(-2, -1));
   if (key_padding_mask.defined())
@@ -93,11 +95,11 @@ torch::Tensor TransformerEncoderLayerImpl::forward(const torch::Tensor& x, const
     c10::optional<int64_t> mask_type;
     if (key_padding_mask.defined()) mask_type = 1;
     return at::_transformer_encoder_layer_fwd(
-        x, self_attn->embed_dim, self_attn->num_heads, self_attn->in_proj_weight, self_attn->in_proj_bias,
-        self_attn->out_proj->weight, self_attn->out_proj->bias, /*use_gelu=*/true, norm_first, norm1->options.eps(),
-        norm1->weight, norm1->bias, norm2->weight, norm2->bias, linear1->weight, linear1->bias, linear2->weight,
-        linear2->bias, key_padding_mask.defined() ? c10::optional<torch::Tensor>(key_padding_mask) : c10::nullopt,
-        mask_type);
+        x, self_attn->embed_dim, self_attn->num_heads, self_attn->adapted(self_attn->in_proj_weight),
+        self_attn->in_proj_bias, self_attn->out_proj->adapted(self_attn->out_proj->weight), self_attn->out_proj->bias,
+        /*use_gelu=*/true, norm_first, norm1->options.eps(), norm1->weight, norm1->bias, norm2->weight, norm2->bias,
+        linear1->adapted(linear1->weight), linear1->bias, linear2->adapted(linear2->weight), linear2->bias,
+        key_padding_mask.defined() ? c10::optional<torch::Tensor>(key_padding_mask) : c10::nullopt, mask_type);
   }
   const bool train = is_training();
   auto sa = [&](const torch::Tensor& h) {

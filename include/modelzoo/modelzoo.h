@@ -17,6 +17,7 @@
 #include "modelzoo/transforms/draw.h"
 #include "modelzoo/hub.h"
 #include "modelzoo/layers/nn.h"
+#include "modelzoo/lora.h"
 #include "modelzoo/optimize.h"
 #include "modelzoo/options.h"
 #include "modelzoo/pretrained.h"

@@ -14,6 +14,8 @@
 //   "_select_": "features"        the sub-module of the result at that state-dict path (Python's `.features`)
 //   "_replace_": {"layer4": node}  replaces sub-modules of the result by state-dict path (mz::replace)
 //   "_args_": [node, ...]          positional arguments (Sequential's layers)
+//   "_adapters_": [{"targets": ["*.fc"], "rank": 8, "alpha": 16, "name": "default"}, ...]
+//                                  LoRA adapters injected into the result (mz::lora::inject, in order)
 // Before building, a spec is resolved (mz::spec::resolve): "_base_" (a file, relative to the file that
 // names it, or a registered spec) is deep-merged under the node's own keys (a node with another
 // _target_ replaces the base's node instead of merging), then KEY=VALUE overrides apply (a dotted path;

@@ -140,7 +140,7 @@ void run_info(const std::string& name, bool as_json) {
 
 // ---- forward ----------------------------------------------------------------------------------
 struct ForwardArgs {
-  std::string model, checkpoint, weights, input, output, options = "{}", like;
+  std::string model, checkpoint, weights, input, output, options = "{}", like, adapter;
   bool mmap = false, optimize = false;
   std::optional<std::int64_t> num_classes;
 };
@@ -148,6 +148,10 @@ struct ForwardArgs {
 void run_forward(const ForwardArgs& a) {
   Model m = build(a.model, a.checkpoint, a.weights, parse_options(a.options, a.num_classes), true, storage(a.mmap),
                   a.like);
+  if (!a.adapter.empty()) {  // its base is the --weights (none with --checkpoint); merged: no per-call cost
+    lora::load(*m.module, a.adapter, a.weights.empty() ? std::vector<std::string>{} : std::vector{a.weights});
+    lora::merge(*m.module);
+  }
   const TensorDict inputs = Checkpoint(a.input).tensors();
   m.module->eval();
   torch::InferenceMode guard;
@@ -270,6 +274,8 @@ void add_model_commands(CLI::App& app) {
   forward->add_option("--output", fa->output, "Output .safetensors")->required();
   forward->add_option("--num-classes", fa->num_classes, "Number of classes");
   forward->add_option("--options", fa->options, "Builder options as JSON, by Python kwarg names");
+  forward->add_option("--adapter", fa->adapter, "Apply the LoRA adapter saved in this directory (adapter.json, "
+                                                "adapter.safetensors); its base must be the --weights");
   add_optimize_flag(forward, fa->optimize);
   forward->callback([fa] { run_forward(*fa); });
 

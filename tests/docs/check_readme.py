@@ -22,7 +22,7 @@ want = subprocess.check_output([a.mz, "list", "--markdown"], text=True)
 if not table or table.group(1) != want:
     failures.append("README's supported-models table differs from `mz list --markdown` (run scripts/update_readme.sh)")
 blocks = re.findall(r"```cpp\n(.*?)```", readme, re.S)
-EXAMPLES = ("compose.cpp", "finetune.cpp", "adapter.cpp", "detection.cpp", "spec.cpp", "pretrained.cpp")
+EXAMPLES = ("compose.cpp", "finetune.cpp", "adapter.cpp", "detection.cpp", "spec.cpp", "pretrained.cpp", "lora.cpp")
 for name in EXAMPLES:
     body = open(os.path.join(a.examples, name)).read().split("\n", 1)[1]  # minus the first comment line
     if body not in blocks:

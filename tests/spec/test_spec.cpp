@@ -159,8 +159,8 @@ TEST_CASE("errors name the JSON path and list valid names or kwargs") {
   CHECK(error(R"({"_target_": "Sequential", "_args_": [{"_target_": "Linear", "in_features": 4, "out_features": 2, "x": 1}]})") ==
         "model._args_.0.x: unknown kwarg of Linear (valid: bias, in_features, out_features)");
   CHECK(error(R"({"_target_": "Identity", "_args_": []})") == "model._args_: Identity takes no positional arguments (_args_)");
-  CHECK(error(R"({"_target_": "Identity", "_adapters_": []})") ==
-        "model._adapters_: unknown engine key (valid: _target_, _select_, _replace_, _args_)");
+  CHECK(error(R"({"_target_": "Identity", "_adapter_": []})") ==
+        "model._adapter_: unknown engine key (valid: _target_, _select_, _replace_, _args_, _adapters_)");
   CHECK(error(R"({"_target_": "mobilenet_v2", "_select_": "featurez"})") ==
         "model._select_: mz::MobileNetV2Impl has no sub-module 'featurez' (children: features, classifier)");
   CHECK(error(R"({"_target_": "Identity", "_replace_": {"x": {"_target_": "Identity"}}})") ==

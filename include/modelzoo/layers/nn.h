@@ -5,6 +5,7 @@
 // State-dict names equal PyTorch's: weight, bias, running_mean, running_var, num_batches_tracked.
 #pragma once
 
+#include <functional>
 #include <utility>
 
 #include <torch/nn/module.h>
@@ -36,6 +37,17 @@ class FoldableNorm {
   bool folded = false;
 };
 
+// A layer whose weight an adapter (mz::lora, <modelzoo/lora.h>) patches without replacing the layer,
+// which its parent holds by type and calls without virtual dispatch: the forward uses
+// adapted(weight), which is the weight plus the active adapter's delta while one is set (a low-rank
+// product, computed at each call so that gradients reach the adapter), and the weight itself otherwise.
+class Adaptable {
+ public:
+  virtual ~Adaptable() = default;
+  torch::Tensor adapted(const torch::Tensor& weight) const { return delta ? weight + delta() : weight; }
+  std::function<torch::Tensor()> delta;  // set by mz::lora
+};
+
 class Conv2dImpl;
 namespace detail {
 // While mz::optimize_for_inference traces a forward pass, convolutions report their outputs and
@@ -48,7 +60,7 @@ struct FoldProbe {
 FoldProbe*& fold_probe();
 }  // namespace detail
 
-class Conv2dImpl : public torch::nn::Module, public Resettable {
+class Conv2dImpl : public torch::nn::Module, public Resettable, public Adaptable {
  public:
   explicit Conv2dImpl(torch::nn::Conv2dOptions options);
   torch::Tensor forward(const torch::Tensor& x);
@@ -59,7 +71,7 @@ class Conv2dImpl : public torch::nn::Module, public Resettable {
 };
 TORCH_MODULE(Conv2d);
 
-class LinearImpl : public torch::nn::Module, public Resettable {
+class LinearImpl : public torch::nn::Module, public Resettable, public Adaptable {
  public:
   explicit LinearImpl(torch::nn::LinearOptions options);
   LinearImpl(std::int64_t in, std::int64_t out) : LinearImpl(torch::nn::LinearOptions(in, out)) {}

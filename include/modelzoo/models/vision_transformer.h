@@ -37,7 +37,7 @@ namespace vit {
 // torch.nn.MultiheadAttention for self-attention with batch_first=True, need_weights=False (state
 // dict: in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias). In inference (eval, no
 // grad) it runs LibTorch's fused kernel, as PyTorch's own fast path does.
-class MultiheadAttentionImpl : public torch::nn::Module {
+class MultiheadAttentionImpl : public torch::nn::Module, public nn::Adaptable {  // in_proj_weight
  public:
   MultiheadAttentionImpl(std::int64_t embed_dim, std::int64_t num_heads, double dropout);
   torch::Tensor forward(const torch::Tensor& x);  // (N, L, E) -> (N, L, E)

@@ -76,7 +76,7 @@ class PositionalEmbeddingImpl : public torch::nn::Module {
 TORCH_MODULE(PositionalEmbedding);
 
 // The parameters of nn.MultiheadAttention (in_proj_weight, in_proj_bias, out_proj).
-class SelfAttentionImpl : public torch::nn::Module {
+class SelfAttentionImpl : public torch::nn::Module, public nn::Adaptable {  // in_proj_weight
  public:
   SelfAttentionImpl(std::int64_t embed_dim, std::int64_t num_heads);
   // Self-attention of x [B, T, D] whose keys at `key_padding_mask` (bool [B, T], true = pad) are ignored.
