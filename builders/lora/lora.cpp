@@ -194,6 +194,20 @@ std::vector<std::string> inject(torch::nn::Module& model, const Options& options
   return paths;
 }
 
+namespace {
+
+// Adapter `name`'s options with the exact layers it adapts as targets: injecting them adapts the same
+// layers again, whatever globs created it.
+Options options_of(std::vector<Site>& all, const std::string& name) {
+  const auto first = adapter_of(adapter_site(all, name, "lora"), name);
+  std::vector<std::string> layers;
+  for (const Site& s : all)
+    if (adapter_of(s, name)) layers.push_back(s.path);
+  return Options{layers, first->lora_A.size(0), first->alpha, name};
+}
+
+}  // namespace
+
 std::vector<std::string> names(torch::nn::Module& model) {
   std::set<std::string> out;
   for (const Site& s : adapted_sites(model))
@@ -252,22 +266,34 @@ void unmerge(torch::nn::Module& model) {
   for (Site& s : adapted_sites(model)) unmerge(s);
 }
 
+std::vector<Options> adapters(torch::nn::Module& model) {
+  std::vector<Site> all = adapted_sites(model);
+  const std::string current = active(model);
+  std::vector<Options> out;
+  for (const std::string& name : names(model))
+    if (name != current) out.push_back(options_of(all, name));
+  if (!current.empty()) out.push_back(options_of(all, current));
+  return out;
+}
+
+bool merged(torch::nn::Module& model) {
+  for (const Site& s : adapted_sites(model))
+    if (s.adapters->original.defined()) return true;
+  return false;
+}
+
 void save(torch::nn::Module& model, const std::string& dir, const std::vector<std::string>& base_weights,
           const std::string& name) {
   const std::string adapter = name.empty() ? active(model) : name;
   if (adapter.empty()) throw UsageError("lora", "no active adapter to save");
   std::vector<Site> all = adapted_sites(model);
-  const auto first = adapter_of(adapter_site(all, adapter, "lora"), adapter);
+  const Options options = options_of(all, adapter);
   TensorDict tensors;
-  std::vector<std::string> layers;
   for (Site& s : all)
     if (auto a = adapter_of(s, adapter)) {
       tensors.insert(s.path + ".lora_A", a->lora_A.detach());
       tensors.insert(s.path + ".lora_B", a->lora_B.detach());
-      layers.push_back(s.path);
     }
-  // The exact layers as targets: load adapts the same ones whatever globs created the adapter.
-  const Options options{layers, first->lora_A.size(0), first->alpha, adapter};
   const json config = {{"schema", kSchema}, {"lora", options}, {"base_weights", describe_base(base_weights)}};
   save_safetensors(dir + "/adapter.safetensors", tensors, {{"format", "pt"}});
   const std::string file = dir + "/adapter.json";

@@ -5,12 +5,14 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
 
 #include "modelzoo/checkpoint.h"
+#include "modelzoo/lora.h"
 #include "modelzoo/version.h"
 #include "weights/hub/hub_impl.h"
 
@@ -22,8 +24,7 @@ namespace io = mz::hub::detail;
 using nlohmann::json;
 
 const std::string kSchema = "modelzoo.pretrained/";
-// config.json's keys. "adapters" is reserved for adapters (issue 15): a config that has them needs a
-// newer schema, so this version refuses it rather than load a model without them.
+// config.json's keys. Adapters are part of the spec ("_adapters_"), and their tensors of model.safetensors.
 const std::set<std::string> kRequired = {"schema", "modelzoo_version", "model", "spec", "weights", "files"};
 const std::set<std::string> kOptional = {"preset"};
 
@@ -67,6 +68,27 @@ spec::Built build_architecture(const json& spec, const std::string& config = "")
     if (config.empty()) throw;
     throw CheckpointError(config, std::string("spec: cannot build: ") + e.what());
   }
+}
+
+// The architecture with the model's adapters: those injected in C++ (not by the spec's own "_adapters_")
+// join the resolved spec as the root's "_adapters_", so that from_pretrained recreates them (the active one
+// last, so it is active again) and the strict load fills their tensors. A merged adapter is refused: its
+// delta is in the base weights already and would be applied twice.
+spec::Built with_adapters(torch::nn::Module& model, spec::Built architecture, const std::string& dir) {
+  if (lora::names(model).empty()) return architecture;
+  if (lora::merged(model))
+    throw UsageError(dir, "an adapter is merged into the base weights; unmerge it (mz::lora::unmerge) before saving");
+  const std::vector<std::string> declared = lora::names(*architecture.model.module);
+  json added = json::array();
+  for (const lora::Options& o : lora::adapters(model))
+    if (std::find(declared.begin(), declared.end(), o.name) == declared.end()) added.push_back(o);
+  if (added.empty()) return architecture;
+  json spec = architecture.spec;
+  if (!spec.is_object()) throw UsageError(dir, "the spec's root is not a node, so it cannot carry the model's adapters");
+  json& list = spec["_adapters_"];
+  if (list.is_null()) list = json::array();
+  for (const json& o : added) list.push_back(o);
+  return build_architecture(spec);
 }
 
 json provenance(const std::vector<std::string>& names) {
@@ -126,7 +148,7 @@ const json& field(const json& config, const std::string& key, json::value_t type
 void save_pretrained(const Model& model, const nlohmann::json& spec, const std::string& dir,
                      const SaveOptions& options) {
   if (!model.module) throw UsageError(dir, "the model has no module to save");
-  const spec::Built architecture = build_architecture(spec);
+  const spec::Built architecture = with_adapters(*model.module, build_architecture(spec), dir);
   const TensorDict tensors = state_of(*model.module);
   if (const std::string diff = differences(tensors, state_of(*architecture.model.module)); !diff.empty())
     throw UsageError(dir, "the model does not have its spec's state dict, so it could not be loaded back: " + diff);

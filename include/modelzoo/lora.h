@@ -59,6 +59,11 @@ void remove(torch::nn::Module& model, const std::string& name);
 void merge(torch::nn::Module& model);
 void unmerge(torch::nn::Module& model);
 
+// Every adapter's options, the exact layers it adapts as its targets, the active one last: injected in
+// this order into the same architecture they recreate the adapters (as a spec's "_adapters_" does).
+std::vector<Options> adapters(torch::nn::Module& model);
+bool merged(torch::nn::Module& model);  // whether an adapter is folded into its base weights (merge)
+
 // Writes DIR/adapter.safetensors (each adapted layer's "<layer>.lora_A" and ".lora_B") and
 // DIR/adapter.json (its Options, and the base: `base_weights`, the full names of the weights the
 // model was built from, e.g. mz::spec::Built::weights, each with its SHA-256). `name` "" is the active

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <map>
 
 #include "modelzoo/version.h"
 #include "tests/pretrained/pretrained_test.h"
@@ -111,6 +112,46 @@ TEST_CASE("a fine-tuned classifier (resnet18 with a new head, SGD steps) round-t
   check_round_trip(built, dir, "input", torch::randn({2, 3, 64, 64}));
   CHECK((forward(from_pretrained(dir), "input", torch::randn({2, 3, 64, 64})).at("output").sizes() ==
          torch::IntArrayRef{2, 3}));
+}
+
+TEST_CASE("adapters injected in C++ are saved in the spec and come back, the active one active; merged is refused") {
+  torch::manual_seed(2);
+  const json spec = json::parse(R"({"_target_": "resnet18", "weights": null, "num_classes": 4})");
+  spec::Built built = spec::build(spec);
+  torch::nn::Module& model = *built.model.module;
+  lora::inject(model, {{"fc", "layer4.*.conv1"}, 4, 8, "a"});
+  lora::inject(model, {{"fc"}, 2, 2, "b"});
+  lora::set_active(model, "a");
+  {
+    torch::NoGradGuard no_grad;  // B = 0 at injection: give the deltas something to do
+    for (auto& p : model.named_parameters())
+      if (p.key().find(".lora_B") != std::string::npos) p.value().normal_();
+  }
+  const std::string dir = test::fresh_dir("adapted");
+  save_pretrained(built.model, built.spec, dir);
+  const Model loaded = from_pretrained(dir);
+  // the same tensors; each layer's adapters in the saved order (b, then the active a), not the injection order
+  const auto by_key = [](const TensorDict& d) {
+    std::map<std::string, torch::Tensor> sorted;
+    for (const auto& item : d) sorted.emplace(item.key(), item.value());
+    TensorDict out;
+    for (const auto& [k, v] : sorted) out.insert(k, v);
+    return out;
+  };
+  CHECK(test::bit_difference(by_key(test::tensors_of(*loaded.module)), by_key(test::tensors_of(model))) == "");
+  const torch::Tensor x = torch::randn({2, 3, 64, 64});
+  CHECK(test::bit_difference(forward(loaded, "input", x), forward(built.model, "input", x)) == "");
+  const json adapters = test::read_config(dir)["spec"]["_adapters_"];
+  REQUIRE(adapters.size() == 2);
+  CHECK(adapters[0]["name"] == "b");  // the active adapter last
+  CHECK(adapters[1]["name"] == "a");
+  CHECK(adapters[1]["targets"] == json({"layer4.0.conv1", "layer4.1.conv1", "fc"}));  // the exact layers, in module order
+  CHECK(lora::active(*loaded.module) == "a");
+  CHECK(lora::names(*loaded.module) == std::vector<std::string>{"a", "b"});
+
+  lora::merge(model);
+  CHECK(test::error_of<UsageError>([&] { save_pretrained(built.model, built.spec, test::fresh_dir("merged")); })
+            .find("unmerge it") != std::string::npos);
 }
 
 TEST_CASE("config.json: the weights' provenance, the preset, the tensors' digest; loading downloads nothing") {
