@@ -1,5 +1,6 @@
 // mz tokenize | embed | generate: text through a weight's tokenizer pipeline (or one's own tokenizer
 // files), through its encoder, or through T5's greedy decoding and back to text.
+#include <ctime>
 #include <fstream>
 #include <iostream>
 
@@ -15,6 +16,12 @@ namespace {
 
 using nlohmann::json;
 
+double cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+}
+
 // A weight name gives the weight; a model name its DEFAULT weight.
 const WeightsRecord& text_weight(const std::string& name) {
   const WeightsRecord& w = name.find('.') != std::string::npos ? get_weight(name) : get_weight(model_info(name).default_weights());
@@ -26,7 +33,7 @@ struct TokenizeArgs {
   std::vector<std::string> args;  // [WEIGHT] TEXT...
   std::string sentencepiece, vocab, file;
   std::pair<std::string, std::string> gpt2;  // ENCODER_JSON VOCAB_BPE
-  bool json = false;
+  bool json = false, stats = false;
 };
 
 // The weight's whole transform, or the local tokenizer (+ vocabulary) with nothing added.
@@ -54,10 +61,18 @@ void run_tokenize(const TokenizeArgs& a) {
     if (!in) throw UsageError(a.file, "cannot open");
     for (std::string line; std::getline(in, line);) texts.push_back(line);
   }
+  std::vector<std::vector<std::int64_t>> all(texts.size());
+  std::size_t tokens = 0;
+  const double start = cpu_seconds();
+  for (std::size_t i = 0; i < texts.size(); ++i) tokens += (all[i] = transform.ids(texts[i])).size();
+  const double spent = cpu_seconds() - start;
+  if (a.stats)  // the tokenising alone, in this process's CPU time (what scripts/bench_text.sh compares)
+    std::cerr << json{{"texts", texts.size()}, {"tokens", tokens}, {"cpu_seconds", spent}}.dump() << "\n";
   json out = json::array();
   std::string lines;  // written at once: a stream write per line costs more than tokenising it
-  for (const auto& t : texts) {
-    const std::vector<std::int64_t> ids = transform.ids(t);
+  for (std::size_t k = 0; k < texts.size(); ++k) {
+    const std::string& t = texts[k];
+    const std::vector<std::int64_t>& ids = all[k];
     if (a.json) {
       out.push_back({{"text", t}, {"ids", ids}, {"pieces", transform.tokenizer().encode(t).pieces}});
       continue;
@@ -179,6 +194,7 @@ void add_text_commands(CLI::App& app) {
   tokenize->add_option("--vocab", ta->vocab, "With a local tokenizer: a torchtext vocab.pt mapping its tokens");
   tokenize->add_option("--file", ta->file, "Tokenize each line of FILE too (after the TEXT arguments)");
   tokenize->add_flag("--json", ta->json, "JSON: text, ids and the tokenizer's pieces");
+  tokenize->add_flag("--stats", ta->stats, "Print {texts, tokens, cpu_seconds} of the tokenising alone to stderr");
   tokenize->callback([ta] { run_tokenize(*ta); });
 
   auto ea = std::make_shared<EmbedArgs>();
