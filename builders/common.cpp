@@ -10,6 +10,7 @@ namespace mz::detail {
 
 std::int64_t num_classes(const std::optional<std::int64_t>& given, const std::optional<Weights>& w,
                          std::int64_t fallback) {
+  if (given && *given < 1) throw UsageError("num_classes", "must be at least 1, not " + std::to_string(*given));
   if (!w || !w->meta().categories) return given.value_or(fallback);  // no weights, or no categories (features)
   return override_param<std::int64_t>(given, static_cast<std::int64_t>(w->meta().categories->size()), "num_classes",
                                       w->name());

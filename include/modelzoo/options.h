@@ -50,6 +50,17 @@ Options options_from_json(const nlohmann::json& j, const std::string& model) {
   try {
     options = merged.get<Options>();
   } catch (const nlohmann::json::exception& e) {
+    for (const auto& [key, value] : j.items()) {  // name the option that does not parse
+      nlohmann::json one = defaults;
+      one[key] = value;
+      try {
+        (void)one.get<Options>();
+      } catch (const nlohmann::json::exception& bad) {
+        std::string why = bad.what();
+        why = why.substr(why.find(']') == std::string::npos ? 0 : why.find(']') + 2);  // "[json.exception...] "
+        throw UsageError(model, "option '" + key + "' cannot be " + value.dump() + " (" + why + ")");
+      }
+    }
     throw UsageError(model, std::string("bad option value: ") + e.what());
   }
   const nlohmann::json parsed = options;

@@ -22,12 +22,19 @@ void add_spec_commands(CLI::App& app);     // build                             
 // The file the dynamic linker bound libblas.so.3 to in this process ("" if none): LibTorch's BLAS.
 std::string resolved_blas();
 
+// Refuses, before any work, an output file that cannot be written: a directory, or a path whose parent is
+// not an existing directory (mz::UsageError naming the path).
+void check_output_file(const std::string& path);
+
+// Refuses, before any work, an input that is not an existing regular file (mz::UsageError naming the path).
+void check_input_file(const std::string& path);
+
 // True when stderr is a terminal (progress bars only then).
 bool stderr_is_tty();
 
 // Parses and runs `app` (the CLI's name and description are set here), reporting every failure as
 // one line "mz: ..." on stderr. Exit codes: mz::Error's own (2 usage, 3 checkpoint, 4 load, 5 hub,
-// 7 image, 8 audio), CLI11's for parse errors, `other_exit_code(e)` for any other exception (default 1).
+// 7 image, 8 audio), 2 for CLI11's parse errors too, `other_exit_code(e)` for any other exception (default 1).
 int run(CLI::App& app, int argc, char** argv, int (*other_exit_code)(const std::exception&) = nullptr);
 
 }  // namespace mz::cli

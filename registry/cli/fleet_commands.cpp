@@ -53,6 +53,7 @@ struct LockArgs {
 
 void run_lock(const LockArgs& a) {
   const std::string out = lock_path_or_default(a.output);
+  check_output_file(out);  // before any download
   ignore_active_lock();
   struct stat st {};
   LockFile lock = a.add && ::stat(out.c_str(), &st) == 0 ? LockFile::load(out) : LockFile();

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include <torch/torch.h>
@@ -43,6 +44,15 @@ struct ListArgs {
 };
 
 void run_list(const ListArgs& a) {
+  if (!a.task.empty()) {
+    std::set<std::string> tasks;
+    for (const ModelInfo* m : list_models({}, {}, "")) tasks.insert(m->task);
+    if (!tasks.count(a.task)) {
+      std::string valid;
+      for (const auto& t : tasks) valid += (valid.empty() ? "" : ", ") + t;
+      throw UsageError("--task", "unknown task '" + a.task + "' (valid: " + valid + ")");
+    }
+  }
   const auto models = list_models(a.globs, a.exclude, a.task);
   if (a.models) {
     if (a.json) {
@@ -146,6 +156,7 @@ struct ForwardArgs {
 };
 
 void run_forward(const ForwardArgs& a) {
+  check_output_file(a.output);
   Model m = build(a.model, a.checkpoint, a.weights, parse_options(a.options, a.num_classes), true, storage(a.mmap),
                   a.like);
   if (!a.adapter.empty()) {  // its base is the --weights (none with --checkpoint); merged: no per-call cost
@@ -167,6 +178,7 @@ void run_forward(const ForwardArgs& a) {
 
 // ---- convert ----------------------------------------------------------------------------------
 void run_convert(const std::string& in, const std::string& out) {
+  check_output_file(out);
   Checkpoint ckpt(in);
   save_safetensors(out, ckpt.tensors(), {{"format", "pt"}, {"converted_from", ckpt.format()}});
   std::cout << out << "\n";
@@ -286,11 +298,11 @@ void add_model_commands(CLI::App& app) {
   add_mmap_flag(bench, ba->mmap);
   bench->add_flag("--load-only", ba->load_only, "Time the loads only");
   bench->add_option("--weights", ba->weights, "Weights to load")->excludes(bck);
-  bench->add_option("--size", ba->size, "Input height and width (default 224)");
+  bench->add_option("--size", ba->size, "Input height and width (default 224)")->check(CLI::Range(1, 65536));
   bench->add_option("--input", ba->input, "Time the model on these named inputs (.safetensors, as mz forward "
                                           "takes them) instead of random ones of --size and --batch");
-  bench->add_option("--batch", ba->batch, "Batch size (default 1)");
-  bench->add_option("--repeat", ba->repeat, "Repetitions (default 5)");
+  bench->add_option("--batch", ba->batch, "Batch size (default 1)")->check(CLI::Range(1, 65536));
+  bench->add_option("--repeat", ba->repeat, "Repetitions (default 5)")->check(CLI::Range(1, 1000000));
   bench->add_option("--options", ba->options, "Builder options as JSON");
   bench->add_flag("--json", ba->json, "JSON output");
   add_optimize_flag(bench, ba->optimize);

@@ -1,10 +1,10 @@
-// mz-torch: every mz command (list, info, download, verify, cache, convert, forward, bench, predict,
-// preprocess, doctor, tokenize, embed, transcribe, build: every model and weight in the registry). `mz` executes it for every command that needs LibTorch.
+// mz-torch: every mz command (list, info, download, verify, cache, lock, mirror, convert, forward, bench,
+// predict, preprocess, doctor, tokenize, embed, generate, transcribe, build: every model and weight in the
+// registry). `mz` executes it for every command that needs LibTorch.
 #include <cstdlib>
 #include <string>
 
 #include <ATen/Parallel.h>
-// preprocess, transcribe: every model and weight in the registry). `mz` executes it for every command that needs LibTorch.
 #include <c10/util/Exception.h>
 
 #include "registry/cli/cli.h"

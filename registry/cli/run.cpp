@@ -1,4 +1,5 @@
 // What both mz programs do around their subcommands: the unknown-command check and one-line errors.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -16,6 +17,21 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 }  // namespace
 
 bool stderr_is_tty() { return ::isatty(2) == 1; }
+
+void check_output_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) throw UsageError(path, "is a directory, not a file");
+  const std::size_t slash = path.find_last_of('/');
+  const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  if (::stat(parent.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw UsageError(path, "cannot be written: " + parent + " is not a directory");
+}
+
+void check_input_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw UsageError(path, "cannot open: no such file");
+  if (!S_ISREG(st.st_mode)) throw UsageError(path, S_ISDIR(st.st_mode) ? "is a directory, not a file" : "is not a regular file");
+}
 
 int run(CLI::App& app, int argc, char** argv, int (*other_exit_code)(const std::exception&)) {
   app.name("mz");
@@ -51,7 +67,7 @@ int run(CLI::App& app, int argc, char** argv, int (*other_exit_code)(const std::
     return app.exit(e);
   } catch (const CLI::ParseError& e) {  // one line, as every other failure
     std::cerr << "mz: " << first_line(e.what()) << " (see mz --help)\n";
-    return e.get_exit_code() > 0 && e.get_exit_code() < 128 ? e.get_exit_code() : 2;
+    return 2;  // a usage error, as mz::UsageError
   } catch (const Error& e) {
     std::cerr << "mz: " << first_line(e.what()) << "\n";
     return e.exit_code();

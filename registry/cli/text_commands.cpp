@@ -90,6 +90,7 @@ struct EmbedArgs {
 };
 
 void run_embed(const EmbedArgs& a) {
+  if (!a.output.empty()) check_output_file(a.output);
   const WeightsRecord& w = text_weight(a.weight);
   const json options = parse_options(a.options, std::nullopt);
   const text::TextTransform transform = text::TextTransform::from_record(w);
@@ -215,7 +216,8 @@ void add_text_commands(CLI::App& app) {
   generate->add_option("--checkpoint", ga->checkpoint,
                        "Load this file into the weight's configuration (updated by --options) instead of its file");
   generate->add_option("--options", ga->options, "Builder options as JSON");
-  generate->add_option("--max-length", ga->max_length, "At most this many decoding steps (default 512)");
+  generate->add_option("--max-length", ga->max_length, "At most this many decoding steps (default 512)")
+      ->check(CLI::Range(1, 1 << 20));
   generate->add_flag("--json", ga->json, "JSON per text: the generated ids (with the start token 0) and their text");
   generate->callback([ga] { run_generate(*ga); });
 }

@@ -223,7 +223,7 @@ def main():
             env)
     check("mz generate: invalid UTF-8 is a usage error", r.returncode == 2 and "UTF-8" in r.stderr, r.stderr)
     r = run(a.mz, ["generate", "T5_Small_Weights.TINY_TEST", "hi", "--max-length", "-1"], env)
-    check("mz generate --max-length -1: a usage error", r.returncode == 2 and "max_length" in r.stderr, r.stderr)
+    check("mz generate --max-length -1: a usage error", r.returncode == 2 and "--max-length" in r.stderr, r.stderr)
     r = run(a.mz, ["forward", "t5_small", "--checkpoint", w("full.pt"), "--input", w("bad.safetensors"),
                    "--output", w("o.safetensors"), "--options", json.dumps(dict(tiny_full, num_attention_heads=3))], env)
     check("mz forward: heads that do not divide embedding_dim", r.returncode == 2 and "divisible" in r.stderr, r.stderr)

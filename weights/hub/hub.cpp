@@ -275,15 +275,21 @@ class TtyBar {
 
 bool is_file_url(const std::string& url) { return url.rfind("file://", 0) == 0; }
 
-// Downloads from the first source that works and publishes the result. Called with the lock held.
-std::string download_and_publish(const WeightsRecord& r, const Expect& expect, const Layout& l,
-                                 const ProgressCallback& progress) {
-  std::vector<std::string> srcs = sources(r), errors;
+// The sources a download may use: offline, only file:// mirrors, and none is an error.
+std::vector<std::string> usable_sources(const WeightsRecord& r, const Layout& l) {
+  std::vector<std::string> srcs = sources(r);
   if (offline()) {
     srcs.erase(std::remove_if(srcs.begin(), srcs.end(), [](const auto& u) { return !is_file_url(u); }), srcs.end());
     if (srcs.empty())
       throw HubError(r.name(), "not in the cache and offline mode is on (MZ_OFFLINE=1); expected at " + l.file);
   }
+  return srcs;
+}
+
+// Downloads from the first source that works and publishes the result. Called with the lock held.
+std::string download_and_publish(const WeightsRecord& r, const Expect& expect, const Layout& l,
+                                 const ProgressCallback& progress) {
+  std::vector<std::string> srcs = usable_sources(r, l), errors;
   for (const std::string& url : srcs) {
     try {
       const auto got = detail::download(url, l.dir, detail::base_of(l.file), expect, progress);
@@ -412,6 +418,7 @@ std::string fetch_local(const WeightsRecord& unlocked, const FetchOptions& optio
     bar = std::make_unique<TtyBar>(record.name());
     progress = [b = bar.get()](std::uint64_t done, std::uint64_t total) { b->update(done, total); };
   }
+  usable_sources(record, l);  // offline with nothing to fetch from: fail before creating anything in the cache
   detail::make_dirs(l.dir);
   detail::make_dirs(detail::dir_of(l.lock));
   detail::FileLock lock(l.lock, record.name());
