@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include <ATen/ops/mkldnn_convolution.h>
+#include <ATen/ops/mkldnn_reorder_conv2d_weight.h>
 #include <torch/nn/init.h>
 #include <torch/nn/functional/conv.h>
 #include <torch/nn/functional/normalization.h>
@@ -39,13 +41,26 @@ Conv2dImpl::Conv2dImpl(torch::nn::Conv2dOptions o) : options(std::move(o)) {
 torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
   const auto* pad = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
   TORCH_CHECK(pad, "mz::nn::Conv2d supports explicit padding only");
-  torch::Tensor y =
-      torch::conv2d(x, adapted(weight), bias, options.stride(), *pad, options.dilation(), options.groups());
+  torch::Tensor y;
+  if (packed.defined() && !delta && weight._version() == packed_version && x.scalar_type() == torch::kFloat &&
+      x.dim() == 4 && !x.requires_grad())
+    y = torch::mkldnn_convolution(x, packed, bias, *pad, options.stride(), options.dilation(), options.groups());
+  else
+    y = torch::conv2d(x, adapted(weight), bias, options.stride(), *pad, options.dilation(), options.groups());
   if (detail::FoldProbe* probe = detail::fold_probe()) probe->produced(*this, y);
   return y;
 }
 
 void Conv2dImpl::reset_parameters() { init::reset_affine(weight, bias); }
+
+void Conv2dImpl::prepack() {
+  const auto* pad = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
+  TORCH_CHECK(pad, "mz::nn::Conv2d supports explicit padding only");
+  torch::NoGradGuard no_grad;
+  packed = torch::mkldnn_reorder_conv2d_weight(weight.detach().contiguous().to_mkldnn(), *pad, options.stride(),
+                                               options.dilation(), options.groups());
+  packed_version = weight._version();
+}
 
 void Conv2dImpl::pretty_print(std::ostream& s) const {
   s << "Conv2d(" << options.in_channels() << ", " << options.out_channels() << ", kernel_size="

@@ -1,0 +1,93 @@
+// mz::optimize_for_inference beyond the classifiers and segmenters (which the parity tests run with
+// --optimize): detectors, the text encoders and the speech encoder, at small sizes and random weights with
+// randomised norm statistics. The optimised model's outputs must equal the original's within 1e-4
+// (relative to each output's largest magnitude), and the norms that can fold must fold. Not SSDLite: at
+// random init its class scores tie within 1e-6, so any reordering of float sums (folding, channels-last,
+// prepacking alike) reorders its detections; Faster R-CNN over MobileNetV3 covers the detection path.
+#include <doctest/doctest.h>
+
+#include <torch/torch.h>
+
+#include "modelzoo/modelzoo.h"
+#include "modelzoo/optimize.h"
+#include "tests/support/support.h"
+
+namespace {
+
+using nlohmann::json;
+
+struct Case {
+  const char* model;
+  json options;
+  std::int64_t size;      // example_inputs' size: pixels, tokens or milliseconds
+  bool folds;             // has norms after convolutions
+};
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> all = {
+      {"fasterrcnn_mobilenet_v3_large_320_fpn", {{"weights_backbone", nullptr}}, 160, true},
+      {"fcn_resnet50", {{"weights_backbone", nullptr}}, 64, true},
+      {"resnet50", json::object(), 64, true},
+      {"roberta_base",
+       {{"num_encoder_layers", 2}, {"embedding_dim", 64}, {"num_attention_heads", 4}, {"ffn_dimension", 128},
+        {"vocab_size", 1000}},
+       16, false},
+      {"t5_small",
+       {{"encoder_only", true}, {"num_encoder_layers", 2}, {"num_decoder_layers", 2}, {"embedding_dim", 64},
+        {"num_attention_heads", 4}, {"ffn_dimension", 128}, {"vocab_size", 1000}},
+       16, false},
+      {"wav2vec2_base", {{"num_layers", 2}}, 300, false},
+  };
+  return all;
+}
+
+double relative_error(const mz::TensorDict& got, const mz::TensorDict& want) {
+  double worst = 0;
+  for (const auto& item : want) {
+    REQUIRE(got.contains(item.key()));
+    const torch::Tensor a = got.at(item.key()).to(torch::kDouble), b = item.value().to(torch::kDouble);
+    REQUIRE(a.sizes() == b.sizes());
+    if (!b.numel()) continue;
+    worst = std::max(worst, (a - b).abs().max().item<double>() / std::max(b.abs().max().item<double>(), 1e-12));
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("optimize_for_inference keeps the outputs of detectors, text and speech encoders") {
+  for (const Case& c : cases()) {
+    const std::string name = c.model;
+    CAPTURE(name);
+    torch::manual_seed(0);
+    mz::Model model = mz::get_model(c.model, "", c.options);
+    mz::test::randomize_norms(*model.module);
+    model.module->eval();
+    const mz::TensorDict inputs = mz::model_info(c.model).example_inputs(1, c.size);
+    mz::TensorDict before;
+    {
+      torch::NoGradGuard no_grad;
+      before = model.run(inputs);
+    }
+    const mz::OptimizeReport report = mz::optimize_for_inference(model, inputs);
+    CHECK(report.max_relative_error <= 1e-4);
+    if (c.folds) CHECK(report.folded > 0);
+    for (const auto& p : model.module->parameters()) CHECK_FALSE(p.requires_grad());
+    torch::InferenceMode guard;
+    CHECK(relative_error(model.run(inputs), before) <= 1e-4);
+  }
+}
+
+TEST_CASE("prepacked convolutions give the unpacked numbers, and a changed weight is never read stale") {
+  torch::manual_seed(0);
+  auto conv = mz::nn::Conv2d(torch::nn::Conv2dOptions(8, 16, 3).padding(1).stride(2));
+  conv->reset_parameters();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::randn({2, 8, 17, 13});
+  const torch::Tensor plain = conv->forward(x);
+  conv->prepack();
+  REQUIRE(conv->prepacked());
+  CHECK(torch::allclose(conv->forward(x), plain, 1e-5, 1e-5));
+  conv->weight.mul_(2);  // e.g. a LoRA merge after optimising: the packed copy is stale and must not be used
+  CHECK(torch::allclose(conv->forward(x), 2 * plain - conv->bias.reshape({1, -1, 1, 1}), 1e-4, 1e-4));
+}
