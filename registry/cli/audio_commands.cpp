@@ -18,7 +18,8 @@ struct TranscribeArgs {
 };
 
 void run_transcribe(const TranscribeArgs& a) {
-  for (const std::string& file : a.files) check_input_file(file);  // before fetching the weights
+  for (const std::string& file : a.files)  // before fetching the weights
+    if (const std::string why = unreadable_file(file); !why.empty()) throw AudioError(file, why);
   const WeightsRecord& w = get_weight(a.weight);
   if (w.task != "audio" || !w.meta.extra.contains("labels"))
     throw UsageError(w.name(), "mz transcribe needs the weights of an ASR bundle (with labels)");

@@ -26,8 +26,9 @@ std::string resolved_blas();
 // not an existing directory (mz::UsageError naming the path).
 void check_output_file(const std::string& path);
 
-// Refuses, before any work, an input that is not an existing regular file (mz::UsageError naming the path).
-void check_input_file(const std::string& path);
+// Why `path` cannot be an input file ("" when it can): missing, a directory, or not a regular file. The
+// commands check their inputs with it before any work and throw their domain's error (ImageError, ...).
+std::string unreadable_file(const std::string& path);
 
 // True when stderr is a terminal (progress bars only then).
 bool stderr_is_tty();

@@ -201,13 +201,18 @@ void run_segment(const PredictArgs& a, const WeightsRecord& w) {
   if (a.json) std::cout << results.dump(1) << "\n";
 }
 
+void check_images(const std::vector<std::string>& images) {  // before a model is built or a weight fetched
+  for (const std::string& image : images)
+    if (const std::string why = unreadable_file(image); !why.empty()) throw ImageError(image, why);
+}
+
 void run_predict(const PredictArgs& a) {
   if (a.topk < 1) throw UsageError("--topk", "must be at least 1");
   if (a.batch < 1) throw UsageError("--batch", "must be at least 1");
   if (!(a.score_thresh >= 0 && a.score_thresh <= 1)) throw UsageError("--score-thresh", "must be between 0 and 1");
   if (!a.draw.empty() && std::filesystem::exists(a.draw) && !std::filesystem::is_directory(a.draw))
     throw UsageError(a.draw, "--draw needs a directory, and this is a file");
-  for (const std::string& image : a.images) check_input_file(image);
+  check_images(a.images);
   const WeightsRecord w = resolve_weight(a.name);
   if (w.transforms.preset == "ObjectDetection") return run_detect(a, w);
   if (w.transforms.preset == "SemanticSegmentation") return run_segment(a, w);
@@ -256,7 +261,7 @@ void run_predict(const PredictArgs& a) {
 
 void run_preprocess(const PredictArgs& a) {
   check_output_file(a.output);
-  for (const std::string& image : a.images) check_input_file(image);
+  check_images(a.images);
   const WeightsRecord w = resolve_weight(a.name);
   const torch::Tensor input = preprocess(w.transforms, a.images);
   save_safetensors(a.output, {{"input", input}}, {{"weight", w.name()}, {"preset", w.transforms.preset}});

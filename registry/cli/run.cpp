@@ -27,10 +27,11 @@ void check_output_file(const std::string& path) {
     throw UsageError(path, "cannot be written: " + parent + " is not a directory");
 }
 
-void check_input_file(const std::string& path) {
+std::string unreadable_file(const std::string& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw UsageError(path, "cannot open: no such file");
-  if (!S_ISREG(st.st_mode)) throw UsageError(path, S_ISDIR(st.st_mode) ? "is a directory, not a file" : "is not a regular file");
+  if (::stat(path.c_str(), &st) != 0) return "cannot open: no such file";
+  if (!S_ISREG(st.st_mode)) return S_ISDIR(st.st_mode) ? "is a directory, not a file" : "is not a regular file";
+  return "";
 }
 
 int run(CLI::App& app, int argc, char** argv, int (*other_exit_code)(const std::exception&)) {
