@@ -286,10 +286,10 @@ std::vector<std::string> usable_sources(const WeightsRecord& r, const Layout& l)
   return srcs;
 }
 
-// Downloads from the first source that works and publishes the result. Called with the lock held.
-std::string download_and_publish(const WeightsRecord& r, const Expect& expect, const Layout& l,
-                                 const ProgressCallback& progress) {
-  std::vector<std::string> srcs = usable_sources(r, l), errors;
+// Downloads from the first of `srcs` that works and publishes the result. Called with the lock held.
+std::string download_and_publish(const WeightsRecord& r, const std::vector<std::string>& srcs, const Expect& expect,
+                                  const Layout& l, const ProgressCallback& progress) {
+  std::vector<std::string> errors;
   for (const std::string& url : srcs) {
     try {
       const auto got = detail::download(url, l.dir, detail::base_of(l.file), expect, progress);
@@ -418,12 +418,13 @@ std::string fetch_local(const WeightsRecord& unlocked, const FetchOptions& optio
     bar = std::make_unique<TtyBar>(record.name());
     progress = [b = bar.get()](std::uint64_t done, std::uint64_t total) { b->update(done, total); };
   }
-  usable_sources(record, l);  // offline with nothing to fetch from: fail before creating anything in the cache
+  // offline with nothing to fetch from: fail before creating anything in the cache
+  const std::vector<std::string> srcs = usable_sources(record, l);
   detail::make_dirs(l.dir);
   detail::make_dirs(detail::dir_of(l.lock));
   detail::FileLock lock(l.lock, record.name());
   if (check_cached(record, expect, l, false)) return l.file;  // another process finished it meanwhile
-  return download_and_publish(record, expect, l, progress);
+  return download_and_publish(record, srcs, expect, l, progress);
 }
 
 std::vector<CacheEntry> cache_list() {
