@@ -17,4 +17,7 @@ fi
 cmake --build build-asan -j "${MZ_JOBS:-$(nproc)}"
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure
 
+# Every fuzz target (tests/fuzz) for a few seconds, after replaying its committed corpus.
+scripts/fuzz.sh --smoke
+
 ctest --test-dir build --output-on-failure -j "${MZ_JOBS:-$(nproc)}" "${LABELS[@]}" "$@"

@@ -108,6 +108,12 @@ json expand(const json& node, const std::string& dir, std::vector<std::string>& 
 }
 
 void apply_override(json& spec, const std::string& text) {
+  // JSON's parser has checked the spec's strings, but an override comes from the command line as it is
+  try {
+    (void)json(text).dump();
+  } catch (const json::type_error&) {
+    throw UsageError("override", "not valid UTF-8: " + json(text).dump(-1, ' ', false, json::error_handler_t::replace));
+  }
   const auto eq = text.find('=');
   if (eq == std::string::npos || eq == 0) throw UsageError(text, "an override is KEY=VALUE, KEY a dotted path into the spec");
   const std::string key = text.substr(0, eq), value_text = text.substr(eq + 1);

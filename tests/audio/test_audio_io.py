@@ -134,7 +134,10 @@ def check_bad_input(tool, work):
     sf.write(empty, torch.zeros(0, 1).numpy(), 16000)
     odd = os.path.join(work, "odd_rate.wav")
     sox(odd, 44101, ["-b", "16"], 1, ["sine", "440"])
+    slow = os.path.join(work, "one_hertz.wav")  # 20 000 frames "at 1 Hz" would be 320 M samples at 16 kHz
+    sf.write(slow, torch.zeros(20000, 1).numpy(), 1, subtype="PCM_16")
     out = os.path.join(work, "bad.safetensors")
+    expect_error([tool, "load", "16000", slow, out], slow, ["20000 frames at 1 Hz would be over 268435456 samples"])
     expect_error([tool, "load", "16000", corrupt, out], corrupt, [])
     expect_error([tool, "load", "16000", text, out], text, ["unsupported"])
     expect_error([tool, "load", "16000", empty, out], empty, ["zero-length"])

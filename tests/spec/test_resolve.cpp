@@ -58,6 +58,8 @@ TEST_CASE("resolve: overrides set dotted paths to JSON values, else strings, aft
   CHECK(usage_error([&] { spec::resolve(spec, {"head..x=1"}); }) ==
         "head..x=1: empty name in the dotted path 'head..x'");
   CHECK(usage_error([&] { spec::resolve(spec, {"list.7=1"}); }) == "model.list: override list.7: cannot set '7' in [1,2]");
+  // found by tests/fuzz: a command-line override is not checked by JSON's parser
+  CHECK(usage_error([&] { spec::resolve(spec, {"name=caf\xe9"}); }) == "override: not valid UTF-8: \"name=caf\xef\xbf\xbd\"");
 }
 
 TEST_CASE("resolve: _base_ files (relative to the naming file) and registered specs, deep-merged") {

@@ -169,6 +169,12 @@ def test_bad_input(mz, work):
     garbage = os.path.join(work, "garbage.bin")
     with open(garbage, "wb") as f:
         f.write(b"\x00\x01not a model at all" * 10)
+    negative = os.path.join(work, "negative_encoder.json")
+    with open(negative, "w") as f:
+        f.write('{"a": 0, "b": -3}')
+    not_utf8_bpe = os.path.join(work, "not_utf8_vocab.bpe")
+    with open(not_utf8_bpe, "wb") as f:
+        f.write(b"#version: 0.2\na \xff\n")
     bad_vocab = os.path.join(work, "bad_vocab.pt")
     import torch
     torch.save({"weight": torch.zeros(2)}, bad_vocab)
@@ -179,6 +185,10 @@ def test_bad_input(mz, work):
         ("sentencepiece model that does not parse", ["--sentencepiece", garbage, "hi"], 3, "not a SentencePiece model"),
         ("encoder.json that does not parse", ["--gpt2", garbage, bpe, "hi"], 3, "not a GPT-2 encoder.json"),
         ("vocab.bpe without its header", ["--gpt2", enc, garbage, "hi"], 3, "not a GPT-2 vocab.bpe"),
+        ("encoder.json with a negative id", ["--gpt2", negative, bpe, "hi"], 3,
+         f'{negative}: not a GPT-2 encoder.json: the id of "b" is not a non-negative integer'),
+        ("vocab.bpe that is not UTF-8", ["--gpt2", enc, not_utf8_bpe, "hi"], 3,
+         f"{not_utf8_bpe}: not a GPT-2 vocab.bpe: invalid UTF-8"),
         ("missing asset", ["--sentencepiece", os.path.join(work, "nope.model"), "hi"], 3, "cannot open"),
         ("vocab.pt that is a state dict", ["--sentencepiece", spm_model, "--vocab", bad_vocab, "hi"], 3,
          "not a torchtext Vocab"),

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <numeric>
@@ -131,10 +132,17 @@ DecodedAudio decode_audio(const std::string& path) {
     throw AudioError(path, "invalid header (" + std::to_string(info.channels) + " channels, " +
                                std::to_string(info.samplerate) + " Hz)");
   const std::int64_t channels = info.channels;
-  // Read in blocks of about 64 K samples straight into the result. A header's frame count is not trusted (a
-  // truncated file has fewer frames): it only sizes the first allocation, to at most 64 M samples.
-  const sf_count_t block = std::max<sf_count_t>(1, (sf_count_t{1} << 16) / channels);
-  const sf_count_t claimed = std::clamp<sf_count_t>(info.frames, 0, (sf_count_t{1} << 26) / channels);
+  // Read in blocks of up to 64 K samples (as many as the file has bytes, at least 4 K) straight into the result.
+  // A header's frame count is not trusted (a truncated file has fewer frames): it only sizes the first
+  // allocation, to at most 64 M samples, and not at all when it claims more than 64 samples per byte of the
+  // file (a few bytes claiming hours).
+  std::error_code size_error;
+  const auto bytes = static_cast<sf_count_t>(std::filesystem::file_size(path, size_error));
+  const sf_count_t plausible = size_error ? 0 : bytes * 64;
+  const sf_count_t block =
+      std::max<sf_count_t>(1, std::clamp<sf_count_t>(size_error ? 0 : bytes, 1 << 12, 1 << 16) / channels);
+  const sf_count_t claimed_samples = info.frames > plausible / channels ? 0 : info.frames * channels;
+  const sf_count_t claimed = std::clamp<sf_count_t>(claimed_samples, 0, sf_count_t{1} << 26) / channels;
   // malloc'd, not zero-filled (every sample kept is written by libsndfile), and grown with realloc
   std::unique_ptr<float, decltype(&std::free)> data(nullptr, &std::free);
   std::size_t capacity = 0, done = 0;
@@ -362,6 +370,11 @@ torch::Tensor load_waveform(const std::string& path, std::int64_t sample_rate) {
   float* samples = audio.samples.data_ptr<float>();
   if (audio.samples.size(1) > 1) mix_down(samples, samples, frames, audio.samples.size(1));  // in the decoded buffer
   const torch::Tensor mono = audio.samples.view({-1}).narrow(0, 0, frames);
+  // A header's sample rate is untrusted: a few seconds "at 1 Hz" would resample to billions of samples.
+  constexpr std::int64_t kMaxSamples = std::int64_t{1} << 28;  // 1 GiB of float32, 4.6 hours at 16 kHz
+  if (sample_rate > 0 && static_cast<double>(frames) * sample_rate / audio.sample_rate > kMaxSamples)
+    throw AudioError(path, std::to_string(frames) + " frames at " + std::to_string(audio.sample_rate) + " Hz would be over " +
+                               std::to_string(kMaxSamples) + " samples at " + std::to_string(sample_rate) + " Hz");
   try {
     return resample(mono, audio.sample_rate, sample_rate, 6, 0.99, path);
   } catch (const UsageError& e) {

@@ -320,14 +320,18 @@ GPT2BPETokenizer::GPT2BPETokenizer(const std::string& encoder_json_path, const s
   if (!encoder.is_object() || encoder.empty())
     throw CheckpointError(encoder_json_path, "not a GPT-2 encoder.json: expected a non-empty object of token -> id");
   for (const auto& [token, id] : encoder.items()) {
-    if (!id.is_number_integer())
+    if (!id.is_number_integer() || id.get<std::int64_t>() < 0)
       throw CheckpointError(encoder_json_path, "not a GPT-2 encoder.json: the id of " + nlohmann::json(token).dump() +
-                                                   " is not an integer");
+                                                   " is not a non-negative integer");
     impl_->encoder.emplace(token, id.get<std::int64_t>());
   }
   // torchtext: {"\x01".join(line.split()): i for i, line in enumerate(text.split("\n")[1:-1])}
   const std::string merges = read_asset(vocab_bpe_path);
-  check_utf8(merges);
+  try {
+    check_utf8(merges);
+  } catch (const UsageError& e) {
+    throw CheckpointError(vocab_bpe_path, "not a GPT-2 vocab.bpe: " + e.reason());
+  }
   std::vector<std::string> lines;
   std::size_t start = 0;
   for (std::size_t nl; (nl = merges.find('\n', start)) != std::string::npos; start = nl + 1)

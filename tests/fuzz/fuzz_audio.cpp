@@ -1,0 +1,47 @@
+// libFuzzer target: audio files (libsndfile's formats) decoded by mz::audio::decode_audio, then, as
+// `mz transcribe` reads them, through mz::audio::load_waveform: mixed down and resampled to 16 kHz. Either
+// mz::AudioError naming the file, or [frames, channels] float32 samples and a waveform whose length is the
+// resampled length of the frames. Resampling is arithmetic over the decoded rate, not parsing, and its cost grows
+// with the rates: it runs only for up to 4096 frames at up to 192 kHz that give at most 64 K samples, to keep executions fast.
+#include <unistd.h>
+
+#include <cmath>
+#include <numeric>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "modelzoo/audio/io.h"
+#include "modelzoo/errors.h"
+
+namespace {
+[[noreturn]] void fail(const std::string& what) {
+  std::fprintf(stderr, "%s\n", what.c_str());
+  std::abort();
+}
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static const std::string path =
+      (std::filesystem::temp_directory_path() / ("mz-fuzz-audio-" + std::to_string(::getpid()))).string();
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  try {
+    const mz::audio::DecodedAudio decoded = mz::audio::decode_audio(path);
+    const std::int64_t frames = decoded.samples.size(0), rate = decoded.sample_rate;
+    if (decoded.samples.dim() != 2 || frames < 1 || decoded.samples.size(1) < 1 || rate < 1 ||
+        decoded.samples.scalar_type() != torch::kFloat32)
+      fail("decoded " + c10::str(decoded.samples.sizes()) + " at " + std::to_string(rate) + " Hz");
+    if (frames > 4096 || rate > 192000 || frames * 16000 > 65536 * rate) return 0;
+    const torch::Tensor wave = mz::audio::load_waveform(path, 16000);
+    // torchaudio: ceil(new_freq * frames / orig_freq), with both rates divided by their gcd
+    const std::int64_t g = std::gcd(rate, std::int64_t{16000});
+    const std::int64_t expected = (16000 / g * frames + rate / g - 1) / (rate / g);
+    if (wave.dim() != 1 || wave.size(0) != expected || wave.scalar_type() != torch::kFloat32)
+      fail("waveform of " + std::to_string(frames) + " frames at " + std::to_string(rate) + " Hz has shape " +
+           c10::str(wave.sizes()) + ", expected [" + std::to_string(expected) + "]");
+  } catch (const mz::AudioError& e) {
+    if (e.file() != path) fail(std::string("error does not name the file: ") + e.what());
+  }
+  return 0;
+}
