@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs missing Debian packages (as root, non-interactive) and builds modelzoo into build/.
+# Installs missing Debian packages (as root, non-interactive) and builds modelzoo into build/ (or $MZ_BUILD_DIR).
 # A second run with nothing changed does nothing slow. Usage: scripts/build.sh [cmake -D options...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +31,8 @@ fi
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 JOBS="${MZ_JOBS:-$(nproc)}"
-if [ ! -f build/build.ninja ] || [ "$#" -gt 0 ]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "$@"
+BUILD="${MZ_BUILD_DIR:-build}"
+if [ ! -f "$BUILD/build.ninja" ] || [ "$#" -gt 0 ]; then
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@"
 fi
-cmake --build build -j "$JOBS"
+cmake --build "$BUILD" -j "$JOBS"

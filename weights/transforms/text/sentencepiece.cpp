@@ -26,16 +26,17 @@ namespace {
 using sentencepiece::SentencePieceProcessor;
 using sentencepiece::util::Status;
 
-// AddressSanitizer refuses RTLD_DEEPBIND (its interceptors would be bypassed). Its builds that load SentencePiece
-// (tests/fuzz's tokenizer target) do not load LibTorch, so there is no second protobuf to keep apart from.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr int kDeepBind = 0;
+// The sanitizers refuse RTLD_DEEPBIND (their interceptors would be bypassed). A sanitizer build can load SentencePiece
+// only where there is no second protobuf to keep apart from (tests/fuzz's tokenizer target, without LibTorch).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define MZ_SANITIZER 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr int kDeepBind = 0;
-#else
-constexpr int kDeepBind = RTLD_DEEPBIND;
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define MZ_SANITIZER 1
 #endif
+#endif
+#ifdef MZ_SANITIZER
+constexpr int kDeepBind = 0;
 #else
 constexpr int kDeepBind = RTLD_DEEPBIND;
 #endif
@@ -51,6 +52,13 @@ const Library& library() {
   static std::once_flag once;
   static std::string error;
   std::call_once(once, [] {
+#ifdef MZ_SANITIZER
+    if (void* protobuf = ::dlopen("libprotobuf.so.32", RTLD_NOW | RTLD_NOLOAD)) {
+      ::dlclose(protobuf);
+      error = "a sanitizer build cannot keep its protobuf apart from LibTorch's (no RTLD_DEEPBIND)";
+      return;
+    }
+#endif
     void* h = ::dlopen("libsentencepiece.so.0", RTLD_NOW | RTLD_LOCAL | kDeepBind);
     if (!h) {
       error = ::dlerror();
