@@ -221,7 +221,12 @@ void run_bench(const BenchArgs& a) {
   model->module->eval();
   torch::InferenceMode guard;
   const TensorDict x = a.input.empty() ? model_info(a.model).example_inputs(a.batch, a.size) : read_checkpoint(a.input);
-  if (a.optimize) optimize_for_inference(*model, x);
+  json optimized = nullptr;
+  if (a.optimize) {
+    const OptimizeReport r = optimize_for_inference(*model, x);
+    optimized = {{"folded", r.folded}, {"channels_last", r.channels_last}, {"prepacked", r.prepacked},
+                 {"max_relative_error", r.max_relative_error}};
+  }
   if (!a.load_only) model->run(x);  // warm-up
   for (std::int64_t i = 0; i < (a.load_only ? 0 : std::max<std::int64_t>(a.repeat, 1)); ++i) {
     const auto t0 = clock::now();
@@ -229,7 +234,8 @@ void run_bench(const BenchArgs& a) {
     forward_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
   }
   const json out = {{"model", a.model}, {"checkpoint", a.checkpoint}, {"size", a.size}, {"batch", a.batch},
-                    {"repeat", a.repeat}, {"mmap", a.mmap}, {"optimize", a.optimize}, {"threads", torch::get_num_threads()}, {"blas", resolved_blas()},
+                    {"repeat", a.repeat}, {"mmap", a.mmap}, {"optimize", a.optimize}, {"optimized", optimized},
+                    {"threads", torch::get_num_threads()}, {"blas", resolved_blas()},
                     {"load_ms", median(load_ms)}, {"forward_ms", a.load_only ? json(nullptr) : json(median(forward_ms))},
                     {"baseline_rss_mb", baseline}, {"load_peak_rss_mb", load_peak},
                     {"peak_rss_mb", rss_mb("VmHWM:")}};
@@ -240,6 +246,9 @@ void run_bench(const BenchArgs& a) {
   std::cout << std::fixed << std::setprecision(2) << a.model << ": load " << median(load_ms) << " ms";
   if (!a.load_only)
     std::cout << ", forward " << median(forward_ms) << " ms (batch " << a.batch << ", " << a.size << "x" << a.size << ")";
+  if (a.optimize)
+    std::cout << ", optimised (" << optimized["folded"] << " norms folded, " << optimized["prepacked"]
+              << " convolutions prepacked)";
   std::cout << ", peak RSS " << rss_mb("VmHWM:") << " MB (baseline " << baseline << " MB), " << torch::get_num_threads()
             << " threads, BLAS " << (out["blas"].get<std::string>().empty() ? "none" : out["blas"].get<std::string>())
             << "\n";

@@ -230,6 +230,12 @@ def test_every_model():
         if ok:
             b = json.loads(r.stdout)
             check(all(k in b for k in ("load_ms", "forward_ms", "peak_rss_mb")), f"bench {name} fields")
+            check(b["optimized"] is None, f"bench {name}: 'optimized' without --optimize")
+    r = mz("bench", "resnet18", "--size", "64", "--repeat", "1", "--json", "--optimize")
+    b = json.loads(r.stdout) if r.returncode == 0 else {}
+    o = b.get("optimized") or {}
+    check(o.get("folded") == 20 and o.get("channels_last") == 20 and o.get("prepacked") in (0, 20)
+          and o.get("max_relative_error", 1) <= 1e-4, f"bench --optimize reports what it did: {r.stdout}{r.stderr}")
 
 
 if __name__ == "__main__":
