@@ -9,7 +9,7 @@ PACKAGES=(
   libtorch-dev libcurl4-openssl-dev libssl-dev nlohmann-json3-dev doctest-dev libcli11-dev
   python3-torch python3-torchvision python3-numpy python3-pil   # the test oracle (Debian's /usr/bin/python3)
   nginx-light curl ca-certificates openssl                       # hub tests and benchmarks
-  clang-14 libclang-rt-14-dev                                    # sanitizer and fuzz builds of the parsers
+  clang-14 libclang-rt-14-dev                                    # the parsers' sanitizer build, the fuzz targets
   libjpeg62-turbo-dev libpng-dev hyperfine
   libsentencepiece-dev libre2-dev libsndfile1-dev                # text tokenizers, audio decoding
   libopenblas0-openmp     # LibTorch's libblas.so.3: OpenBLAS (OpenMP build) instead of netlib's reference BLAS

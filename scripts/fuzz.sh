@@ -62,7 +62,10 @@ for target in "${targets[@]}"; do
   seeds=$build/seeds/$target work=$build/work/$target log=$build/$target.log
   mkdir -p "$corpus" && rm -rf "$work" && mkdir -p "$work"
   seed "$target" "$seeds"
-  flags=(-max_len=16384 -timeout=20 -rss_limit_mb=3072 -artifact_prefix="$build/$target-" -print_final_stats=1)
+  case $target in  # the largest input worth trying: checkpoints and images need room for their structures
+    formats) max_len=65536 ;; images) max_len=32768 ;; weights_json|spec) max_len=4096 ;; *) max_len=16384 ;;
+  esac
+  flags=(-max_len=$max_len -timeout=20 -rss_limit_mb=3072 -artifact_prefix="$build/$target-" -print_final_stats=1)
   echo "== fuzz $target: $(ls "$corpus" | wc -l) corpus files, $(ls "$seeds" | wc -l) seeds, ${limit[*]}"
   start=$(date +%s)
   if [ $smoke = 1 ]; then

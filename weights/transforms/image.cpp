@@ -450,8 +450,9 @@ MZ_INLINE void transpose(const std::uint8_t* src, std::size_t src_stride, std::u
 }
 
 // The int32 multiplies vectorise far better with AVX2 (vpmulld) than with baseline x86-64's SSE2, so
-// resample() is also compiled for AVX2, and the loader picks the version the CPU runs (ifunc).
-#if defined(__x86_64__) && defined(__GLIBC__)
+// resample() is also compiled for AVX2, and the loader picks the version the CPU runs (ifunc). Not under GCC's
+// ThreadSanitizer, whose instrumented ifunc resolver would run before its runtime is initialised.
+#if defined(__x86_64__) && defined(__GLIBC__) && !defined(__SANITIZE_THREAD__)
 #define MZ_TARGET_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define MZ_TARGET_CLONES

@@ -33,7 +33,9 @@ struct SndfileCloser {
 #else
 #define MZ_INLINE inline
 #endif
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+// Not under GCC's ThreadSanitizer: the loader runs the ifunc resolver while it relocates the library, before the
+// sanitizer's runtime is initialised, and the instrumented resolver crashes there.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define MZ_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define MZ_AVX2_CLONES
