@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --runs) limit=(-runs="$2"); shift 2 ;;
     --seconds) limit=(-max_total_time="$2"); shift 2 ;;
-    --smoke) smoke=1 limit=(-max_total_time=5); shift ;;
+    --smoke) smoke=1 limit=(-max_total_time=5 -seed=1); shift ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) [[ " ${all[*]} " == *" $1 "* ]] || { echo "fuzz.sh: unknown target $1 (${all[*]})" >&2; exit 2; }
