@@ -8,6 +8,7 @@
 
 #include "modelzoo/hub.h"
 #include "modelzoo/weights.h"
+#include "weights/json_number.h"
 #include "weights/suggest.h"
 
 namespace mz {
@@ -36,6 +37,8 @@ json metric_json(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
 template <class T>
 T required(const json& j, const char* key, const std::string& where) {
   if (!j.contains(key)) throw UsageError(where, std::string("missing field '") + key + "'");
+  if (!detail::integers_fit<T>(j.at(key)))
+    throw UsageError(where, std::string("field '") + key + "' must hold integers within range, got " + j.at(key).dump());
   try {
     return j.at(key).get<T>();
   } catch (const json::exception&) {

@@ -7,6 +7,7 @@
 #include "builders/common.h"
 #include "builders/layers/init.h"
 #include "registry/register.h"
+#include "weights/json_number.h"
 
 namespace mz {
 namespace audio {
@@ -378,8 +379,8 @@ Wav2Vec2Model make_preset(Wav2Vec2ModelOptions arch, const std::optional<Weights
     arch.encoder_layer_drop = params.at("encoder_layer_drop");
     const nlohmann::json& aux = params.at("aux_num_out");
     if (!aux.is_null())
-      arch.aux_num_out = detail::override_param<std::int64_t>(o.aux_num_out, aux.get<std::int64_t>(), "aux_num_out",
-                                                              weights->name());
+      arch.aux_num_out = detail::override_param<std::int64_t>(
+          o.aux_num_out, detail::integer<std::int64_t>(aux, weights->name(), "aux_num_out"), "aux_num_out", weights->name());
     else if (o.aux_num_out)
       throw UsageError(weights->name(), "has no aux head; build without weights and load with skip {\"aux.*\"} to add one");
   } else {

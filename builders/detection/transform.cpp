@@ -5,6 +5,7 @@
 #include <ostream>
 
 #include "modelzoo/errors.h"
+#include "weights/json_number.h"
 
 namespace mz {
 
@@ -13,8 +14,10 @@ void to_json(nlohmann::json& j, const SizeList& s) {
   else j = static_cast<const std::vector<std::int64_t>&>(s);
 }
 void from_json(const nlohmann::json& j, SizeList& s) {
-  if (j.is_number()) s = SizeList{j.get<std::int64_t>()};
+  if (j.is_number()) s = SizeList{detail::integer<std::int64_t>(j, "options", "a size")};
   else {
+    if (!detail::integers_fit<std::vector<std::int64_t>>(j))
+      throw UsageError("options", "sizes must be integers within range, got " + j.dump());
     const auto sizes = j.get<std::vector<std::int64_t>>();
     s = SizeList(sizes.begin(), sizes.end());
   }

@@ -5,6 +5,7 @@
 
 #include "modelzoo/modelzoo.h"
 #include "registry/cli/cli.h"
+#include "weights/json_number.h"
 
 namespace mz::cli {
 namespace {
@@ -24,7 +25,7 @@ void run_transcribe(const TranscribeArgs& a) {
   if (w.task != "audio" || !w.meta.extra.contains("labels"))
     throw UsageError(w.name(), "mz transcribe needs the weights of an ASR bundle (with labels)");
   const auto labels = w.meta.extra.at("labels").get<std::vector<std::string>>();
-  const auto sample_rate = w.meta.extra.at("sample_rate").get<std::int64_t>();
+  const auto sample_rate = detail::integer<std::int64_t>(w.meta.extra.at("sample_rate"), w.name(), "meta.sample_rate");
   const ModelInfo& info = model_info(w.model);
   std::optional<Model> model;
   if (a.checkpoint.empty()) {

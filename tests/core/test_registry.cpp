@@ -141,3 +141,18 @@ TEST_CASE("hash_prefix is the whole hex run of the file name, as torch.hub's HAS
   CHECK_THROWS_WITH_AS(record_from_json(e, "m.json"), doctest::Contains("hash_prefix does not match sha256"),
                        UsageError);
 }
+
+TEST_CASE("a weight entry's integers are JSON integers within range (found by tests/fuzz: 1e59 was undefined behaviour)") {
+  nlohmann::json e = to_json(get_weight("ResNet18_Weights.IMAGENET1K_V1"));
+  e["weight"] = "ResNet18_Weights.INTEGER_TEST";
+  for (const auto& [path, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"/file_size", 1.1e59}, {"/file_size", -1}, {"/file_size", 2.5}, {"/meta/num_params", 1e300},
+           {"/meta/num_params", 18446744073709551615ull}, {"/meta/min_size", {1, 0.5}}, {"/transforms/crop_size", 224.7}}) {
+    CAPTURE(path);
+    nlohmann::json bad = e;
+    bad[nlohmann::json::json_pointer(path)] = value;
+    CHECK_THROWS_WITH_AS(record_from_json(bad, "m.json"), doctest::Contains("must hold integers within range"), UsageError);
+  }
+  e["file_size"] = 1234;
+  CHECK(record_from_json(e, "m.json").file_size == 1234u);
+}

@@ -5,6 +5,7 @@
 #include "modelzoo/hub.h"
 #include "modelzoo/text/tokenizers.h"
 #include "weights/checkpoint/formats/formats.h"
+#include "weights/json_number.h"
 
 namespace mz::text {
 
@@ -102,15 +103,15 @@ TextTransform TextTransform::from_record(const WeightsRecord& record) {
         tokenizer = std::make_shared<SentencePieceTokenizer>(fetch_asset(record, step.at("sp_model_path").get<std::string>()));
       } else if (op == "T5Transform") {  // SentencePiece ids -> Truncate -> eos appended -> padded
         tokenizer = std::make_shared<SentencePieceTokenizer>(fetch_asset(record, step.at("sp_model_path").get<std::string>()));
-        options.max_seq_len = step.at("max_seq_len").get<std::int64_t>();
-        options.end_token = step.at("eos_idx").get<std::int64_t>();
-        options.padding_value = step.at("padding_idx").get<std::int64_t>();
+        options.max_seq_len = detail::integer<std::int64_t>(step.at("max_seq_len"), record.name(), "text_transform max_seq_len");
+        options.end_token = detail::integer<std::int64_t>(step.at("eos_idx"), record.name(), "text_transform eos_idx");
+        options.padding_value = detail::integer<std::int64_t>(step.at("padding_idx"), record.name(), "text_transform padding_idx");
       } else if (op == "VocabTransform") {
         vocab = Vocab::load(fetch_asset(record, step.at("vocab").get<std::string>()));
       } else if (op == "Truncate") {
-        options.max_seq_len = step.at("max_seq_len").get<std::int64_t>();
+        options.max_seq_len = detail::integer<std::int64_t>(step.at("max_seq_len"), record.name(), "text_transform max_seq_len");
       } else if (op == "AddToken") {
-        (step.at("begin").get<bool>() ? options.begin_token : options.end_token) = step.at("token").get<std::int64_t>();
+        (step.at("begin").get<bool>() ? options.begin_token : options.end_token) = detail::integer<std::int64_t>(step.at("token"), record.name(), "text_transform token");
       } else {
         throw UsageError(record.name(), "unknown text transform step '" + op + "'");
       }
