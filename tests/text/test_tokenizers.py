@@ -13,6 +13,7 @@ The assets come from ../shared/corpus/text; without it the test skips (exit 0 wi
 Usage: test_tokenizers.py --mz build/mz --work DIR
 """
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -175,6 +176,9 @@ def test_bad_input(mz, work):
     not_utf8_bpe = os.path.join(work, "not_utf8_vocab.bpe")
     with open(not_utf8_bpe, "wb") as f:
         f.write(b"#version: 0.2\na \xff\n")
+    throwing = os.path.join(work, "throwing.model")  # found by tests/fuzz: libsentencepiece throws on it
+    with open(throwing, "wb") as f:
+        f.write(base64.b64decode("Cg4KBTx1bms+FQAAAAAYAgoMCgoAAAAAAAAAAmhlFQAAAK8="))
     bad_vocab = os.path.join(work, "bad_vocab.pt")
     import torch
     torch.save({"weight": torch.zeros(2)}, bad_vocab)
@@ -183,6 +187,8 @@ def test_bad_input(mz, work):
         ("invalid UTF-8 (sentencepiece)", ["--sentencepiece", spm_model, b"\xc3("], 2, "invalid UTF-8"),
         ("truncated UTF-8", ["--sentencepiece", spm_model, b"ok \xe2\x82"], 2, "invalid UTF-8"),
         ("sentencepiece model that does not parse", ["--sentencepiece", garbage, "hi"], 3, "not a SentencePiece model"),
+        ("sentencepiece model that makes the library throw", ["--sentencepiece", throwing, "hi"], 3,
+         f"{throwing}: not a SentencePiece model"),
         ("encoder.json that does not parse", ["--gpt2", garbage, bpe, "hi"], 3, "not a GPT-2 encoder.json"),
         ("vocab.bpe without its header", ["--gpt2", enc, garbage, "hi"], 3, "not a GPT-2 vocab.bpe"),
         ("encoder.json with a negative id", ["--gpt2", negative, bpe, "hi"], 3,

@@ -11,6 +11,7 @@
 
 #include <mutex>
 #include <new>
+#include <optional>
 
 #include <sentencepiece_processor.h>
 
@@ -111,8 +112,13 @@ struct SentencePieceTokenizer::Impl {
 
 SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path) : impl_(std::make_unique<Impl>()) {
   const std::string proto = read_asset(model_path);
-  HeldStatus status([&] { return impl_->processor->LoadFromSerializedProto(absl::string_view(proto)); });
-  if (!status.ok()) throw CheckpointError(model_path, "not a SentencePiece model: " + status.message());
+  std::optional<HeldStatus> status;
+  try {
+    status.emplace([&] { return impl_->processor->LoadFromSerializedProto(absl::string_view(proto)); });
+  } catch (const std::exception& e) {  // some malformed models make the library throw (found by tests/fuzz)
+    throw CheckpointError(model_path, std::string("not a SentencePiece model: ") + e.what());
+  }
+  if (!status->ok()) throw CheckpointError(model_path, "not a SentencePiece model: " + status->message());
 }
 
 SentencePieceTokenizer::~SentencePieceTokenizer() = default;
