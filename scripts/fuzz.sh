@@ -9,7 +9,7 @@
 # (a smoke run changes nothing) and appends a line to $build/campaigns.tsv: target, executions, seconds, edges
 # covered, features, corpus files, crashes. A crash stops the run: the input is written to $build/TARGET-crash-*
 # and the script fails.
-#   env: MZ_FUZZ_BUILD (default build-fuzz)
+#   env: MZ_FUZZ_BUILD (default build-fuzz), MZ_FUZZ_TMPDIR (default /dev/shm)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${MZ_FUZZ_BUILD:-$root/build-fuzz}
@@ -31,11 +31,13 @@ done
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 CXX=clang++-14 cmake -S "$root/tests/fuzz" -B "$build" -G Ninja >/dev/null
 cmake --build "$build" -j "${MZ_JOBS:-$(nproc)}" --target $(printf 'fuzz_%s ' "${targets[@]}")
-export TMPDIR=${MZ_FUZZ_TMPDIR:-/dev/shm}  # the targets that read files write them here
+# the targets that read files write them here: memory, where there is a /dev/shm
+[ -n "${MZ_FUZZ_TMPDIR:-}" ] || { [ -w /dev/shm ] && MZ_FUZZ_TMPDIR=/dev/shm; } || MZ_FUZZ_TMPDIR=${TMPDIR:-/tmp}
+export TMPDIR=$MZ_FUZZ_TMPDIR
 export LSAN_OPTIONS=suppressions=$root/tests/fuzz/lsan.supp:print_suppressions=0
 shared=$root/../shared/corpus
 
-# Seed inputs for a target (besides its committed corpus), into $1.
+# Seed inputs for target $1 (besides its committed corpus), into the folder $2.
 seed() {
   local target=$1 out=$2 gen=$build/generated/$1
   rm -rf "$out" && mkdir -p "$out"
