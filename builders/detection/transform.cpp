@@ -14,13 +14,11 @@ void to_json(nlohmann::json& j, const SizeList& s) {
   else j = static_cast<const std::vector<std::int64_t>&>(s);
 }
 void from_json(const nlohmann::json& j, SizeList& s) {
-  if (j.is_number()) s = SizeList{detail::integer<std::int64_t>(j, "options", "a size")};
-  else {
-    if (!detail::integers_fit<std::vector<std::int64_t>>(j))
-      throw UsageError("options", "sizes must be integers within range, got " + j.dump());
-    const auto sizes = j.get<std::vector<std::int64_t>>();
-    s = SizeList(sizes.begin(), sizes.end());
-  }
+  const nlohmann::json list = j.is_array() ? j : nlohmann::json::array({j});
+  if (!detail::integers_fit<std::vector<std::int64_t>>(list))  // a type_error, so that options_from_json names the option
+    throw nlohmann::json::type_error::create(302, "sizes must be integers within range", &j);
+  const auto sizes = list.get<std::vector<std::int64_t>>();
+  s = SizeList(sizes.begin(), sizes.end());
 }
 
 GeneralizedRCNNTransformImpl::GeneralizedRCNNTransformImpl(std::vector<std::int64_t> min_size_, std::int64_t max_size_,

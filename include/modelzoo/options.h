@@ -30,6 +30,26 @@ struct adl_serializer<W, std::enable_if_t<std::is_base_of_v<::mz::Weights, W>>> 
 #define MZ_OPTIONS(Type, ...) NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Type, __VA_ARGS__)
 
 namespace mz {
+namespace detail {
+// Whether every float in `v` (a number or nested arrays) is within int32's range, so that converting it to any
+// integer type an option may hold is defined; true when `v` holds no float.
+inline bool floats_within_int32(const nlohmann::json& v) {
+  if (v.is_array()) {
+    for (const nlohmann::json& x : v)
+      if (!floats_within_int32(x)) return false;
+    return true;
+  }
+  return !v.is_number_float() || (v.get<double>() > -2147483649.0 && v.get<double>() < 2147483648.0);
+}
+// `v` with every float replaced by 0.5: an option that reads it back as anything else holds integers.
+inline nlohmann::json floats_to_half(const nlohmann::json& v) {
+  if (v.is_number_float()) return 0.5;
+  if (!v.is_array()) return v;
+  nlohmann::json out = nlohmann::json::array();
+  for (const nlohmann::json& x : v) out.push_back(floats_to_half(x));
+  return out;
+}
+}  // namespace detail
 
 // Options from JSON: unknown keys and wrongly typed values are mz::UsageError naming the model,
 // the key and the valid keys; missing keys keep their defaults. A number the option cannot hold
@@ -43,6 +63,17 @@ Options options_from_json(const nlohmann::json& j, const std::string& model) {
     std::string valid;
     for (const auto& [k, v] : defaults.items()) valid += (valid.empty() ? "" : ", ") + k;
     throw UsageError(model, "unknown option '" + key + "' (valid: " + valid + ")");
+  }
+  for (const auto& [key, value] : j.items()) {  // a huge float must not reach a float-to-integer conversion
+    if (detail::floats_within_int32(value)) continue;
+    nlohmann::json probe = defaults;
+    probe[key] = detail::floats_to_half(value);
+    bool integers = false;
+    try {
+      integers = nlohmann::json(probe.get<Options>())[key] != probe[key];
+    } catch (const std::exception&) {  // the wrong type altogether: named below
+    }
+    if (integers) throw UsageError(model, "option '" + key + "' cannot be " + value.dump() + " (out of range)");
   }
   nlohmann::json merged = defaults;
   merged.update(j);

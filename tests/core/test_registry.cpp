@@ -106,6 +106,8 @@ TEST_CASE("get_model: unknown names, options by kwarg name, contradictions with 
   CHECK_THROWS_AS(get_model("resnet18", "", {{"num_classes", "seven"}}), UsageError);
   CHECK_THROWS_WITH_AS(get_model("resnet18", "", {{"num_classes", 7.5}}),
                        "resnet18: option 'num_classes' cannot be 7.5 (it holds 7)", UsageError);
+  CHECK_THROWS_WITH_AS(get_model("resnet18", "", {{"num_classes", 1.1e59}}),  // no float-to-integer overflow
+                       "resnet18: option 'num_classes' cannot be 1.1e+59 (out of range)", UsageError);
   CHECK(get_model("resnet18", "", {{"num_classes", 7.0}}).forward(torch::randn({1, 3, 32, 32})).at("output").size(1) == 7);
   ArchitectureOnly no_download;
   CHECK_THROWS_WITH_AS(get_model("resnet50", "IMAGENET1K_V2", {{"num_classes", 10}}),

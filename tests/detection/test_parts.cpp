@@ -133,6 +133,9 @@ TEST_CASE("min_size takes one size or several, from JSON and back, in every dete
   CHECK(nlohmann::json(retina).at("min_size") == nlohmann::json({640, 672, 800}));
   CHECK(nlohmann::json(FCOSResNet50FPNOptions{}).at("min_size") == 800);
   CHECK_THROWS_AS(options_from_json<RetinaNetResNet50FPNOptions>({{"min_size", "800"}}, "retinanet"), UsageError);
+  CHECK_THROWS_WITH_AS(options_from_json<RetinaNetResNet50FPNOptions>({{"min_size", {800, 1e40}}}, "retinanet"),
+                       "retinanet: option 'min_size' cannot be [800,1e+40] (sizes must be integers within range)",
+                       UsageError);
 }
 
 TEST_CASE("FPN backbones equal torchvision's: keys, trainable layers and maps") {
