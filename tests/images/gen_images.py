@@ -93,6 +93,9 @@ def main(out):
     sof = jpg.find(b"\xff\xc0")
     broken[sof + 5:sof + 9] = b"\x00\x00\x00\x00"  # zero height and width in the frame header
     open(os.path.join(bad, "zero_size.jpg"), "wb").write(bytes(broken))
+    # A 1x1 PNG whose next chunk claims 1 GiB of text and ends there (libpng's crashers_huge_tEXt_chunk.png).
+    chunk = png[:33] + struct.pack(">I", 0x3FFFFFFF) + b"tEXt" + b"k\0v"
+    open(os.path.join(bad, "huge_text_chunk.png"), "wb").write(chunk)
     Image.fromarray(b).save(os.path.join(bad, "image.gif"))
     Image.fromarray(b).save(os.path.join(bad, "image.bmp"))
 

@@ -216,6 +216,14 @@ def part_errors(a, env):
             err = p.stderr.strip()
             check(p.returncode == 7 and path in err and len(err.splitlines()) == 1,
                   f"{cmd[0]} {n}: exit {p.returncode}, stderr {err!r}")
+    # A 44-byte PNG claiming a 1 GiB text chunk is refused without that chunk being read into memory (libpng alone
+    # reserved and touched the whole gigabyte).
+    proc = subprocess.Popen([a.mz, "preprocess", "ResNet18_Weights.IMAGESTEST_DETECTION",
+                             os.path.join(d, "huge_text_chunk.png"), "--output", os.path.join(a.work, "x.safetensors")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    check(os.waitstatus_to_exitcode(status) == 7 and usage.ru_maxrss < 512 * 1024,
+          f"huge_text_chunk.png: exit {os.waitstatus_to_exitcode(status)}, peak memory {usage.ru_maxrss // 1024} MB")
     # A directory and a file that PIL also refuses (truncated JPEG) say why.
     p = run(["preprocess", "ResNet18_Weights.IMAGESTEST_DETECTION", os.path.join(d, "truncated.jpg"), "--output",
              os.path.join(a.work, "x.safetensors")], a.mz, env, ok=False)

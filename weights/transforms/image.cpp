@@ -123,16 +123,18 @@ const char* decode_jpeg(DecodeState& s) {
   s.height = h;
   s.pixels->resize(static_cast<std::size_t>(w) * h * 3);
   s.scratch->reset(new std::uint8_t[static_cast<std::size_t>(w) * n]);
-  // Only the caller's region (plus a margin, so that upsampling at the crop edges cannot differ
-  // from a full decode) is decoded; rows below are still entropy-decoded, so truncation is seen.
+  // Only the caller's region is decoded, plus a margin so that nothing inside it can differ from a full
+  // decode: chroma upsampling reads one block beyond a pixel's own, and the block smoothing libjpeg applies to a
+  // progressive image with incomplete scans reads two blocks on each side (a block is 8 pixels times the
+  // largest sampling factor). Rows below are still entropy-decoded, so truncation is seen.
   JDIMENSION col0 = 0, cols = static_cast<JDIMENSION>(w);
   int row0 = 0, row1 = h;
   if (s.region && *s.region) {
     const std::array<int, 4> r = (*s.region)(w, h);
-    constexpr int kMargin = 16;
-    const int x0 = std::max(0, r[0] - kMargin), x1 = std::min(w, r[0] + r[2] + kMargin);
-    row0 = std::max(0, r[1] - kMargin);
-    row1 = std::min(h, r[1] + r[3] + kMargin);
+    const int mx = 3 * 8 * cinfo.max_h_samp_factor, my = 3 * 8 * cinfo.max_v_samp_factor;
+    const int x0 = std::max(0, r[0] - mx), x1 = std::min(w, r[0] + r[2] + mx);
+    row0 = std::max(0, r[1] - my);
+    row1 = std::min(h, r[1] + r[3] + my);
     if (x0 > 0 || x1 < w) {
       col0 = static_cast<JDIMENSION>(x0);
       cols = static_cast<JDIMENSION>(std::max(1, x1 - x0));
@@ -201,6 +203,13 @@ const char* decode_png(DecodeState& s) {
     return s.message;
   }
   png_set_read_fn(png, &s, png_read_memory);
+  // Only IHDR, PLTE and IDAT make the pixels: every other chunk is skipped as it streams past, never
+  // buffered, so a 57-byte file claiming a 1 GiB text chunk costs nothing. The cap bounds what is left.
+  static constexpr png_byte ignored[] = "bKGD\0cHRM\0eXIf\0gAMA\0hIST\0iCCP\0iTXt\0oFFs\0pCAL\0pHYs\0sBIT\0"
+                                        "sCAL\0sPLT\0sRGB\0tEXt\0tIME\0tRNS\0zTXt";
+  png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, nullptr, 0);
+  png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, ignored, static_cast<int>(sizeof ignored / 5));
+  png_set_chunk_malloc_max(png, 1 << 20);
   png_read_info(png, info);
   png_uint_32 w = 0, h = 0;
   int depth = 0, color = 0;
