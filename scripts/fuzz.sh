@@ -8,7 +8,7 @@
 # exists, the small files of ../shared/corpus. A campaign merges what adds coverage back into the committed corpus
 # (a smoke run changes nothing) and appends a line to $build/campaigns.tsv: target, executions, seconds, edges
 # covered, features, corpus files, crashes. A crash stops the run: the input is written to $build/TARGET-crash-*
-# and the script fails.
+# and the script fails. The new corpus is then replayed in one process, for LeakSanitizer to check at exit.
 #   env: MZ_FUZZ_BUILD (default build-fuzz), MZ_FUZZ_TMPDIR (default /dev/shm)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
     --runs) limit=(-runs="$2"); shift 2 ;;
     --seconds) limit=(-max_total_time="$2"); shift 2 ;;
     --smoke) smoke=1 limit=(-max_total_time=5 -seed=1); shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) [[ " ${all[*]} " == *" $1 "* ]] || { echo "fuzz.sh: unknown target $1 (${all[*]})" >&2; exit 2; }
        targets+=("$1"); shift ;;
@@ -68,13 +68,18 @@ for target in "${targets[@]}"; do
     formats) max_len=65536 ;; images) max_len=32768 ;; weights_json|spec) max_len=4096 ;; *) max_len=16384 ;;
   esac
   flags=(-max_len=$max_len -timeout=20 -rss_limit_mb=3072 -artifact_prefix="$build/$target-" -print_final_stats=1)
+  # libsndfile leaks libvorbis's state on each damaged Ogg file (lsan.supp), and each leak makes libFuzzer scan
+  # LibTorch's heap: 150 executions/s instead of 2,000. The campaign's leaks are checked on its corpus instead.
+  campaign_flags=()
+  [ "$target" != audio ] || campaign_flags=(-detect_leaks=0)
   echo "== fuzz $target: $(ls "$corpus" | wc -l) corpus files, $(ls "$seeds" | wc -l) seeds, ${limit[*]}"
   start=$(date +%s)
   if [ $smoke = 1 ]; then
     "$fuzz" "${flags[@]}" -runs=0 "$corpus" "$seeds" >"$log" 2>&1 || { tail -n 40 "$log"; exit 1; }
     "$fuzz" "${flags[@]}" "${limit[@]}" "$work" "$corpus" "$seeds" >>"$log" 2>&1 || { tail -n 40 "$log"; exit 1; }
   else
-    "$fuzz" "${flags[@]}" "${limit[@]}" "$work" "$corpus" "$seeds" >"$log" 2>&1 || { tail -n 40 "$log"; exit 1; }
+    "$fuzz" "${flags[@]}" "${campaign_flags[@]}" "${limit[@]}" "$work" "$corpus" "$seeds" >"$log" 2>&1 ||
+      { tail -n 40 "$log"; exit 1; }
   fi
   seconds=$(( $(date +%s) - start ))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
@@ -87,6 +92,9 @@ for target in "${targets[@]}"; do
   rm -rf "$merged" && mkdir -p "$merged"
   "$fuzz" "${flags[@]}" -merge=1 -use_counters=0 "$merged" "$corpus" "$work" "$seeds" >>"$log" 2>&1
   rm -rf "$corpus" && mv "$merged" "$corpus"
+  # Every input of the new corpus once more, in one process: LeakSanitizer reports at exit what any of them leaked.
+  find "$corpus" -type f -print0 | xargs -0 "$fuzz" "${flags[@]}" >>"$log" 2>&1 ||
+    { tail -n 40 "$log"; echo "fuzz.sh: $target: the corpus replay failed (a leak?)" >&2; exit 1; }
   files=$(ls "$corpus" | wc -l)
   echo "   corpus: $files files, $(du -sh "$corpus" | cut -f1) in tests/fuzz/corpus/$target"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t0\t%s\n' "$target" "$execs" "$seconds" "$cov" "$ft" "$files" "$(date -u +%F)" \

@@ -5,28 +5,18 @@
 // with the rates: it runs only for up to 4096 frames giving at most 64 K samples, at rates whose ratio to 16 kHz
 // reduces to terms of at most 640 (8, 11.025, 22.05, 44.1, 48 kHz...), to keep executions fast. tests/audio
 // covers the others.
-#include <unistd.h>
-
 #include <cmath>
-#include <numeric>
-#include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
+#include <numeric>
 
+#include "harness.h"
 #include "modelzoo/audio/io.h"
 #include "modelzoo/errors.h"
 
-namespace {
-[[noreturn]] void fail(const std::string& what) {
-  std::fprintf(stderr, "%s\n", what.c_str());
-  std::abort();
-}
-}  // namespace
+using mz_fuzz::fail;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::string path =
-      (std::filesystem::temp_directory_path() / ("mz-fuzz-audio-" + std::to_string(::getpid()))).string();
+  static const std::string path = mz_fuzz::temp_path("audio");
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   try {
     const mz::audio::DecodedAudio decoded = mz::audio::decode_audio(path);

@@ -23,7 +23,7 @@ std::optional<mz::Image> decode(const std::uint8_t* data, std::size_t size, cons
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   mz::DecodeOptions options;
-  options.max_pixels = 1u << 22;  // keep allocations inside libFuzzer's RSS limit
+  options.max_pixels = 1u << 16;  // 256x256: larger images reach no new code, they only slow the campaign
   const std::optional<mz::Image> full = decode(data, size, options);
   options.region = [](int w, int h) { return std::array<int, 4>{w / 3, h / 4, w / 3 + 1, h / 2}; };
   const std::optional<mz::Image> part = decode(data, size, options);

@@ -1,19 +1,18 @@
 // libFuzzer target: spec resolution (mz::spec::resolve: _base_ files and registered specs, overrides, ${}
 // references) on arbitrary JSON. The input is the spec, optionally followed by a line "%%" and one override
 // per line. Resolution either throws mz::UsageError or gives an object that resolves to itself again.
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "harness.h"
 #include "modelzoo/spec.h"
 
 namespace {
 // A folder with two spec files for "_base_" to find, and one registered spec.
 const std::string& spec_dir() {
   static const std::string dir = [] {
-    const auto d = std::filesystem::temp_directory_path() / ("mz-fuzz-spec-" + std::to_string(::getpid()));
+    const std::filesystem::path d = mz_fuzz::temp_path("spec");
     std::filesystem::create_directories(d / "nested");
     std::ofstream(d / "base.json") << R"({"_target_": "resnet18", "num_classes": 10, "head": {"dim": "${num_classes}"}})";
     std::ofstream(d / "nested" / "child.json") << R"({"_base_": "../base.json", "num_classes": 3})";
@@ -36,10 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   try {
     const nlohmann::json resolved = mz::spec::resolve(spec, overrides, spec_dir());
-    if (!resolved.is_object()) {
-      std::fprintf(stderr, "resolved spec is not an object: %s\n", resolved.dump().c_str());
-      std::abort();
-    }
+    if (!resolved.is_object()) mz_fuzz::fail("resolved spec is not an object: " + resolved.dump());
   } catch (const mz::UsageError&) {
   }
   return 0;

@@ -4,26 +4,18 @@
 //   2  a torchtext vocab.pt (torch.save of a Vocab), read through the restricted unpickler
 // An asset that does not parse is mz::CheckpointError naming its file; a text that cannot be encoded is
 // mz::UsageError; an encoding has as many ids as pieces, each in the vocabulary. Anything else is a bug.
-#include <unistd.h>
-
-#include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <limits>
 
+#include "harness.h"
 #include "modelzoo/text/tokenizers.h"
 #include "weights/checkpoint/formats/formats.h"
 
 namespace {
-[[noreturn]] void fail(const std::string& what) {
-  std::fprintf(stderr, "%s\n", what.c_str());
-  std::abort();
-}
+using mz_fuzz::fail;
 
 std::string temp_file(const std::string& name, const std::string& bytes) {
-  const std::string path =
-      (std::filesystem::temp_directory_path() / ("mz-fuzz-" + std::to_string(::getpid()) + "-" + name)).string();
+  const std::string path = mz_fuzz::temp_path(name);
   std::ofstream(path, std::ios::binary) << bytes;
   return path;
 }

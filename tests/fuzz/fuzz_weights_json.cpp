@@ -3,19 +3,16 @@
 //   back to the same JSON;
 // - a lock file: mz::HubError naming the source, or a lock whose JSON parses back to the same JSON.
 // Anything else (crash, sanitizer report, another exception) is a bug.
-#include <cstdlib>
 #include <string>
 
+#include "harness.h"
 #include "modelzoo/hub.h"
 #include "modelzoo/weights.h"
 
 namespace {
 constexpr const char* kSource = "fuzz-input";
 
-[[noreturn]] void fail(const char* what, const std::string& detail) {
-  std::fprintf(stderr, "%s: %s\n", what, detail.c_str());
-  std::abort();
-}
+[[noreturn]] void fail(const char* what, const std::string& detail) { mz_fuzz::fail(std::string(what) + ": " + detail); }
 
 void weight_entry(const std::string& text) {
   const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
