@@ -51,7 +51,8 @@ std::string children_of(torch::nn::Module& m) {
 }
 // The child named `name` of `m`; throws naming `what` and listing the children.
 std::shared_ptr<torch::nn::Module> child(torch::nn::Module& m, const std::string& name, const std::string& what) {
-  if (const auto* c = m.named_children().find(name)) return *c;
+  const auto children = m.named_children();  // a copy: find() points into it
+  if (const auto* c = children.find(name)) return *c;
   throw UsageError(what, type_name(&m) + " has no sub-module '" + name + "' (children: " + children_of(m) + ")");
 }
 

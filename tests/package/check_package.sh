@@ -7,12 +7,15 @@ rm -rf "$work" && mkdir -p "$work"
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+# The examples take the library's compiler flags: a program linked to a sanitizer build must be built with the same
+# sanitizers (their runtime has to come first among the loaded libraries).
+flags=$(sed -n 's/^CMAKE_CXX_FLAGS:STRING=//p' "$build/CMakeCache.txt")
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
 for kind in build-tree install-prefix; do
   prefix=$build
   [ "$kind" = install-prefix ] && prefix=$work/prefix
   cmake -S "$src/examples" -B "$work/$kind" -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" \
-        -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+        -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
   cmake --build "$work/$kind" -j 2 >/dev/null
   for exe in "$work/$kind"/*; do
     [ -x "$exe" ] && [ -f "$exe" ] || continue

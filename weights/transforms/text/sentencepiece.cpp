@@ -48,7 +48,8 @@ struct Library {
   std::string (*status_string)(const Status*) = nullptr;  // Status::ToString()
 };
 
-const Library& library() {
+// `user` names what needed the library (the model file being loaded), for the error.
+const Library& library(const std::string& user = "SentencePiece") {
   static Library lib;
   static std::once_flag once;
   static std::string error;
@@ -75,7 +76,7 @@ const Library& library() {
     lib.status_string =
         reinterpret_cast<std::string (*)(const Status*)>(sym("_ZNK13sentencepiece4util6Status8ToStringB5cxx11Ev"));
   });
-  if (!error.empty()) throw UsageError("libsentencepiece.so.0", "cannot load SentencePiece: " + error);
+  if (!error.empty()) throw UsageError(user, "cannot load libsentencepiece.so.0: " + error);
   return lib;
 }
 
@@ -99,8 +100,8 @@ class HeldStatus {
 
 struct SentencePieceTokenizer::Impl {
   SentencePieceProcessor* processor = nullptr;
-  Impl() {
-    const Library& lib = library();
+  explicit Impl(const std::string& model_path) {
+    const Library& lib = library(model_path);
     void* memory = ::operator new(sizeof(SentencePieceProcessor));
     lib.construct(static_cast<SentencePieceProcessor*>(memory));
     processor = static_cast<SentencePieceProcessor*>(memory);
@@ -110,8 +111,9 @@ struct SentencePieceTokenizer::Impl {
   Impl& operator=(const Impl&) = delete;
 };
 
-SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path) : impl_(std::make_unique<Impl>()) {
-  const std::string proto = read_asset(model_path);
+SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path) {
+  const std::string proto = read_asset(model_path);  // a missing or unreadable file is named before the library loads
+  impl_ = std::make_unique<Impl>(model_path);
   std::optional<HeldStatus> status;
   try {
     status.emplace([&] { return impl_->processor->LoadFromSerializedProto(absl::string_view(proto)); });
