@@ -50,7 +50,7 @@ MBConvBaseImpl::MBConvBaseImpl(const MBConvConfig& cnf, double stochastic_depth_
 
 torch::Tensor MBConvBaseImpl::forward(const torch::Tensor& x) {
   torch::Tensor out = block->forward(x);
-  return use_res_connect ? stochastic_depth->forward(out) + x : out;
+  return use_res_connect ? stochastic_depth->forward(out).add_(x) : out;  // torchvision's `result += input`
 }
 
 MBConvImpl::MBConvImpl(const MBConvConfig& cnf, double stochastic_depth_prob, const ops::NormLayer& norm_layer)

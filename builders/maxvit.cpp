@@ -41,12 +41,14 @@ MBConvImpl::MBConvImpl(std::int64_t in_channels, std::int64_t out_channels, doub
   layers->push_back("pre_norm", norm_layer()(in_channels));
   layers->push_back("conv_a", ops::Conv2dNormActivation(ops::Conv2dNormActivationOptions(in_channels, mid, 1)
                                                             .norm_layer(norm_layer())
-                                                            .activation_layer(ops::Act::GELU)));
+                                                            .activation_layer(ops::Act::GELU)
+                                                            .inplace(false)));
   layers->push_back("conv_b", ops::Conv2dNormActivation(ops::Conv2dNormActivationOptions(mid, mid, 3)
                                                             .stride(stride)
                                                             .groups(mid)
                                                             .norm_layer(norm_layer())
-                                                            .activation_layer(ops::Act::GELU)));
+                                                            .activation_layer(ops::Act::GELU)
+                                                            .inplace(false)));
   layers->push_back("squeeze_excitation",
                     ops::SqueezeExcitation(ops::SqueezeExcitationOptions(mid, sqz).activation(ops::Act::SiLU)));
   layers->push_back("conv_c", nn::Conv2d(torch::nn::Conv2dOptions(mid, out_channels, 1)));
@@ -181,7 +183,8 @@ MaxVitImpl::MaxVitImpl(std::int64_t stem_channels, std::int64_t partition_size, 
                                                 .stride(2)
                                                 .norm_layer(maxvit::norm_layer())
                                                 .activation_layer(ops::Act::GELU)
-                                                .bias(false)),
+                                                .bias(false)
+                                                .inplace(false)),
                   ops::Conv2dNormActivation(ops::Conv2dNormActivationOptions(stem_channels, stem_channels, 3)
                                                 .norm_layer(nullptr)
                                                 .activation_layer(std::nullopt)

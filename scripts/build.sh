@@ -12,6 +12,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev                                    # the parsers' sanitizer build, the fuzz targets
   libjpeg62-turbo-dev libpng-dev hyperfine
   libsentencepiece-dev libre2-dev libsndfile1-dev                # text tokenizers, audio decoding
+  libideep-dev libdnnl-dev                                       # oneDNN calls LibTorch has no kernel for
   libopenblas0-openmp     # LibTorch's libblas.so.3: OpenBLAS (OpenMP build) instead of netlib's reference BLAS
   python3-torchaudio python3-torchtext python3-sentencepiece python3-regex python3-soundfile  # text/audio oracles
   sentencepiece espeak-ng sox                                    # test data: spm_train, speech, tones

@@ -13,7 +13,15 @@ esac
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 JOBS=${MZ_JOBS:-$(nproc)}
 
+# How long each step took, on stderr at the end (CI's budget is the sum).
+steps=()
+step() { steps+=("$(printf '%-28s %5d s' "$1" $((SECONDS - step_start)))"); step_start=$SECONDS; }
+report() { local s; for s in "${steps[@]}"; do echo "test.sh: $s" >&2; done; }
+trap report EXIT
+step_start=$SECONDS
+
 scripts/build.sh  # installs the dependencies, builds build/
+step "build"
 
 # LibTorch is Debian's build, not instrumented: the sanitizers see modelzoo's code and what it hands LibTorch.
 case $mode in
@@ -47,10 +55,13 @@ if [ ! -f build-asan/build.ninja ]; then
 fi
 cmake --build build-asan -j "$JOBS"
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure
+step "parsers under ASan"
 
 # Every fuzz target (tests/fuzz) for a few seconds, after replaying its committed corpus.
 scripts/fuzz.sh --smoke
+step "fuzz smoke"
 
 LABELS=(-LE extended)
 [ $mode = extended ] && LABELS=()
 ctest --test-dir build --output-on-failure -j "$JOBS" "${LABELS[@]}" "$@"
+step "ctest"

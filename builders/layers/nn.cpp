@@ -1,5 +1,6 @@
 #include "modelzoo/layers/nn.h"
 #include "builders/layers/init.h"
+#include "builders/layers/onednn.h"
 
 #include <cmath>
 
@@ -43,10 +44,17 @@ torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
   TORCH_CHECK(pad, "mz::nn::Conv2d supports explicit padding only");
   torch::Tensor y;
   if (packed.defined() && !delta && weight._version() == packed_version && x.scalar_type() == torch::kFloat &&
-      x.dim() == 4 && !x.requires_grad())
-    y = torch::mkldnn_convolution(x, packed, bias, *pad, options.stride(), options.dilation(), options.groups());
-  else
-    y = torch::conv2d(x, adapted(weight), bias, options.stride(), *pad, options.dilation(), options.groups());
+      x.dim() == 4 && !x.requires_grad()) {
+    // An mkldnn input gives an mkldnn output, a dense one a dense output. Below autograd (nothing here needs
+    // gradients): LibTorch's oneDNN conversions assert that, which an inference tensor (one made under
+    // InferenceMode) used outside InferenceMode would not otherwise satisfy.
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    const torch::Tensor in = blocked ? onednn::blocked(x) : onednn::dense(x);
+    y = torch::mkldnn_convolution(in, packed, bias, *pad, options.stride(), options.dilation(), options.groups());
+  } else {
+    y = torch::conv2d(onednn::dense(x), adapted(weight), bias, options.stride(), *pad,
+                      options.dilation(), options.groups());
+  }
   if (detail::FoldProbe* probe = detail::fold_probe()) probe->produced(*this, y);
   return y;
 }
@@ -56,6 +64,7 @@ void Conv2dImpl::reset_parameters() { init::reset_affine(weight, bias); }
 void Conv2dImpl::prepack() {
   const auto* pad = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
   TORCH_CHECK(pad, "mz::nn::Conv2d supports explicit padding only");
+  onednn::accept_blocked_inputs();
   torch::NoGradGuard no_grad;
   packed = torch::mkldnn_reorder_conv2d_weight(weight.detach().contiguous().to_mkldnn(), *pad, options.stride(),
                                                options.dilation(), options.groups());
@@ -72,7 +81,10 @@ LinearImpl::LinearImpl(torch::nn::LinearOptions o) : options(std::move(o)) {
   if (options.bias()) bias = register_parameter("bias", uninitialised({options.out_features()}));
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::linear(x, adapted(weight), bias); }
+// An input in oneDNN's blocked layout (see Conv2dImpl::blocked) gives an ordinary output.
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  return torch::linear(onednn::dense(x), adapted(weight), bias);
+}
 
 void LinearImpl::reset_parameters() { init::reset_affine(weight, bias); }
 

@@ -3,6 +3,7 @@
 
 #include <torch/nn/functional/activation.h>
 
+#include "builders/layers/onednn.h"
 #include "modelzoo/errors.h"
 
 namespace mz::ops {
@@ -20,7 +21,24 @@ torch::Tensor channel_shuffle(const torch::Tensor& x, std::int64_t groups) {
   return x.view({n, groups, c / groups, h, w}).transpose(1, 2).contiguous().view({n, -1, h, w});
 }
 
-torch::Tensor activate(Act act, const torch::Tensor& x) {
+torch::Tensor activate(Act act, const torch::Tensor& x, bool inplace) {
+  if (x.is_mkldnn()) {  // a convolution's output in oneDNN's layout (mz::optimize_for_inference)
+    const torch::Tensor y = onednn::activate(act, x, inplace);
+    return y.defined() ? y : activate(act, onednn::dense(x));
+  }
+  if (inplace) {
+    torch::Tensor y = x;
+    switch (act) {
+      case Act::ReLU: return y.relu_();
+      case Act::ReLU6: return torch::hardtanh_(y, 0.0, 6.0);
+      case Act::Hardswish: return torch::hardswish_(y);
+      case Act::Hardsigmoid: return torch::hardsigmoid_(y);
+      case Act::SiLU: return torch::silu_(y);
+      case Act::Sigmoid: return y.sigmoid_();
+      case Act::GELU: return torch::gelu_(y);
+      case Act::Tanh: return y.tanh_();
+    }
+  }
   switch (act) {
     case Act::ReLU: return torch::relu(x);
     case Act::ReLU6: return torch::hardtanh(x, 0.0, 6.0);
@@ -71,7 +89,7 @@ Conv2dNormActivationImpl::Conv2dNormActivationImpl(Conv2dNormActivationOptions o
                            .groups(options.groups())
                            .bias(options.bias().value_or(!has_norm))));
   if (has_norm) push_back(options.norm_layer()(options.out_channels()));
-  if (options.activation_layer()) push_back(Activation(*options.activation_layer()));
+  if (options.activation_layer()) push_back(Activation(*options.activation_layer(), options.inplace()));
 }
 
 SqueezeExcitationImpl::SqueezeExcitationImpl(SqueezeExcitationOptions o) : options(o) {
@@ -83,7 +101,7 @@ torch::Tensor SqueezeExcitationImpl::forward(const torch::Tensor& x) {
   auto scale = torch::adaptive_avg_pool2d(x, {1, 1});
   scale = activate(options.activation(), fc1(scale));
   scale = activate(options.scale_activation(), fc2(scale));
-  return scale * x;
+  return x.is_mkldnn() ? onednn::multiply(x, scale) : scale * x;
 }
 
 torch::Tensor stochastic_depth(const torch::Tensor& x, double p, const std::string& mode, bool training) {

@@ -9,9 +9,19 @@
 //   because the convolution's output also feeds another branch, is left unfolded);
 // - stores convolution weights channels-last, so oneDNN runs the convolutions without layout reorders;
 // - reorders convolution weights once into oneDNN's blocked layout (instead of at every call), where
-//   that is faster: the example is timed both ways (median of 3 after a warm-up) and the faster kept.
-//   It pays off for large dense convolutions (ResNets), not for depthwise ones (MobileNets); the copy
+//   that is faster: the example is timed each way (median of 3 after a warm-up) and the fastest kept.
+//   On its own it pays off for large dense convolutions (ResNets), not for depthwise ones; the copy
 //   costs the convolution weights' memory once more;
+// - then keeps the convolutions' outputs in oneDNN's blocked layout too (mkldnn tensors), so that ReLU,
+//   residual additions, pooling and the next convolution read them without converting them back and forth,
+//   as TorchScript's frozen graphs do: mz's activations and squeeze-and-excitation scaling run on them
+//   through oneDNN, and Linear turns them back into ordinary tensors. Any other operator with no kernel for
+//   them receives them converted (a fallback for the MkldnnCPU key, registered by the first prepacking),
+//   one that would write into one is refused, and a few fail. Kept only where the example runs, its
+//   outputs come out as ordinary tensors equal to before, and it is faster (ResNets, MobileNetV3; not
+//   detectors, whose heads reshape with view). A later input whose forward takes another path
+//   through the model could still meet an operator that fails: pass blocked_layout = false for models
+//   whose control flow depends on the input's values;
 // - turns autograd off for every parameter.
 // The model is changed in place and is for eval use only: training it afterwards, or saving its
 // state dict as a checkpoint of the original architecture, is wrong. The example's outputs before and
@@ -34,6 +44,7 @@ struct OptimizeOptions {
   bool fold_norms = true;
   bool channels_last = true;
   bool prepack = true;  // when oneDNN is available and it measures faster on the example (below)
+  bool blocked_layout = true;  // with prepack: activations in oneDNN's layout too, where faster (below)
   double tolerance = 1e-4;
 };
 
@@ -41,6 +52,7 @@ struct OptimizeReport {
   std::int64_t folded = 0;          // norms folded into convolutions
   std::int64_t channels_last = 0;   // convolution weights stored channels-last
   std::int64_t prepacked = 0;       // convolutions running on weights reordered once for oneDNN (0 if slower)
+  std::int64_t blocked = 0;         // of those, convolutions whose outputs stay in oneDNN's layout (0 if slower)
   double max_relative_error = 0;    // on the example, after against before
 };
 

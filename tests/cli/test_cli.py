@@ -235,6 +235,7 @@ def test_every_model():
     b = json.loads(r.stdout) if r.returncode == 0 else {}
     o = b.get("optimized") or {}
     check(o.get("folded") == 20 and o.get("channels_last") == 20 and o.get("prepacked") in (0, 20)
+          and o.get("blocked") in (0, o.get("prepacked"))
           and o.get("max_relative_error", 1) <= 1e-4, f"bench --optimize reports what it did: {r.stdout}{r.stderr}")
 
 

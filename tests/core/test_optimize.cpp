@@ -91,3 +91,48 @@ TEST_CASE("prepacked convolutions give the unpacked numbers, and a changed weigh
   conv->weight.mul_(2);  // e.g. a LoRA merge after optimising: the packed copy is stale and must not be used
   CHECK(torch::allclose(conv->forward(x), 2 * plain - conv->bias.reshape({1, -1, 1, 1}), 1e-4, 1e-4));
 }
+
+TEST_CASE("convolutions left in oneDNN's blocked layout give the same numbers and ordinary outputs") {
+  if (!at::hasMKLDNN()) return;
+  const auto block_all = [](torch::nn::Module& m) {
+    mz::nn::for_each<mz::nn::Conv2dImpl>(m, [](mz::nn::Conv2dImpl& conv) { conv.prepack(), conv.blocked = true; });
+  };
+  // ReLU, additions and pooling read blocked tensors, Linear gives an ordinary output: the same numbers. The other
+  // activations and squeeze-and-excitation's scaling go through oneDNN's own kernels: within the contract's 1e-4.
+  for (const auto& [name, tolerance] :
+       {std::pair{"resnet18", 1e-5}, {"resnext50_32x4d", 1e-5}, {"mobilenet_v3_small", 1e-4}, {"efficientnet_b0", 1e-4}}) {
+    const std::int64_t size = 64;
+    CAPTURE(name);
+    torch::manual_seed(0);
+    mz::Model model = mz::get_model(name);
+    mz::test::randomize_norms(*model.module);
+    model.module->eval();
+    const mz::TensorDict inputs = mz::model_info(name).example_inputs(1, size);
+    mz::OptimizeOptions plain;
+    plain.prepack = false;
+    mz::optimize_for_inference(model, inputs, plain);  // folds; the forced layout below is then the only change
+    torch::NoGradGuard no_grad;
+    const mz::TensorDict before = model.run(inputs);
+    block_all(*model.module);
+    const mz::TensorDict after = model.run(inputs);
+    for (const auto& item : after) CHECK_FALSE(item.value().is_mkldnn());
+    CHECK(relative_error(after, before) <= tolerance);
+    mz::TensorDict made_under_inference_mode;  // as mz bench's are, then used outside it
+    {
+      c10::InferenceMode guard;
+      for (const auto& item : inputs) made_under_inference_mode.insert(item.key(), item.value().clone());
+    }
+    CHECK(relative_error(model.run(made_under_inference_mode), before) <= tolerance);
+  }
+  // An operator without any kernel for them gets an ordinary tensor (the fallback); one that would write into a
+  // blocked tensor is refused, not silently lost.
+  auto conv = mz::nn::Conv2d(torch::nn::Conv2dOptions(3, 4, 3).padding(1));
+  conv->reset_parameters();
+  conv->prepack();
+  conv->blocked = true;
+  torch::NoGradGuard no_grad;
+  const torch::Tensor y = conv->forward(torch::randn({1, 3, 8, 8}));
+  REQUIRE(y.is_mkldnn());
+  CHECK(torch::allclose(torch::hardswish(y), torch::hardswish(y.to_dense())));
+  CHECK_THROWS_WITH(torch::hardswish_(const_cast<torch::Tensor&>(y)), doctest::Contains("blocked layout"));
+}

@@ -72,8 +72,13 @@ class Conv2dImpl : public torch::nn::Module, public Resettable, public Adaptable
   // blocked layout (not in the state dict). Used for float inputs while no adapter is active and the
   // weight has not changed since (its version counter), so a stale copy is never used.
   void prepack();
-  void unpack() { packed = torch::Tensor(); }
+  void unpack() { packed = torch::Tensor(), blocked = false; }
   bool prepacked() const { return packed.defined(); }
+  // With a prepacked weight, also give the output in oneDNN's blocked layout (an mkldnn tensor), so that
+  // the next oneDNN operation (a convolution, ReLU, addition, pooling) reads it without converting it back
+  // and forth. Set by mz::optimize_for_inference only where the model's outputs still come out as
+  // ordinary tensors (Linear takes blocked inputs and gives ordinary outputs), equal to before, faster.
+  bool blocked = false;
 
  private:
   torch::Tensor packed;

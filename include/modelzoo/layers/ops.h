@@ -28,17 +28,19 @@ torch::Tensor channel_shuffle(const torch::Tensor& x, std::int64_t groups);
 
 // Parameter-free activations, by the name of their torch.nn class.
 enum class Act { ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, Sigmoid, GELU, Tanh };
-torch::Tensor activate(Act act, const torch::Tensor& x);
+// In place (into x, which is returned) where torchvision's module has inplace=True.
+torch::Tensor activate(Act act, const torch::Tensor& x, bool inplace = false);
 const char* act_name(Act act);  // "ReLU", "Hardswish", ...
 
 // An activation as a module, for places where torchvision has one as a child (a Sequential's
 // index, e.g. MobileNetV3's classifier.1 = Hardswish). No parameters, no state-dict entries.
 class ActivationImpl : public torch::nn::Module {
  public:
-  explicit ActivationImpl(Act act) : act(act) {}
-  torch::Tensor forward(const torch::Tensor& x) { return activate(act, x); }
+  explicit ActivationImpl(Act act, bool inplace = false) : act(act), inplace(inplace) {}
+  torch::Tensor forward(const torch::Tensor& x) { return activate(act, x, inplace); }
   void pretty_print(std::ostream& stream) const override { stream << act_name(act) << "()"; }
   Act act;
+  bool inplace;
 };
 TORCH_MODULE(Activation);
 
@@ -59,8 +61,8 @@ class SequentialBlockImpl : public torch::nn::SequentialImpl {
 };
 TORCH_MODULE(SequentialBlock);
 
-// Arguments of torchvision.ops.misc.Conv2dNormActivation (conv_layer is always Conv2d;
-// inplace is irrelevant here). Required ones go to the constructor, the rest are chained.
+// Arguments of torchvision.ops.misc.Conv2dNormActivation (conv_layer is always Conv2d). Required
+// ones go to the constructor, the rest are chained.
 struct Conv2dNormActivationOptions {
   Conv2dNormActivationOptions(std::int64_t in_channels, std::int64_t out_channels,
                               torch::ExpandingArray<2> kernel_size = 3)
@@ -75,6 +77,7 @@ struct Conv2dNormActivationOptions {
   TORCH_ARG(std::optional<Act>, activation_layer) = Act::ReLU;  // std::nullopt: no activation
   TORCH_ARG(torch::ExpandingArray<2>, dilation) = 1;
   TORCH_ARG(std::optional<bool>, bias);  // default: bias only without a norm
+  TORCH_ARG(bool, inplace) = true;       // the activation overwrites the convolution's (or norm's) output
 };
 
 // torchvision.ops.misc.Conv2dNormActivation: a Sequential of "0" Conv2d, then "1" norm and
@@ -124,9 +127,10 @@ TORCH_MODULE(BasicConv2d);
 
 // The residual connection of inverted-residual blocks (MobileNetV2/V3, MNASNet; EfficientNet adds
 // stochastic depth to its branch and has its own):
-// block(x) + x when the block keeps the shape (stride 1, same channels), else block(x).
+// block(x) + x when the block keeps the shape (stride 1, same channels), else block(x). The sum is
+// made in block(x)'s fresh output, as torchvision's `result += input`.
 inline torch::Tensor residual(bool use_res_connect, const torch::Tensor& x, torch::Tensor out) {
-  return use_res_connect ? out + x : out;
+  return use_res_connect ? out.add_(x) : out;
 }
 
 // torchvision.ops.StochasticDepth: in training, drops the residual branch per sample ("row") or
