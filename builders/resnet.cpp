@@ -48,9 +48,8 @@ BasicBlockImpl::BasicBlockImpl(std::int64_t inplanes, std::int64_t planes, std::
 // In place where torchvision is (ReLU(inplace=True), out += identity): at detection sizes every fresh
 // temporary of a block is tens of MB that the kernel must map and zero.
 torch::Tensor BasicBlockImpl::forward(torch::Tensor x) {
-  auto out = bn1(conv1(x)).relu_();
-  out = bn2(conv2(out));
-  return out.add_(shortcut(downsample, x)).relu_();
+  const auto out = ops::conv_norm_act(*conv1, bn1.get(), x, ops::Act::ReLU);
+  return ops::conv_norm_act(*conv2, bn2.get(), out, ops::Act::ReLU, shortcut(downsample, x));
 }
 
 BottleneckImpl::BottleneckImpl(std::int64_t inplanes, std::int64_t planes, std::int64_t stride,
@@ -67,10 +66,9 @@ BottleneckImpl::BottleneckImpl(std::int64_t inplanes, std::int64_t planes, std::
 }
 
 torch::Tensor BottleneckImpl::forward(torch::Tensor x) {
-  auto out = bn1(conv1(x)).relu_();
-  out = bn2(conv2(out)).relu_();
-  out = bn3(conv3(out));
-  return out.add_(shortcut(downsample, x)).relu_();
+  auto out = ops::conv_norm_act(*conv1, bn1.get(), x, ops::Act::ReLU);
+  out = ops::conv_norm_act(*conv2, bn2.get(), out, ops::Act::ReLU);
+  return ops::conv_norm_act(*conv3, bn3.get(), out, ops::Act::ReLU, shortcut(downsample, x));
 }
 
 ResNetImpl::ResNetImpl(ResNetBlock block, std::vector<std::int64_t> layers, const ResNetOptions& options)

@@ -20,8 +20,9 @@ models=("$@")
 # torchvision's side: `save` writes a random-weight checkpoint; `eager` and `jit` time forwards.
 tv() {
   /usr/bin/python3 - "$@" <<'PY'
-import json, statistics, sys, time
+import json, statistics, sys, time, warnings
 import torch, torchvision.models as tvm
+warnings.filterwarnings("ignore")  # TorchScript's frozen MobileNetV3 warns at every forward (resized outputs)
 mode, model, ckpt, batch, threads, repeat, size = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:8])
 torch.set_num_threads(threads)
 m = tvm.get_model(model)

@@ -5,7 +5,6 @@
 #include <cmath>
 
 #include <ATen/ops/mkldnn_convolution.h>
-#include <ATen/ops/mkldnn_reorder_conv2d_weight.h>
 #include <torch/nn/init.h>
 #include <torch/nn/functional/conv.h>
 #include <torch/nn/functional/normalization.h>
@@ -39,18 +38,25 @@ Conv2dImpl::Conv2dImpl(torch::nn::Conv2dOptions o) : options(std::move(o)) {
   if (options.bias()) bias = register_parameter("bias", uninitialised({options.out_channels()}));
 }
 
+// Prepacked, for a float input while no adapter is active and the weight is the one packed.
+bool Conv2dImpl::runs_prepacked(const torch::Tensor& x) const {
+  return convolution && !delta && weight._version() == packed_version && x.scalar_type() == torch::kFloat &&
+         x.dim() == 4 && !x.requires_grad();
+}
+
 torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
   const auto* pad = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
   TORCH_CHECK(pad, "mz::nn::Conv2d supports explicit padding only");
   torch::Tensor y;
-  if (packed.defined() && !delta && weight._version() == packed_version && x.scalar_type() == torch::kFloat &&
-      x.dim() == 4 && !x.requires_grad()) {
+  if (runs_prepacked(x) && blocked) {
+    y = (*convolution)(x, bias);
+  } else if (runs_prepacked(x)) {
     // An mkldnn input gives an mkldnn output, a dense one a dense output. Below autograd (nothing here needs
     // gradients): LibTorch's oneDNN conversions assert that, which an inference tensor (one made under
     // InferenceMode) used outside InferenceMode would not otherwise satisfy.
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    const torch::Tensor in = blocked ? onednn::blocked(x) : onednn::dense(x);
-    y = torch::mkldnn_convolution(in, packed, bias, *pad, options.stride(), options.dilation(), options.groups());
+    y = torch::mkldnn_convolution(onednn::dense(x), convolution->packed(), bias, *pad, options.stride(),
+                                  options.dilation(), options.groups());
   } else {
     y = torch::conv2d(onednn::dense(x), adapted(weight), bias, options.stride(), *pad,
                       options.dilation(), options.groups());
@@ -59,16 +65,23 @@ torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
   return y;
 }
 
+torch::Tensor Conv2dImpl::fused(const torch::Tensor& x, std::optional<ops::Act> act, const torch::Tensor& residual) {
+  if (!blocked || !runs_prepacked(x) || detail::fold_probe()) return {};
+  return (*convolution)(x, bias, act, residual);
+}
+
 void Conv2dImpl::reset_parameters() { init::reset_affine(weight, bias); }
 
 void Conv2dImpl::prepack() {
-  const auto* pad = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
-  TORCH_CHECK(pad, "mz::nn::Conv2d supports explicit padding only");
   onednn::accept_blocked_inputs();
   torch::NoGradGuard no_grad;
-  packed = torch::mkldnn_reorder_conv2d_weight(weight.detach().contiguous().to_mkldnn(), *pad, options.stride(),
-                                               options.dilation(), options.groups());
+  convolution = std::make_shared<const onednn::Convolution>(weight, options);
   packed_version = weight._version();
+}
+
+void Conv2dImpl::unpack() {
+  convolution.reset();
+  blocked = false;
 }
 
 void Conv2dImpl::pretty_print(std::ostream& s) const {

@@ -1,6 +1,7 @@
 #include "builders/layers/onednn.h"
 
 #include <ideep.hpp>
+#include <ATen/ops/mkldnn_reorder_conv2d_weight.h>
 #include <ATen/record_function.h>
 #include <torch/library.h>
 
@@ -16,7 +17,27 @@ namespace {
 
 using ideep::algorithm;
 
-const ideep::tensor& view(const torch::Tensor& x) { return at::native::itensor_from_mkldnn(x); }
+ideep::tensor& view(const torch::Tensor& x) { return at::native::itensor_from_mkldnn(x); }
+
+// An activation as a oneDNN eltwise algorithm; none for Hardsigmoid, which oneDNN 2.6 lacks.
+struct Eltwise {
+  algorithm alg;
+  float alpha = 0, beta = 0;
+};
+std::optional<Eltwise> eltwise(ops::Act act) {
+  using ops::Act;
+  switch (act) {
+    case Act::ReLU: return Eltwise{algorithm::eltwise_relu};
+    case Act::ReLU6: return Eltwise{algorithm::eltwise_clip, 0, 6};
+    case Act::Hardswish: return Eltwise{algorithm::eltwise_hardswish};
+    case Act::SiLU: return Eltwise{algorithm::eltwise_swish, 1};
+    case Act::Sigmoid: return Eltwise{algorithm::eltwise_logistic};
+    case Act::GELU: return Eltwise{algorithm::eltwise_gelu_erf};  // torch's default GELU is the erf one
+    case Act::Tanh: return Eltwise{algorithm::eltwise_tanh};
+    case Act::Hardsigmoid: return std::nullopt;
+  }
+  return std::nullopt;
+}
 
 torch::Tensor wrap(ideep::tensor&& t, const torch::Tensor& like) {
   return at::native::new_with_itensor_mkldnn(std::move(t), like.scalar_type(), like.device());
@@ -64,29 +85,18 @@ torch::Tensor blocked(const torch::Tensor& x) {
 }
 
 torch::Tensor activate(ops::Act act, const torch::Tensor& x, bool inplace) {
-  using ops::Act;
   TORCH_CHECK(x.is_mkldnn() && x.scalar_type() == torch::kFloat, "mz::onednn::activate takes a float mkldnn tensor");
-  algorithm alg = algorithm::eltwise_relu;
-  float alpha = 0, beta = 0;
-  switch (act) {
-    case Act::ReLU: break;
-    case Act::ReLU6: alg = algorithm::eltwise_clip, beta = 6; break;
-    case Act::Hardswish: alg = algorithm::eltwise_hardswish; break;
-    case Act::SiLU: alg = algorithm::eltwise_swish, alpha = 1; break;
-    case Act::Sigmoid: alg = algorithm::eltwise_logistic; break;
-    case Act::GELU: alg = algorithm::eltwise_gelu_erf; break;  // torch's default GELU is the erf one
-    case Act::Tanh: alg = algorithm::eltwise_tanh; break;
-    case Act::Hardsigmoid: return {};
-  }
+  const std::optional<Eltwise> e = eltwise(act);
+  if (!e) return {};
   RECORD_FUNCTION("mz::onednn::activate", std::vector<c10::IValue>());
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // LibTorch's accessors assert it
-  ideep::tensor& src = at::native::itensor_from_mkldnn(x);
+  ideep::tensor& src = view(x);
   if (inplace) {
-    ideep::eltwise_forward::compute(src, src, alg, ideep::prop_kind::forward_inference, alpha, beta);
+    ideep::eltwise_forward::compute(src, src, e->alg, ideep::prop_kind::forward_inference, e->alpha, e->beta);
     return x;
   }
   ideep::tensor y;
-  ideep::eltwise_forward::compute(src, y, alg, ideep::prop_kind::forward_inference, alpha, beta);
+  ideep::eltwise_forward::compute(src, y, e->alg, ideep::prop_kind::forward_inference, e->alpha, e->beta);
   return wrap(std::move(y), x);
 }
 
@@ -108,6 +118,113 @@ torch::Tensor multiply(const torch::Tensor& a, const torch::Tensor& b) {
   ideep::tensor y;
   ideep::binary::compute(a_view, b_like_a, y, algorithm::binary_mul);
   return wrap(std::move(y), a);
+}
+
+// A primitive for one input layout and one kind of fusion; `fused` is false where oneDNN cannot fuse them
+// (or only in its reference kernel, far slower than the steps apart).
+struct Convolution::Plan {
+  ideep::tensor::desc src, residual;  // the key, with bias and act; residual: zero when there is none
+  bool bias;
+  std::optional<ops::Act> act;
+  bool fused = true;
+  ideep::tensor::desc summand;  // the layout the primitive reads the residual in
+  dnnl::convolution_forward::primitive_desc pd;
+  dnnl::convolution_forward primitive;
+  ideep::tensor weights;  // in pd's layout
+};
+
+Convolution::Convolution(const torch::Tensor& weight, const torch::nn::Conv2dOptions& o)
+    : out_channels_(weight.size(0)),
+      kernel_(weight.sizes().slice(2).vec()),
+      stride_(torch::IntArrayRef(o.stride()).vec()),
+      dilation_(torch::IntArrayRef(o.dilation()).vec()),
+      groups_(o.groups()) {
+  const auto* pad = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
+  TORCH_CHECK(pad, "mz::onednn::Convolution supports explicit padding only");
+  padding_ = torch::IntArrayRef(*pad).vec();
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  weight_ = torch::mkldnn_reorder_conv2d_weight(weight.detach().contiguous().to_mkldnn(), padding_, stride_,
+                                                dilation_, groups_);
+}
+
+Convolution::~Convolution() = default;
+
+std::shared_ptr<const Convolution::Plan> Convolution::plan(const torch::Tensor& x, bool bias,
+                                                           std::optional<ops::Act> act,
+                                                           const torch::Tensor& residual) const {
+  const ideep::tensor::desc src = view(x).get_desc();
+  const ideep::tensor::desc res = residual.defined() ? view(residual).get_desc() : ideep::tensor::desc();
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& p : plans_)
+    if (p->src == src && p->residual == res && p->bias == bias && p->act == act) return p;
+  auto p = std::make_shared<Plan>();
+  p->src = src, p->residual = res, p->bias = bias, p->act = act;
+  const ideep::tensor& w = view(weight_);
+  ideep::tensor b;  // its desc, for the primitive
+  if (bias) b.init({{out_channels_}, ideep::data_type::f32, ideep::format_tag::x});
+  ideep::dims dst_dims{x.size(0), out_channels_};
+  for (int i = 0; i < 2; ++i)
+    dst_dims.push_back((x.size(2 + i) + 2 * padding_[i] - dilation_[i] * (kernel_[i] - 1) - 1) / stride_[i] + 1);
+  const auto prepare = [&](const dnnl::post_ops& post_ops) {
+    ideep::attr_t attr;
+    attr.set_post_ops(post_ops);
+    ideep::convolution_forward_params params;
+    ideep::tensor dst;
+    ideep::convolution_forward::prepare(params, view(x), w, b, dst_dims, dst, stride_, dilation_, padding_, padding_,
+                                        static_cast<int>(groups_), {}, {}, {}, attr, algorithm::convolution_direct,
+                                        ideep::prop_kind::forward_inference);
+    return params.pd;
+  };
+  p->pd = prepare({});
+  if (act || residual.defined()) {
+    dnnl::post_ops post_ops;
+    // The residual in the output's own layout, as the fast kernels want it.
+    p->summand = p->pd.dst_desc();
+    if (residual.defined()) post_ops.append_binary(algorithm::binary_add, p->summand);
+    const std::optional<Eltwise> e = act ? eltwise(*act) : std::nullopt;
+    if (e) post_ops.append_eltwise(1.f, e->alg, e->alpha, e->beta);
+    p->fused = !act || e;
+    if (p->fused) {
+      p->pd = prepare(post_ops);
+      p->fused = std::string(p->pd.impl_info_str()).rfind("ref", 0) != 0;
+    }
+  }
+  if (p->fused) {
+    p->primitive = dnnl::convolution_forward(p->pd);
+    p->weights = w.make_grouped_weights(static_cast<int>(groups_)).reorder_if_differ_in(p->pd.weights_desc());
+  }
+  if (plans_.size() == 32) plans_.erase(plans_.begin());
+  plans_.push_back(p);
+  return p;
+}
+
+torch::Tensor Convolution::operator()(const torch::Tensor& x, const torch::Tensor& bias, std::optional<ops::Act> act,
+                                      const torch::Tensor& residual) const {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat && x.dim() == 4, "mz::onednn::Convolution takes a float 4-d input");
+  TORCH_CHECK(!bias.defined() || (bias.scalar_type() == torch::kFloat && bias.sizes() == torch::IntArrayRef{out_channels_}),
+              "mz::onednn::Convolution takes a float bias of ", out_channels_, " elements");
+  RECORD_FUNCTION("mz::onednn::Convolution", std::vector<c10::IValue>());
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const torch::Tensor in = blocked(x), res = residual.defined() ? blocked(residual) : residual;
+  const std::shared_ptr<const Plan> p = plan(in, bias.defined(), act, res);
+  if (!p->fused) return {};
+  const ideep::tensor src = view(in).reorder_if_differ_in(p->pd.src_desc());
+  ideep::tensor y(p->pd.dst_desc());
+  ideep::tensor scratchpad(p->pd.scratchpad_desc());
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, p->weights}, {DNNL_ARG_DST, y}, {DNNL_ARG_SCRATCHPAD, scratchpad}};
+  const torch::Tensor bias_data = bias.defined() ? bias.contiguous() : bias;
+  if (bias.defined())
+    args.emplace(DNNL_ARG_BIAS, ideep::tensor(p->pd.bias_desc(), bias_data.data_ptr()));
+  ideep::tensor summand;  // owns its buffer when reordered (the map's dnnl::memory does not)
+  if (res.defined()) {
+    TORCH_CHECK(res.sizes() == torch::IntArrayRef(y.get_dims()), "mz::onednn::Convolution: the residual's shape ",
+                res.sizes(), " is not the output's");
+    summand = view(res).reorder_if_differ_in(p->summand);
+    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, summand);
+  }
+  p->primitive.execute(ideep::stream::default_stream(), args);
+  return wrap(std::move(y), x);
 }
 
 void accept_blocked_inputs() {

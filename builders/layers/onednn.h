@@ -3,6 +3,11 @@
 // for, run through ideep (the oneDNN wrapper LibTorch itself is built on).
 #pragma once
 
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
 #include <torch/torch.h>
 
 #include "modelzoo/layers/ops.h"
@@ -20,6 +25,35 @@ torch::Tensor activate(ops::Act act, const torch::Tensor& x, bool inplace);
 
 // a * b for a float mkldnn a and a float b (either kind) whose size-1 dimensions broadcast to a's shape.
 torch::Tensor multiply(const torch::Tensor& a, const torch::Tensor& b);
+
+// A convolution on a weight reordered once into oneDNN's layout. For inputs in oneDNN's layout, its call
+// operator fuses an activation and a residual sum in as post-ops, and makes the oneDNN primitive once per
+// input layout (and kind of fusion), not at every call as torch::mkldnn_convolution does (it keeps the last
+// 32). Safe to call from several threads at once.
+class Convolution {
+ public:
+  // weight: [O, I / groups, kH, kW] float, copied.
+  Convolution(const torch::Tensor& weight, const torch::nn::Conv2dOptions& options);
+  ~Convolution();
+  // The reordered weight (an mkldnn tensor), for torch::mkldnn_convolution.
+  const torch::Tensor& packed() const { return weight_; }
+  // act(conv(x) + bias + residual) as an mkldnn tensor, for a float 4-d x of either kind. bias ([O] float) and
+  // residual (of the output's shape, either kind) may be undefined, act empty. An undefined tensor when oneDNN
+  // cannot fuse them (Hardsigmoid).
+  torch::Tensor operator()(const torch::Tensor& x, const torch::Tensor& bias, std::optional<ops::Act> act = {},
+                           const torch::Tensor& residual = {}) const;
+
+ private:
+  struct Plan;
+  std::shared_ptr<const Plan> plan(const torch::Tensor& x, bool bias, std::optional<ops::Act> act,
+                                   const torch::Tensor& residual) const;
+  torch::Tensor weight_;  // reordered (an mkldnn tensor)
+  std::int64_t out_channels_;
+  std::vector<std::int64_t> kernel_, stride_, padding_, dilation_;
+  std::int64_t groups_;
+  mutable std::mutex mutex_;
+  mutable std::vector<std::shared_ptr<const Plan>> plans_;  // the most recent last
+};
 
 // Lets every other operator take mkldnn tensors: they receive them converted to ordinary tensors, and one that
 // would write into an mkldnn tensor is refused (its result would be lost). Registered once, for the MkldnnCPU

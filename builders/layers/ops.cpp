@@ -52,6 +52,18 @@ torch::Tensor activate(Act act, const torch::Tensor& x, bool inplace) {
   throw std::logic_error("unknown activation");
 }
 
+torch::Tensor conv_norm_act(nn::Conv2dImpl& conv, nn::BatchNorm2dImpl* norm, const torch::Tensor& x,
+                            std::optional<Act> act, const torch::Tensor& residual) {
+  if (!norm || norm->folded) {
+    torch::Tensor y = conv.fused(x, act, residual);
+    if (y.defined()) return y;
+  }
+  torch::Tensor y = conv.forward(x);
+  if (norm) y = norm->forward(y);
+  if (residual.defined()) y.add_(y.is_mkldnn() ? onednn::blocked(residual) : onednn::dense(residual));
+  return act ? activate(*act, y, /*inplace=*/true) : y;
+}
+
 const char* act_name(Act act) {
   switch (act) {
     case Act::ReLU: return "ReLU";
@@ -90,6 +102,18 @@ Conv2dNormActivationImpl::Conv2dNormActivationImpl(Conv2dNormActivationOptions o
                            .bias(options.bias().value_or(!has_norm))));
   if (has_norm) push_back(options.norm_layer()(options.out_channels()));
   if (options.activation_layer()) push_back(Activation(*options.activation_layer(), options.inplace()));
+}
+
+torch::Tensor Conv2dNormActivationImpl::forward(torch::Tensor x) {
+  const bool has_norm = static_cast<bool>(options.norm_layer()), has_act = options.activation_layer().has_value();
+  if (size() == 1 + has_norm + has_act) {
+    auto* conv = dynamic_cast<nn::Conv2dImpl*>(ptr(0).get());
+    auto* norm = has_norm ? dynamic_cast<nn::BatchNorm2dImpl*>(ptr(1).get()) : nullptr;
+    auto* act = has_act ? dynamic_cast<ActivationImpl*>(ptr(size() - 1).get()) : nullptr;
+    if (conv && (norm != nullptr) == has_norm && (act != nullptr) == has_act && (!act || act->inplace))
+      return conv_norm_act(*conv, norm, x, act ? std::optional<Act>(act->act) : std::nullopt);
+  }
+  return SequentialBlockImpl::forward(std::move(x));
 }
 
 SqueezeExcitationImpl::SqueezeExcitationImpl(SqueezeExcitationOptions o) : options(o) {

@@ -15,7 +15,10 @@
 // - then keeps the convolutions' outputs in oneDNN's blocked layout too (mkldnn tensors), so that ReLU,
 //   residual additions, pooling and the next convolution read them without converting them back and forth,
 //   as TorchScript's frozen graphs do: mz's activations and squeeze-and-excitation scaling run on them
-//   through oneDNN, and Linear turns them back into ordinary tensors. Any other operator with no kernel for
+//   through oneDNN, and Linear turns them back into ordinary tensors. Where a folded norm's convolution is
+//   followed by an activation, or a residual sum then an activation (Conv2dNormActivation, ResNet's blocks:
+//   ops::conv_norm_act), oneDNN applies them in the convolution's own pass (post-ops), which TorchScript
+//   does not. Any other operator with no kernel for
 //   them receives them converted (a fallback for the MkldnnCPU key, registered by the first prepacking),
 //   one that would write into one is refused, and a few fail. Kept only where the example runs, its
 //   outputs come out as ordinary tensors equal to before, and it is faster (ResNets, MobileNetV3; not

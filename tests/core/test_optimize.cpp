@@ -136,3 +136,45 @@ TEST_CASE("convolutions left in oneDNN's blocked layout give the same numbers an
   CHECK(torch::allclose(torch::hardswish(y), torch::hardswish(y.to_dense())));
   CHECK_THROWS_WITH(torch::hardswish_(const_cast<torch::Tensor&>(y)), doctest::Contains("blocked layout"));
 }
+
+TEST_CASE("a blocked convolution fuses the activation and the residual sum, with the step-by-step numbers") {
+  if (!at::hasMKLDNN()) return;
+  using mz::ops::Act;
+  torch::manual_seed(0);
+  torch::NoGradGuard no_grad;
+  struct Shape {
+    std::int64_t in, out, kernel, stride, groups;
+  };
+  for (const Shape& s : {Shape{8, 16, 3, 1, 1}, Shape{16, 16, 3, 2, 16}, Shape{16, 32, 1, 1, 1}}) {
+    auto conv = mz::nn::Conv2d(
+        torch::nn::Conv2dOptions(s.in, s.out, s.kernel).stride(s.stride).padding(s.kernel / 2).groups(s.groups));
+    conv->reset_parameters();
+    const torch::Tensor x = torch::randn({2, s.in, 9, 9});
+    const torch::Tensor plain = conv->forward(x);
+    for (const auto act : {std::optional<Act>(), std::optional(Act::ReLU), std::optional(Act::ReLU6),
+                           std::optional(Act::Hardswish), std::optional(Act::Hardsigmoid), std::optional(Act::SiLU),
+                           std::optional(Act::Sigmoid), std::optional(Act::GELU), std::optional(Act::Tanh)}) {
+      for (const bool with_residual : {false, true}) {
+        CAPTURE(s.groups);
+        const std::string act_name = act ? mz::ops::act_name(*act) : "none";
+        CAPTURE(act_name);
+        CAPTURE(with_residual);
+        const torch::Tensor residual = with_residual ? torch::randn_like(plain) : torch::Tensor();
+        torch::Tensor want = with_residual ? plain + residual : plain.clone();
+        if (act) want = mz::ops::activate(*act, want);
+        conv->unpack();
+        CHECK(conv->fused(x, act, residual).defined() == false);  // not blocked: the caller goes step by step
+        conv->prepack();
+        conv->blocked = true;
+        // The residual in either kind: an ordinary tensor, or a convolution's output in oneDNN's layout.
+        for (const torch::Tensor& r : {residual, with_residual ? residual.to_mkldnn() : residual}) {
+          const torch::Tensor fused = conv->fused(x, act, r);
+          CHECK(fused.defined() == (act != Act::Hardsigmoid));  // oneDNN 2.6 has no Hardsigmoid
+          const torch::Tensor got = mz::ops::conv_norm_act(*conv, nullptr, x, act, r);
+          CHECK(torch::allclose(got.is_mkldnn() ? got.to_dense() : got, want, 1e-4, 1e-5));
+          if (fused.defined()) CHECK(torch::allclose(fused.to_dense(), want, 1e-4, 1e-5));
+        }
+      }
+    }
+  }
+}

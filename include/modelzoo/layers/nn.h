@@ -6,6 +6,8 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <optional>
 #include <utility>
 
 #include <torch/nn/module.h>
@@ -16,6 +18,13 @@
 #include <torch/nn/pimpl.h>
 
 #include "modelzoo/checkpoint.h"
+
+namespace mz::ops {
+enum class Act;  // <modelzoo/layers/ops.h>
+}
+namespace mz::onednn {
+class Convolution;  // builders/layers/onednn.h
+}
 
 namespace mz::nn {
 
@@ -72,16 +81,21 @@ class Conv2dImpl : public torch::nn::Module, public Resettable, public Adaptable
   // blocked layout (not in the state dict). Used for float inputs while no adapter is active and the
   // weight has not changed since (its version counter), so a stale copy is never used.
   void prepack();
-  void unpack() { packed = torch::Tensor(), blocked = false; }
-  bool prepacked() const { return packed.defined(); }
+  void unpack();
+  bool prepacked() const { return convolution != nullptr; }
   // With a prepacked weight, also give the output in oneDNN's blocked layout (an mkldnn tensor), so that
   // the next oneDNN operation (a convolution, ReLU, addition, pooling) reads it without converting it back
   // and forth. Set by mz::optimize_for_inference only where the model's outputs still come out as
   // ordinary tensors (Linear takes blocked inputs and gives ordinary outputs), equal to before, faster.
   bool blocked = false;
+  // act(forward(x) + residual) in one oneDNN call, the sum and the activation fused into the convolution,
+  // where it keeps oneDNN's layout (blocked); an undefined tensor where it does not or cannot (the caller
+  // then goes step by step: ops::conv_norm_act does both). residual may be undefined, act empty.
+  torch::Tensor fused(const torch::Tensor& x, std::optional<ops::Act> act, const torch::Tensor& residual);
 
  private:
-  torch::Tensor packed;
+  bool runs_prepacked(const torch::Tensor& x) const;
+  std::shared_ptr<const onednn::Convolution> convolution;  // the prepacked weight
   std::uint32_t packed_version = 0;
 };
 TORCH_MODULE(Conv2d);

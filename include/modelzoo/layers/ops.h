@@ -32,6 +32,12 @@ enum class Act { ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, Sigmoid, GELU, Tanh 
 torch::Tensor activate(Act act, const torch::Tensor& x, bool inplace = false);
 const char* act_name(Act act);  // "ReLU", "Hardswish", ...
 
+// act(norm(conv(x)) + residual), the sum and the activation in place in the fresh output: ResNet's blocks
+// and Conv2dNormActivation. Once mz::optimize_for_inference has folded the norm (null: none) into a
+// convolution that keeps oneDNN's layout, one oneDNN call (Conv2dImpl::fused). residual may be undefined.
+torch::Tensor conv_norm_act(nn::Conv2dImpl& conv, nn::BatchNorm2dImpl* norm, const torch::Tensor& x,
+                            std::optional<Act> act, const torch::Tensor& residual = {});
+
 // An activation as a module, for places where torchvision has one as a child (a Sequential's
 // index, e.g. MobileNetV3's classifier.1 = Hardswish). No parameters, no state-dict entries.
 class ActivationImpl : public torch::nn::Module {
@@ -85,6 +91,8 @@ struct Conv2dNormActivationOptions {
 class Conv2dNormActivationImpl : public SequentialBlockImpl {
  public:
   explicit Conv2dNormActivationImpl(Conv2dNormActivationOptions options);
+  // The Sequential's, through conv_norm_act while the children are those made here.
+  torch::Tensor forward(torch::Tensor x);
   void pretty_print(std::ostream& stream) const override { stream << "Conv2dNormActivation"; }
   Conv2dNormActivationOptions options;
 };
