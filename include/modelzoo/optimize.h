@@ -18,8 +18,8 @@
 //   through oneDNN, and Linear turns them back into ordinary tensors. Where a folded norm's convolution is
 //   followed by an activation, or a residual sum then an activation (Conv2dNormActivation, ResNet's blocks:
 //   ops::conv_norm_act), oneDNN applies them in the convolution's own pass (post-ops), which TorchScript
-//   does not. Any other operator with no kernel for
-//   them receives them converted (a fallback for the MkldnnCPU key, registered by the first prepacking),
+//   does not. Any other operator with no kernel for them receives them converted (a fallback for the
+//   MkldnnCPU key, registered by the first prepacking),
 //   one that would write into one is refused, and a few fail. Kept only where the example runs, its
 //   outputs come out as ordinary tensors equal to before, and it is faster (ResNets, MobileNetV3; not
 //   detectors, whose heads reshape with view). A later input whose forward takes another path
