@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Detection latency: torchvision (Python, eager) and mz on the same checkpoint and the same image, in
-# the same run, batch 1; prints both medians and the ratio mz / torchvision (target <= 1.0).
+# Detection latency, four ways, on the same checkpoint and the same image, in the same run, batch 1:
+#   tv      torchvision eager (Python)
+#   tv-jit  torch.jit.optimize_for_inference(torch.jit.script(model))
+#   mz      mz eager (mz bench)
+#   mz-opt  mz::optimize_for_inference (mz bench --optimize)
+# Prints the medians and the ratios mz / tv (target <= 1.0), opt / tv and opt / jit (as bench_infer.sh).
 #   scripts/bench_detect.sh [MODEL...]
 #   (default: fasterrcnn_resnet50_fpn retinanet_resnet50_fpn ssdlite320_mobilenet_v3_large)
 # The checkpoint is torchvision's random init (weights=None, weights_backbone=None: BatchNorm); the image
@@ -15,11 +19,12 @@ trap 'rm -rf "$work"' EXIT
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(fasterrcnn_resnet50_fpn retinanet_resnet50_fpn ssdlite320_mobilenet_v3_large)
 
-tv() {  # tv prepare|forward MODEL CKPT INPUT SIZE
+tv() {  # tv prepare|eager|jit MODEL CKPT INPUT SIZE
   /usr/bin/python3 - "$@" "$REPEAT" <<'PY'
-import json, statistics, sys, time
+import json, statistics, sys, time, warnings
 import torch
 from torchvision.models import detection
+warnings.filterwarnings("ignore")  # scripted detectors warn at every call that they return losses too
 sys.path.insert(0, "tests/oracle")
 import st
 phase, name, ckpt, inp, size, repeat = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
@@ -31,6 +36,8 @@ if phase == "prepare":
     sys.exit()
 model.load_state_dict(torch.load(ckpt))
 model.eval()
+if phase == "jit":
+    model = torch.jit.optimize_for_inference(torch.jit.script(model))
 images = list(st.load(inp)["input"])
 times = []
 with torch.inference_mode():
@@ -43,22 +50,23 @@ print(json.dumps({"forward_ms": statistics.median(times), "threads": torch.get_n
 PY
 }
 
-printf '%-32s %6s %12s %12s %8s\n' model size "tv ms" "mz ms" "mz/tv"
+printf '%-32s %5s %9s %9s %9s %9s   %8s %8s %8s\n' model size tv tv-jit mz mz-opt "mz/tv" "opt/tv" "opt/jit"
 for model in "${models[@]}"; do
   case $model in ssd*) size=320 ;; *) size=800 ;; esac
   ckpt=$work/$model.pth input=$work/$model.safetensors
   tv prepare "$model" "$ckpt" "$input" "$size"
   runs=()
-  for _ in $(seq "$ROUNDS"); do  # alternating, so that the machine's drifts hit both
-    runs+=("$(tv forward "$model" "$ckpt" "$input" "$size")")
+  for _ in $(seq "$ROUNDS"); do  # alternating, so that the machine's drifts hit all four
+    runs+=("$(tv eager "$model" "$ckpt" "$input" "$size")")
+    runs+=("$(tv jit "$model" "$ckpt" "$input" "$size")")
     runs+=("$(build/mz bench "$model" --checkpoint "$ckpt" --input "$input" --repeat "$REPEAT" --json)")
+    runs+=("$(build/mz bench "$model" --checkpoint "$ckpt" --input "$input" --repeat "$REPEAT" --json --optimize)")
   done
   /usr/bin/python3 - "$model" "$size" "${runs[@]}" <<'PY'
 import json, statistics, sys
 model, size, *runs = sys.argv[1], sys.argv[2], *map(json.loads, sys.argv[3:])
-tv = statistics.median(r["forward_ms"] for r in runs[0::2])
-mz = statistics.median(r["forward_ms"] for r in runs[1::2])
-print(f"{model:32s} {size:>6s} {tv:12.1f} {mz:12.1f} {mz / tv:8.3f}")
+tv, jit, mz, opt = (statistics.median(r["forward_ms"] for r in runs[i::4]) for i in range(4))
+print(f"{model:32s} {size:>5s} {tv:9.1f} {jit:9.1f} {mz:9.1f} {opt:9.1f}   {mz / tv:8.3f} {opt / tv:8.3f} {opt / jit:8.3f}")
 PY
 done
 echo "(milliseconds, median over $ROUNDS alternating rounds of $REPEAT forwards each, after a warm-up; batch 1;" \
