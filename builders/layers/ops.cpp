@@ -106,7 +106,7 @@ Conv2dNormActivationImpl::Conv2dNormActivationImpl(Conv2dNormActivationOptions o
 
 torch::Tensor Conv2dNormActivationImpl::forward(torch::Tensor x) {
   const bool has_norm = static_cast<bool>(options.norm_layer()), has_act = options.activation_layer().has_value();
-  if (size() == 1 + has_norm + has_act) {
+  if (size() == static_cast<std::size_t>(1 + has_norm + has_act)) {
     auto* conv = dynamic_cast<nn::Conv2dImpl*>(ptr(0).get());
     auto* norm = has_norm ? dynamic_cast<nn::BatchNorm2dImpl*>(ptr(1).get()) : nullptr;
     auto* act = has_act ? dynamic_cast<ActivationImpl*>(ptr(size() - 1).get()) : nullptr;
