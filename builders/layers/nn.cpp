@@ -48,15 +48,17 @@ torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
   const auto* pad = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
   TORCH_CHECK(pad, "mz::nn::Conv2d supports explicit padding only");
   torch::Tensor y;
-  if (runs_prepacked(x) && blocked) {
-    y = (*convolution)(x, bias);
-  } else if (runs_prepacked(x)) {
-    // An mkldnn input gives an mkldnn output, a dense one a dense output. Below autograd (nothing here needs
-    // gradients): LibTorch's oneDNN conversions assert that, which an inference tensor (one made under
-    // InferenceMode) used outside InferenceMode would not otherwise satisfy.
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    y = torch::mkldnn_convolution(onednn::dense(x), convolution->packed(), bias, *pad, options.stride(),
-                                  options.dilation(), options.groups());
+  if (runs_prepacked(x)) {
+    if (blocked) {
+      y = (*convolution)(x, bias);
+    } else {
+      // A dense output. Below autograd (nothing here needs gradients): LibTorch's oneDNN conversions assert
+      // that, which an inference tensor (one made under InferenceMode) used outside InferenceMode would not
+      // otherwise satisfy.
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      y = torch::mkldnn_convolution(onednn::dense(x), convolution->packed(), bias, *pad, options.stride(),
+                                    options.dilation(), options.groups());
+    }
   } else {
     y = torch::conv2d(onednn::dense(x), adapted(weight), bias, options.stride(), *pad,
                       options.dilation(), options.groups());
