@@ -1,9 +1,9 @@
 #include <algorithm>
-#include <fnmatch.h>
 #include <map>
 #include <mutex>
 
 #include "registry/register.h"
+#include "weights/glob.h"
 #include "weights/suggest.h"
 
 namespace mz {
@@ -12,11 +12,6 @@ namespace {
 std::map<std::string, ModelInfo>& models() {
   static std::map<std::string, ModelInfo> m;
   return m;
-}
-
-bool matches_any(const std::string& name, const std::vector<std::string>& globs) {
-  return std::any_of(globs.begin(), globs.end(),
-                     [&](const std::string& g) { return fnmatch(g.c_str(), name.c_str(), 0) == 0; });
 }
 
 }  // namespace

@@ -14,15 +14,11 @@ namespace {
 ops::SequentialBlock fcos_trunk(std::int64_t channels, std::int64_t num_convs, const ops::NormLayer& norm) {
   ops::SequentialBlock conv;
   for (std::int64_t i = 0; i < num_convs; ++i) {
-    conv->push_back(nn::Conv2d(torch::nn::Conv2dOptions(channels, channels, 3).padding(1)));
+    conv->push_back(detail::head_conv3x3(channels, channels));
     conv->push_back(norm(channels));
     conv->push_back(ops::Activation(ops::Act::ReLU));
   }
   return conv;
-}
-
-nn::Conv2d conv3x3(std::int64_t in, std::int64_t out) {
-  return nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1));
 }
 
 }  // namespace
@@ -33,7 +29,7 @@ FCOSClassificationHeadImpl::FCOSClassificationHeadImpl(std::int64_t in_channels,
     : num_classes(num_classes_), num_anchors(num_anchors_) {
   if (!norm_layer) norm_layer = detail::group_norm32();
   conv = register_module("conv", fcos_trunk(in_channels, num_convs, norm_layer));
-  cls_logits = register_module("cls_logits", conv3x3(in_channels, num_anchors * num_classes));
+  cls_logits = register_module("cls_logits", detail::head_conv3x3(in_channels, num_anchors * num_classes));
   detail::normal_init(*conv, 0.01);
   detail::normal_init(*cls_logits, 0.01, -std::log((1 - prior_probability) / prior_probability));
 }
@@ -48,8 +44,8 @@ FCOSRegressionHeadImpl::FCOSRegressionHeadImpl(std::int64_t in_channels, std::in
                                                std::int64_t num_convs, ops::NormLayer norm_layer) {
   if (!norm_layer) norm_layer = detail::group_norm32();
   conv = register_module("conv", fcos_trunk(in_channels, num_convs, norm_layer));
-  bbox_reg = register_module("bbox_reg", conv3x3(in_channels, num_anchors * 4));
-  bbox_ctrness = register_module("bbox_ctrness", conv3x3(in_channels, num_anchors));
+  bbox_reg = register_module("bbox_reg", detail::head_conv3x3(in_channels, num_anchors * 4));
+  bbox_ctrness = register_module("bbox_ctrness", detail::head_conv3x3(in_channels, num_anchors));
   detail::normal_init(*this, 0.01);
 }
 

@@ -18,10 +18,6 @@ ops::SequentialBlock head_trunk(std::int64_t channels, const ops::NormLayer& nor
   return conv;
 }
 
-nn::Conv2d conv3x3(std::int64_t in, std::int64_t out) {
-  return nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1));
-}
-
 // torchvision's _v1_to_v2_weights: conv.{2i}.{weight,bias} -> conv.{i}.0.{weight,bias}.
 void v1_to_v2_weights(IncomingState& state, const std::string& prefix) {
   for (int i = 0; i < 4; ++i)
@@ -37,7 +33,7 @@ RetinaNetClassificationHeadImpl::RetinaNetClassificationHeadImpl(std::int64_t in
                                                                  const ops::NormLayer& norm_layer)
     : num_classes(num_classes_), num_anchors(num_anchors_) {
   conv = register_module("conv", head_trunk(in_channels, norm_layer));
-  cls_logits = register_module("cls_logits", conv3x3(in_channels, num_anchors * num_classes));
+  cls_logits = register_module("cls_logits", detail::head_conv3x3(in_channels, num_anchors * num_classes));
   detail::normal_init(*conv, 0.01);
   detail::normal_init(*cls_logits, 0.01, -std::log((1 - prior_probability) / prior_probability));
 }
@@ -55,7 +51,7 @@ void RetinaNetClassificationHeadImpl::adapt_checkpoint(IncomingState& state, con
 RetinaNetRegressionHeadImpl::RetinaNetRegressionHeadImpl(std::int64_t in_channels, std::int64_t num_anchors,
                                                          const ops::NormLayer& norm_layer) {
   conv = register_module("conv", head_trunk(in_channels, norm_layer));
-  bbox_reg = register_module("bbox_reg", conv3x3(in_channels, num_anchors * 4));
+  bbox_reg = register_module("bbox_reg", detail::head_conv3x3(in_channels, num_anchors * 4));
   detail::normal_init(*this, 0.01);
 }
 
@@ -83,7 +79,7 @@ RetinaNetHeadOutputs RetinaNetHeadImpl::forward(const std::vector<torch::Tensor>
 namespace {
 
 // torchvision's _default_anchorgen: sizes x, int(x * 2^(1/3)), int(x * 2^(2/3)) for x = 32 ... 512.
-AnchorGenerator default_anchorgen() {
+AnchorGenerator retinanet_anchorgen() {
   std::vector<std::vector<double>> sizes;
   for (std::int64_t x : {32, 64, 128, 256, 512})
     sizes.push_back({static_cast<double>(x), std::floor(x * std::pow(2.0, 1.0 / 3)), std::floor(x * std::pow(2.0, 2.0 / 3))});
@@ -96,7 +92,7 @@ RetinaNetImpl::RetinaNetImpl(Backbone backbone_, std::int64_t num_classes, Retin
                              AnchorGenerator anchor_generator_, RetinaNetHead head_)
     : backbone(std::move(backbone_)), options(std::move(options_)) {
   register_module("backbone", backbone.module);
-  if (!anchor_generator_) anchor_generator_ = default_anchorgen();
+  if (!anchor_generator_) anchor_generator_ = retinanet_anchorgen();
   anchor_generator = register_module("anchor_generator", std::move(anchor_generator_));
   if (!head_)
     head_ = RetinaNetHead(detail::uniform_out_channels(backbone, "RetinaNet"),
@@ -159,7 +155,7 @@ RetinaNet retinanet_resnet50_fpn_v2(std::optional<RetinaNet_ResNet50_FPN_V2_Weig
   return detail::build_detector(weights, [&] {
     auto body = resnet50(o.weights_backbone);
     auto backbone = resnet_fpn_extractor(body.ptr(), trainable, {2, 3, 4}, LastLevelP6P7(2048, 256));
-    AnchorGenerator anchors = default_anchorgen();
+    AnchorGenerator anchors = retinanet_anchorgen();
     RetinaNetHead head(256, anchors->num_anchors_per_location().at(0), num_classes, detail::group_norm32());
     return RetinaNet(backbone, num_classes, o, anchors, head);
   });

@@ -29,6 +29,11 @@ std::int64_t detection_num_classes(const std::optional<W>& weights, Options& o) 
                         "num_classes", weights->name());
 }
 
+// The 3x3 convolution with bias and padding 1 of the single-stage heads' outputs and trunks.
+inline nn::Conv2d head_conv3x3(std::int64_t in, std::int64_t out) {
+  return nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1));
+}
+
 // requires_grad = false for every parameter of layers[0, freeze_before).
 void freeze_before(const torch::nn::Sequential& layers, std::size_t freeze_before);
 

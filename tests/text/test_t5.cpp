@@ -9,7 +9,7 @@ namespace {
 
 using nlohmann::json;
 
-mz::T5Options tiny(json extra = json::object()) {
+mz::T5Options tiny_t5(json extra = json::object()) {
   json o = {{"encoder_only", false}, {"linear_head", false}, {"embedding_dim", 16},       {"qkv_dim", 4},
             {"num_attention_heads", 2}, {"num_encoder_layers", 2}, {"num_decoder_layers", 2}, {"ffn_dimension", 24},
             {"vocab_size", 50}};
@@ -45,12 +45,12 @@ TEST_CASE("T5 outputs: encoder [B, T, D]; decoder [B, T_dec, D] or logits [B, T_
   torch::manual_seed(0);
   torch::NoGradGuard no_grad;
   const auto ids = torch::tensor({5, 6, 7, 1, 8, 9, 1, 0}, torch::kLong).view({2, 4});
-  auto full = mz::t5_small({}, tiny());
+  auto full = mz::t5_small({}, tiny_t5());
   full->eval();
   auto out = full->forward(ids);
   CHECK(out.encoder_output.sizes() == torch::IntArrayRef{2, 4, 16});
   CHECK(out.decoder_output.sizes() == torch::IntArrayRef{2, 1, 16});  // the start token alone
-  auto lm = mz::t5_small({}, tiny({{"linear_head", true}}));
+  auto lm = mz::t5_small({}, tiny_t5({{"linear_head", true}}));
   lm->eval();
   const auto dec = torch::tensor({0, 5, 6, 0, 7, 0}, torch::kLong).view({2, 3});
   CHECK(lm->forward(ids, dec).decoder_output.sizes() == torch::IntArrayRef{2, 3, 50});
@@ -60,11 +60,11 @@ TEST_CASE("T5 outputs: encoder [B, T, D]; decoder [B, T_dec, D] or logits [B, T_
   auto named = lm->run(inputs);
   CHECK(named.contains("output"));
   CHECK(named.contains("encoder_output"));
-  auto encoder = mz::t5_small({}, tiny({{"encoder_only", true}}));
+  auto encoder = mz::t5_small({}, tiny_t5({{"encoder_only", true}}));
   encoder->eval();
   CHECK_THROWS_WITH_AS(encoder->run(inputs), "decoder_input: an encoder-only T5 (encoder_only) takes no decoder input",
                        mz::UsageError);
-  auto frozen = mz::t5_small({}, tiny({{"freeze_model", true}}));
+  auto frozen = mz::t5_small({}, tiny_t5({{"freeze_model", true}}));
   for (const auto& p : frozen->parameters()) CHECK(!p.requires_grad());
   inputs = mz::TensorDict();
   inputs.insert("input", torch::tensor({{5, 50, 1}}, torch::kLong));
@@ -72,7 +72,7 @@ TEST_CASE("T5 outputs: encoder [B, T, D]; decoder [B, T_dec, D] or logits [B, T_
 }
 
 TEST_CASE("relative position buckets: torchtext's values, bidirectional and causal") {
-  auto model = mz::t5_small({}, tiny());
+  auto model = mz::t5_small({}, tiny_t5());
   auto& attention = *model->encoder->layers->ptr<mz::text::T5LayerImpl>(0)->self_attn;
   {
     torch::NoGradGuard no_grad;  // bias row b holds b: the bias is the bucket
@@ -93,7 +93,7 @@ TEST_CASE("generate: starts with 0, at most max_length steps, zeros after </s>, 
   torch::manual_seed(1);
   torch::NoGradGuard no_grad;
   const auto ids = torch::tensor({5, 6, 7, 1, 8, 9, 1, 0}, torch::kLong).view({2, 4});
-  auto lm = mz::t5_small({}, tiny({{"linear_head", true}}));
+  auto lm = mz::t5_small({}, tiny_t5({{"linear_head", true}}));
   lm->eval();
   auto tokens = lm->generate(ids, 6);
   CHECK(tokens.size(0) == 2);
@@ -114,7 +114,7 @@ TEST_CASE("generate: starts with 0, at most max_length steps, zeros after </s>, 
     CHECK(ended.sizes() == torch::IntArrayRef{2, 2});
     CHECK(ended.select(1, 1).eq(1).all().item<bool>());
   }
-  auto full = mz::t5_small({}, tiny());
+  auto full = mz::t5_small({}, tiny_t5());
   CHECK_THROWS_WITH_AS(full->generate(ids, 4), "T5: generation needs the language-model head (linear_head; GENERATION weights)",
                        mz::UsageError);
   CHECK_THROWS_AS(lm->generate(ids.to(torch::kFloat), 4), mz::UsageError);
@@ -122,7 +122,7 @@ TEST_CASE("generate: starts with 0, at most max_length steps, zeros after </s>, 
 
 TEST_CASE("state-dict keys in torchtext's order (T5Model(T5Conf(..., 1 layer each, linear_head=True)).state_dict())") {
   mz::ArchitectureOnly uninitialised;
-  auto model = mz::t5_small({}, tiny({{"linear_head", true}, {"num_encoder_layers", 1}, {"num_decoder_layers", 1}}));
+  auto model = mz::t5_small({}, tiny_t5({{"linear_head", true}, {"num_encoder_layers", 1}, {"num_decoder_layers", 1}}));
   std::vector<std::string> keys;
   for (const auto& item : model->named_parameters()) keys.push_back(item.key());
   const std::string attention[] = {"q_proj_weight", "k_proj_weight", "v_proj_weight", "out_proj.weight"};
@@ -145,10 +145,10 @@ TEST_CASE("state-dict keys in torchtext's order (T5Model(T5Conf(..., 1 layer eac
 TEST_CASE("dropout only with training set (T5Conf.training) and in training mode") {
   torch::manual_seed(2);
   const auto ids = torch::tensor({5, 6, 7, 1, 8, 9, 1, 0}, torch::kLong).view({2, 4});
-  auto plain = mz::t5_small({}, tiny({{"dropout", 0.5}}));
+  auto plain = mz::t5_small({}, tiny_t5({{"dropout", 0.5}}));
   plain->train();  // training false: dropout probability 0, as torchtext's T5Model
   CHECK(torch::equal(plain->forward(ids).decoder_output, plain->forward(ids).decoder_output));
-  auto dropping = mz::t5_small({}, tiny({{"dropout", 0.5}, {"training", true}}));
+  auto dropping = mz::t5_small({}, tiny_t5({{"dropout", 0.5}, {"training", true}}));
   dropping->train();
   CHECK(!torch::equal(dropping->forward(ids).decoder_output, dropping->forward(ids).decoder_output));
   dropping->eval();

@@ -4,7 +4,6 @@
 #include "modelzoo/checkpoint.h"
 
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +20,7 @@
 #include "modelzoo/hub.h"
 #include "modelzoo/layers/nn.h"
 #include "weights/checkpoint/formats/formats.h"
+#include "weights/glob.h"
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22  // Linux 5.14; older kernels refuse it (see MappedFile::populate)
@@ -121,12 +121,6 @@ class MappedFile {
   const std::uint8_t* data_ = nullptr;
   std::size_t size_ = 0;
 };
-
-bool matches_any(const std::string& name, const std::vector<std::string>& globs) {
-  for (const auto& g : globs)
-    if (fnmatch(g.c_str(), name.c_str(), 0) == 0) return true;
-  return false;
-}
 
 // Resets (PyTorch default init) every Resettable layer owning one of `keys`, e.g. a new head.
 void reinit_layers_of(torch::nn::Module& module, const std::string& prefix, const std::vector<std::string>& keys) {

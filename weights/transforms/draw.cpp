@@ -186,7 +186,7 @@ struct Canvas {
   }
 };
 
-void check_image(const torch::Tensor& image, bool gray_ok) {
+void check_drawable(const torch::Tensor& image, bool gray_ok) {
   if (!image.defined() || image.scalar_type() != torch::kUInt8)
     throw UsageError("image", "must be uint8, got " + (image.defined() ? std::string(c10::toString(image.scalar_type()))
                                                                         : std::string("undefined")));
@@ -241,7 +241,7 @@ std::vector<Rgb> generate_color_palette(std::int64_t num_objects) {
 torch::Tensor draw_bounding_boxes(const torch::Tensor& image, const torch::Tensor& boxes,
                                   const std::vector<std::string>& labels, const std::vector<Rgb>& colors, bool fill,
                                   std::int64_t width) {
-  check_image(image, true);
+  check_drawable(image, true);
   if (!boxes.defined() || boxes.dim() != 2 || boxes.size(1) != 4)
     throw UsageError("boxes", "must be [N, 4], got " + (boxes.defined() ? c10::str(boxes.sizes()) : "undefined"));
   if ((boxes.select(1, 0) > boxes.select(1, 2)).any().item<bool>() ||
@@ -269,7 +269,7 @@ torch::Tensor draw_bounding_boxes(const torch::Tensor& image, const torch::Tenso
 
 torch::Tensor draw_segmentation_masks(const torch::Tensor& image, const torch::Tensor& masks, double alpha,
                                       const std::vector<Rgb>& colors) {
-  check_image(image, false);
+  check_drawable(image, false);
   torch::Tensor m = masks.dim() == 2 ? masks.unsqueeze(0) : masks;
   if (m.dim() != 3) throw UsageError("masks", "must be [H, W] or [N, H, W], got " + c10::str(masks.sizes()));
   if (m.scalar_type() != torch::kBool)
@@ -290,7 +290,7 @@ torch::Tensor draw_segmentation_masks(const torch::Tensor& image, const torch::T
 torch::Tensor draw_keypoints(const torch::Tensor& image, const torch::Tensor& keypoints,
                              const std::vector<std::pair<std::int64_t, std::int64_t>>& connectivity,
                              std::optional<Rgb> color, std::int64_t radius, std::int64_t width) {
-  check_image(image, false);
+  check_drawable(image, false);
   if (!keypoints.defined() || keypoints.dim() != 3 || keypoints.size(2) < 2)
     throw UsageError("keypoints", "must be [N, K, 2], got " +
                                       (keypoints.defined() ? c10::str(keypoints.sizes()) : "undefined"));

@@ -457,6 +457,7 @@ MZ_INLINE void transpose(const std::uint8_t* src, std::size_t src_stride, std::u
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t c = 0; c < cols; ++c) dst[c * dst_stride + r] = src[r * src_stride + c];
 }
+#undef MZ_INLINE  // this file's own: a unity batch may hold another file that defines it
 
 // The int32 multiplies vectorise far better with AVX2 (vpmulld) than with baseline x86-64's SSE2, so
 // resample() is also compiled for AVX2, and the loader picks the version the CPU runs (ifunc). Not under GCC's

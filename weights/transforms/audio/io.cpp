@@ -311,6 +311,7 @@ MZ_INLINE void resample_blocks(const Blocks<T>& job, std::int64_t begin, std::in
     b += 1;
   }
 }
+#undef MZ_INLINE  // this file's own: a unity batch may hold another file that defines it
 
 MZ_AVX2_CLONES void resample_blocks_f32(const Blocks<float>& job, std::int64_t begin, std::int64_t end) {
   resample_blocks(job, begin, end);
