@@ -61,6 +61,13 @@ TensorDict example_inputs(std::int64_t batch, std::int64_t size) {
   }
 }
 
+// "mz::ResNetImpl" -> "ResNet".
+inline std::string module_name(std::string type) {
+  if (type.rfind("mz::", 0) == 0) type.erase(0, 4);
+  if (type.size() > 4 && type.compare(type.size() - 4, 4, "Impl") == 0) type.resize(type.size() - 4);
+  return type;
+}
+
 // Compile-time string equality (a registration line checks its builder against its weights enum).
 constexpr bool same_name(const char* a, const char* b) { return *a == *b && (*a == '\0' || same_name(a + 1, b + 1)); }
 
@@ -78,6 +85,7 @@ bool register_builder(const char* name, Holder (*builder)(std::optional<W>, O)) 
   info.name = name;
   info.task = W::task;
   info.weights_enum = W::enum_name;
+  info.module = module_name(c10::demangle_type<typename Holder::ContainedType>());
   info.default_options = O{};
   info.default_weights = [] { return W::DEFAULT.name(); };
   info.build = [builder, model = std::string(name)](const std::string& weights, const nlohmann::json& options) {

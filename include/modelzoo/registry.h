@@ -41,6 +41,7 @@ struct ModelInfo {
   std::string name;          // builder name, "resnet50"
   std::string task;          // "classification", ...
   std::string weights_enum;  // "ResNet50_Weights"
+  std::string module;        // the module class the builder returns, "ResNet" (mz::ResNet, mz::ResNetImpl)
   nlohmann::json default_options;  // the options struct with its defaults, by Python kwarg names
   std::function<std::string()> default_weights;  // full name of the typed enum's DEFAULT
   // Builds with the weights ("" for none; any accepted spelling) and options JSON (kwarg names).

@@ -59,7 +59,7 @@ void run_list(const ListArgs& a) {
       json out = json::array();
       for (const ModelInfo* m : models)
         out.push_back({{"model", m->name}, {"task", m->task}, {"weights_enum", m->weights_enum},
-                       {"options", m->default_options}});
+                       {"module", m->module}, {"options", m->default_options}});
       std::cout << out.dump(1) << "\n";
     } else {
       for (const ModelInfo* m : models) std::cout << m->name << "\n";
@@ -123,7 +123,7 @@ void run_info(const std::string& name, bool as_json) {
       weights.push_back(r->name());
       if (r->is_default) default_weight = r->name();
     }
-    out = {{"model", m->name}, {"task", m->task}, {"weights_enum", m->weights_enum},
+    out = {{"model", m->name}, {"task", m->task}, {"weights_enum", m->weights_enum}, {"module", m->module},
            {"default", default_weight}, {"weights", weights}, {"options", m->default_options}};
   } else {
     const auto dot = name.find('.');
