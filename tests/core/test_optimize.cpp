@@ -166,7 +166,8 @@ TEST_CASE("a blocked convolution fuses the activation and the residual sum, with
         CHECK(conv->fused(x, act, residual).defined() == false);  // not blocked: the caller goes step by step
         conv->prepack();
         conv->blocked = true;
-        // The residual in either kind: an ordinary tensor, or a convolution's output in oneDNN's layout.
+        // The residual in either kind: an ordinary tensor, or an mkldnn tensor (plain layout; a blocked residual
+        // comes with the ResNet rows of the blocked-layout test).
         for (const torch::Tensor& r : {residual, with_residual ? residual.to_mkldnn() : residual}) {
           const torch::Tensor fused = conv->fused(x, act, r);
           CHECK(fused.defined() == (act != Act::Hardsigmoid));  // oneDNN 2.6 has no Hardsigmoid
