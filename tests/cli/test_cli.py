@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """The mz CLI contract: exit codes with one-line errors, hostile checkpoints, convert, JSON schemas,
-forward options, old upstream checkpoints through every --checkpoint command, list/info for every registered model
-and bench for each module class, or for every model with --extended (generic over the registry).
+forward options, old upstream checkpoints through every --checkpoint command, list for every registered model, and
+info and bench for each module class, or for every model with --extended (generic over the registry).
 
 Usage: test_cli.py --mz build/mz --fixtures build/fixtures/formats --work DIR
 """
 import argparse
+import collections
 import json
 import os
 import shutil
@@ -213,37 +214,37 @@ def test_json_schemas():
     check(len(table) == len(entries) + 2, "markdown table has a row per weight")
 
 
-def bench_sample(models, sizes):
-    """The models to bench: with --extended every one; otherwise, for each module class, the one with the fewest
-    parameters. A class's models share its bench path (inputs, run, outputs), and building the largest with random
-    init takes seconds each."""
+def sample(models, sizes):
+    """The models to run info and bench on: with --extended every one; otherwise, for each module class, the one with
+    the fewest parameters. A class's models share its info and bench paths (example inputs, run, outputs), and each
+    run builds the model at random init: seconds for the largest, and LibTorch's start-up for every one."""
     if A.extended:
-        return {m["model"] for m in models}
+        return [m["model"] for m in models]
     smallest = {}
     for m in models:
         key = (sizes.get(m["model"], 0), m["model"])
         if m["module"] not in smallest or key < smallest[m["module"]]:
             smallest[m["module"]] = key
-    return {name for _, name in smallest.values()}
+    return sorted(name for _, name in smallest.values())
 
 
 def test_every_model():
-    """list and info work for every registered model, bench for the smallest model of each module class; with
-    --extended, bench for every model, SPECIAL's extended ones included."""
+    """Every registered model has exactly one default weight and names its module class (`mz list`); info and bench
+    run for the smallest model of each module class, or with --extended for every model, SPECIAL's extended ones
+    included."""
     models = [m for m in json.loads(mz("list", "--models", "--json").stdout)
               if A.extended or not SPECIAL.get(m["model"], {}).get("extended")]
-    params = {e["model"]: e["meta"]["num_params"] for e in json.loads(mz("list", "--json").stdout)
-              if e["default"] and e["meta"].get("num_params")}
-    benched = bench_sample(models, params)
-    check(len({m["module"] for m in models}) >= 25 and all(m["module"] for m in models),
-          f"models name their module class: {sorted({m['module'] for m in models})}")
-    for m in models:
-        name = m["model"]
+    entries = json.loads(mz("list", "--json").stdout)
+    defaults = collections.Counter(e["model"] for e in entries if e["default"])
+    params = {e["model"]: e["meta"]["num_params"] for e in entries if e["default"] and e["meta"].get("num_params")}
+    module = {m["model"]: m["module"] for m in models}
+    for name in module:
+        check(defaults[name] == 1 and module[name], f"list: {name} has one default weight and a module class")
+    check(len(set(module.values())) >= 25, f"module classes: {sorted(set(module.values()))}")
+    for name in sample(models, params):
         info = json.loads(mz("info", name, "--json").stdout)
-        check(info["model"] == name and info["default"] in info["weights"] and info["module"] == m["module"],
+        check(info["model"] == name and info["default"] in info["weights"] and info["module"] == module[name],
               f"info {name}")
-        if name not in benched:
-            continue
         size = SPECIAL.get(name, {}).get("size", DEFAULT_SIZE)
         kwargs = json.dumps(SPECIAL.get(name, {}).get("kwargs", {}))
         r = mz("bench", name, "--size", str(size), "--repeat", "1", "--json", "--options", kwargs)

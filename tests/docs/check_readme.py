@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """README stays true: the supported-models table equals `mz list --markdown`, the C++ examples it shows
-are the files under examples/ that the package test compiles and runs, and the specs it shows are files of
+are the files under examples/ that the build compiles and ctest runs (NAME_example), and the specs it shows are files of
 examples/specs/ (built and run by tests/spec).
 Usage: check_readme.py --mz build/mz --readme README.md --examples examples
 """
