@@ -16,7 +16,7 @@ namespace {
 
 using nlohmann::json;
 
-json read_manifest(const std::string& path) {
+json read_mirror_manifest(const std::string& path) {
   std::string text;
   if (!detail::read_file(path, text)) return {{"modelzoo_mirror", 1}, {"files", json::object()}};
   json j = json::parse(text, nullptr, false);
@@ -62,7 +62,7 @@ MirroredFile place(const WeightsRecord& r, const std::string& dir, json& files) 
 std::vector<MirroredFile> mirror(const WeightsRecord& record, const std::string& dir) {
   detail::make_dirs(dir);
   const std::string manifest = dir + "/" + kMirrorManifest;
-  json j = read_manifest(manifest);
+  json j = read_mirror_manifest(manifest);
   std::vector<MirroredFile> out{place(record, dir, j["files"])};
   for (const std::string& url : asset_urls(record)) out.push_back(place(asset_record(record, url), dir, j["files"]));
   detail::write_file_atomic(manifest, j.dump(1) + "\n");
