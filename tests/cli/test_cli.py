@@ -214,7 +214,7 @@ def test_json_schemas():
     check(len(table) == len(entries) + 2, "markdown table has a row per weight")
 
 
-def sample(models, sizes):
+def sample(models, params):
     """The models to run info and bench on: with --extended every one; otherwise, for each module class, the one with
     the fewest parameters. A class's models share its info and bench paths (example inputs, run, outputs), and each
     run builds the model at random init: seconds for the largest, and LibTorch's start-up for every one."""
@@ -222,7 +222,7 @@ def sample(models, sizes):
         return [m["model"] for m in models]
     smallest = {}
     for m in models:
-        key = (sizes.get(m["model"], 0), m["model"])
+        key = (params.get(m["model"], 0), m["model"])
         if m["module"] not in smallest or key < smallest[m["module"]]:
             smallest[m["module"]] = key
     return sorted(name for _, name in smallest.values())
