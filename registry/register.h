@@ -42,6 +42,13 @@ TensorDict run_named(M& module, const TensorDict& inputs) {
   }
 }
 
+// A module's raw outputs before any selection (Model::dense): its own `dense(const TensorDict&)` if any.
+template <class M, class = void>
+struct has_dense : std::false_type {};
+template <class M>
+struct has_dense<M, std::void_t<decltype(std::declval<M&>().dense(std::declval<const TensorDict&>()))>>
+    : std::true_type {};
+
 // Random inputs for mz bench: the module's static `example_inputs(batch, size)` when it has one, else
 // an image batch [batch, 3, size, size].
 template <class M, class = void>
@@ -93,7 +100,10 @@ bool register_builder(const char* name, Holder (*builder)(std::optional<W>, O)) 
     if (!weights.empty()) w = W::from_name(weights);
     Holder holder = builder(w, options_from_json<O>(options, model));
     auto module = holder.ptr();
-    return Model{model, module, [module](const TensorDict& inputs) { return run_named(*module, inputs); }};
+    Model m{model, module, [module](const TensorDict& inputs) { return run_named(*module, inputs); }, {}};
+    if constexpr (has_dense<typename Holder::ContainedType>::value)
+      m.dense = [module](const TensorDict& inputs) { return module->dense(inputs); };
+    return m;
   };
   info.example_inputs = &example_inputs<typename Holder::ContainedType>;
   register_model(std::move(info));

@@ -96,6 +96,11 @@ std::vector<Detection> FCOSImpl::forward(const std::vector<torch::Tensor>& image
   return detail::dense_forward(*this, images);
 }
 
+TensorDict FCOSImpl::dense(const TensorDict& inputs) {
+  const auto h = detail::head_outputs(*this, inputs);
+  return {{"cls_logits", h.cls_logits}, {"bbox_regression", h.bbox_regression}, {"bbox_ctrness", h.bbox_ctrness}};
+}
+
 std::vector<Detection> FCOSImpl::postprocess_detections(const FCOSHeadOutputs& head_outputs,
                                                         const std::vector<torch::Tensor>& anchors,
                                                         const std::vector<std::int64_t>& num_anchors_per_level,

@@ -133,6 +133,39 @@ std::vector<Detection> GeneralizedRCNNImpl::forward(const std::vector<torch::Ten
   return transform->postprocess(std::move(detections), batch.image_sizes, original_sizes);
 }
 
+namespace {
+
+// Fixed boxes for GeneralizedRCNN::dense: per image, centred at 1, 1/2, ..., 1/16 of its size, which
+// MultiScaleRoIAlign maps to every level of an 800-pixel image.
+std::vector<torch::Tensor> probe_boxes(const std::vector<ImageSize>& image_sizes) {
+  std::vector<torch::Tensor> out;
+  for (const auto& size : image_sizes) {
+    const double h = static_cast<double>(size[0]), w = static_cast<double>(size[1]);
+    std::vector<float> boxes;
+    for (double s = 1; s >= 1.0 / 16; s /= 2)
+      for (double v : {w * (1 - s) / 2, h * (1 - s) / 2, w * (1 + s) / 2, h * (1 + s) / 2})
+        boxes.push_back(static_cast<float>(v));
+    out.push_back(torch::tensor(boxes).view({-1, 4}));
+  }
+  return out;
+}
+
+}  // namespace
+
+TensorDict GeneralizedRCNNImpl::dense(const TensorDict& inputs) {
+  const ImageList batch = transform->forward(images_from_inputs(inputs));
+  const TensorDict maps = backbone.forward(batch.tensors);
+  TensorDict out;
+  const auto [objectness, deltas] = rpn->head->forward(maps.values());
+  for (std::size_t l = 0; l < objectness.size(); ++l) {
+    out.insert("rpn.objectness." + std::to_string(l), objectness[l]);
+    out.insert("rpn.pred_bbox_deltas." + std::to_string(l), deltas[l]);
+  }
+  for (const auto& item : roi_heads->dense(maps, probe_boxes(batch.image_sizes), batch.image_sizes))
+    out.insert("roi_heads." + item.key(), item.value());
+  return out;
+}
+
 TensorDict GeneralizedRCNNImpl::example_inputs(std::int64_t batch, std::int64_t size) {
   TensorDict out;
   out.insert("input", torch::rand({batch, 3, size, size}));

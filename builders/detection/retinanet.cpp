@@ -109,6 +109,11 @@ std::vector<Detection> RetinaNetImpl::forward(const std::vector<torch::Tensor>& 
   return detail::dense_forward(*this, images);
 }
 
+TensorDict RetinaNetImpl::dense(const TensorDict& inputs) {
+  const auto h = detail::head_outputs(*this, inputs);
+  return {{"cls_logits", h.cls_logits}, {"bbox_regression", h.bbox_regression}};
+}
+
 std::vector<Detection> RetinaNetImpl::postprocess_detections(const RetinaNetHeadOutputs& head_outputs,
                                                              const std::vector<torch::Tensor>& anchors,
                                                              const std::vector<std::int64_t>& num_anchors_per_level,

@@ -178,6 +178,29 @@ std::tuple<torch::Tensor, torch::Tensor> RoIHeadsImpl::box_logits(const TensorDi
   return box_predictor->forward(x);
 }
 
+torch::Tensor RoIHeadsImpl::mask_logits(const TensorDict& features, const std::vector<torch::Tensor>& boxes,
+                                        const std::vector<ImageSize>& image_shapes) {
+  const auto x = mask_roi_pool->forward(features, boxes, image_shapes);
+  return mask_predictor.forward<torch::Tensor>(mask_head.forward<torch::Tensor>(x));
+}
+
+torch::Tensor RoIHeadsImpl::keypoint_logits(const TensorDict& features, const std::vector<torch::Tensor>& boxes,
+                                            const std::vector<ImageSize>& image_shapes) {
+  const auto x = keypoint_roi_pool->forward(features, boxes, image_shapes);
+  return keypoint_predictor.forward<torch::Tensor>(keypoint_head.forward<torch::Tensor>(x));
+}
+
+TensorDict RoIHeadsImpl::dense(const TensorDict& features, const std::vector<torch::Tensor>& boxes,
+                               const std::vector<ImageSize>& image_shapes) {
+  TensorDict out;
+  const auto [class_logits, box_regression] = box_logits(features, boxes, image_shapes);
+  out.insert("class_logits", class_logits);
+  out.insert("box_regression", box_regression);
+  if (has_mask()) out.insert("mask_logits", mask_logits(features, boxes, image_shapes));
+  if (has_keypoint()) out.insert("keypoint_logits", keypoint_logits(features, boxes, image_shapes));
+  return out;
+}
+
 std::vector<Detection> RoIHeadsImpl::forward(const TensorDict& features, const std::vector<torch::Tensor>& proposals,
                                              const std::vector<ImageSize>& image_shapes) {
   if (is_training()) throw UsageError("RoIHeads", "training (losses) is not implemented; call eval()");
@@ -189,17 +212,13 @@ std::vector<Detection> RoIHeadsImpl::forward(const TensorDict& features, const s
     labels.push_back(r.labels);
   }
   if (has_mask()) {
-    auto x = mask_roi_pool->forward(features, boxes, image_shapes);
-    x = mask_predictor.forward<torch::Tensor>(mask_head.forward<torch::Tensor>(x));
-    const auto probs = maskrcnn_inference(x, labels);
+    const auto probs = maskrcnn_inference(mask_logits(features, boxes, image_shapes), labels);
     for (std::size_t i = 0; i < result.size(); ++i) result[i].masks = probs[i];
   }
   if (has_keypoint()) {
-    auto x = keypoint_roi_pool->forward(features, boxes, image_shapes);
-    x = keypoint_predictor.forward<torch::Tensor>(keypoint_head.forward<torch::Tensor>(x));
     std::vector<std::int64_t> per_image;
     for (const auto& b : boxes) per_image.push_back(b.size(0));
-    const auto maps = x.split_with_sizes(per_image, 0);
+    const auto maps = keypoint_logits(features, boxes, image_shapes).split_with_sizes(per_image, 0);
     for (std::size_t i = 0; i < result.size(); ++i) {
       auto [kp, scores] = heatmaps_to_keypoints(maps[i], boxes[i]);
       result[i].keypoints = kp;

@@ -108,6 +108,14 @@ std::vector<Detection> dense_forward(Impl& model, const std::vector<torch::Tenso
   return model.transform->postprocess(detections, list.image_sizes, original_sizes);
 }
 
+// A single-stage detector's head outputs for named inputs (transform -> backbone -> head), what its dense()
+// returns.
+template <class Impl>
+auto head_outputs(Impl& model, const TensorDict& inputs) {
+  const ImageList list = model.transform->forward(images_from_inputs(inputs));
+  return model.head->forward(model.features(list.tensors));
+}
+
 }  // namespace mz::detail
 
 namespace mz::detail {

@@ -248,6 +248,11 @@ std::vector<Detection> SSDImpl::forward(const std::vector<torch::Tensor>& images
   return transform->postprocess(detections, list.image_sizes, original_sizes);
 }
 
+TensorDict SSDImpl::dense(const TensorDict& inputs) {
+  const auto h = detail::head_outputs(*this, inputs);
+  return {{"bbox_regression", h.bbox_regression}, {"cls_logits", h.cls_logits}};
+}
+
 std::vector<Detection> SSDImpl::postprocess_detections(
     const SSDHeadOutputs& head_outputs, const std::vector<torch::Tensor>& anchors,
     const std::vector<ImageSize>& image_sizes) {

@@ -190,7 +190,8 @@ OptimizeReport optimize_for_inference(torch::nn::Module& model, const std::funct
 }
 
 OptimizeReport optimize_for_inference(Model& model, const TensorDict& example_inputs, const OptimizeOptions& options) {
-  return optimize_for_inference(*model.module, [&] { return model.run(example_inputs); }, options);
+  const auto& run = model.dense ? model.dense : model.run;
+  return optimize_for_inference(*model.module, [&] { return run(example_inputs); }, options);
 }
 
 }  // namespace mz

@@ -29,7 +29,9 @@
 // The model is changed in place and is for eval use only: training it afterwards, or saving its
 // state dict as a checkpoint of the original architecture, is wrong. The example's outputs before and
 // after must agree within `tolerance` (relative to the largest output magnitude); otherwise the model
-// is restored and mz::Error is thrown.
+// is restored and mz::Error is thrown. For a detector, the outputs compared are its dense ones, before
+// NMS (Model::dense; in the general form, pass a function that calls the detector's dense()): which
+// boxes NMS keeps can change with the last digit of a score, and on random weights it does.
 #pragma once
 
 #include <cstdint>
@@ -63,7 +65,7 @@ struct OptimizeReport {
 OptimizeReport optimize_for_inference(torch::nn::Module& model, const std::function<TensorDict()>& run_example,
                                       const OptimizeOptions& options = {});
 
-// A registry model, on example inputs (named as Model::run takes them).
+// A registry model, on example inputs (named as Model::run takes them); compares Model::dense where it exists.
 OptimizeReport optimize_for_inference(Model& model, const TensorDict& example_inputs,
                                       const OptimizeOptions& options = {});
 

@@ -28,6 +28,11 @@ struct Model {
   std::string name;
   std::shared_ptr<torch::nn::Module> module;
   std::function<TensorDict(const TensorDict& inputs)> run;
+  // For a model whose outputs are a selection (detectors: scores over a threshold, top-k, NMS), its raw
+  // outputs before it: every head's predictions, continuous in the inputs and the weights. A change in the
+  // last digits of a score can change which detections run() returns; it changes these by as little.
+  // mz::optimize_for_inference compares these when they exist. Empty for other models.
+  std::function<TensorDict(const TensorDict& inputs)> dense;
 
   // run({"input": input})
   TensorDict forward(const torch::Tensor& input) const {

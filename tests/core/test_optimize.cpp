@@ -1,9 +1,10 @@
 // mz::optimize_for_inference beyond the classifiers and segmenters (which the parity tests run with
 // --optimize): detectors, the text encoders and the speech encoder, at small sizes and random weights with
 // randomised norm statistics. The optimised model's outputs must equal the original's within 1e-4
-// (relative to each output's largest magnitude), and the norms that can fold must fold. Not SSDLite: at
-// random init its class scores tie within 1e-6, so any reordering of float sums (folding, channels-last,
-// prepacking alike) reorders its detections; Faster R-CNN over MobileNetV3 covers the detection path.
+// (relative to each output's largest magnitude), and the norms that can fold must fold. A detector's outputs
+// compared are its dense ones (mz::Model::dense), before NMS: at random init, SSDLite's class scores tie
+// within 1e-6, so any reordering of float sums (folding, channels-last, prepacking alike) reorders its
+// detections.
 #include <doctest/doctest.h>
 
 #include <torch/torch.h>
@@ -26,6 +27,9 @@ struct Case {
 const std::vector<Case>& cases() {
   static const std::vector<Case> all = {
       {"fasterrcnn_mobilenet_v3_large_320_fpn", {{"weights_backbone", nullptr}}, 160, true},
+      // The v2 R-CNN heads have norms after convolutions: the box head's and the mask head's fold.
+      {"maskrcnn_resnet50_fpn_v2", {{"weights_backbone", nullptr}, {"min_size", 128}, {"max_size", 128}}, 128, true},
+      {"ssdlite320_mobilenet_v3_large", {{"weights_backbone", nullptr}}, 160, true},
       {"fcn_resnet50", {{"weights_backbone", nullptr}}, 64, true},
       {"resnet50", json::object(), 64, true},
       {"roberta_base",
@@ -64,17 +68,42 @@ TEST_CASE("optimize_for_inference keeps the outputs of detectors, text and speec
     mz::test::randomize_norms(*model.module);
     model.module->eval();
     const mz::TensorDict inputs = mz::model_info(c.model).example_inputs(1, c.size);
+    const auto& run = model.dense ? model.dense : model.run;
     mz::TensorDict before;
     {
       torch::NoGradGuard no_grad;
-      before = model.run(inputs);
+      before = run(inputs);
     }
     const mz::OptimizeReport report = mz::optimize_for_inference(model, inputs);
     CHECK(report.max_relative_error <= 1e-4);
     if (c.folds) CHECK(report.folded > 0);
     for (const auto& p : model.module->parameters()) CHECK_FALSE(p.requires_grad());
     torch::InferenceMode guard;
-    CHECK(relative_error(model.run(inputs), before) <= 1e-4);
+    CHECK(relative_error(run(inputs), before) <= 1e-4);
+  }
+}
+
+// So that comparing Model::dense checks the whole model: no learned layer may be missing from it.
+TEST_CASE("every detector's dense outputs depend on every one of its parameters") {
+  const auto detectors = mz::list_models({}, {}, "detection");
+  CHECK(detectors.size() >= 10);
+  for (const mz::ModelInfo* info : detectors) {
+    CAPTURE(info->name);
+    json options = {{"weights_backbone", nullptr}};
+    if (info->default_options.contains("min_size")) options["min_size"] = 96, options["max_size"] = 96;
+    torch::manual_seed(0);
+    mz::Model model = info->build("", options);
+    REQUIRE(model.dense);
+    model.module->eval();
+    for (auto& p : model.module->parameters()) p.requires_grad_(true);
+    torch::Tensor loss = torch::zeros({});
+    for (const auto& item : model.dense(info->example_inputs(1, 96)))
+      loss = loss + (item.value() * torch::randn_like(item.value())).sum();
+    loss.backward();
+    for (const auto& p : model.module->named_parameters()) {
+      CAPTURE(p.key());
+      CHECK((p.value().grad().defined() && p.value().grad().abs().sum().item<double>() > 0));
+    }
   }
 }
 

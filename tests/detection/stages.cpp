@@ -93,16 +93,12 @@ void rcnn_stages(GeneralizedRCNNImpl& m, const TensorDict& oracle, TensorDict& o
                                                   oproposals, oil.image_sizes);
   const auto det_boxes = numbered(oracle, "det.boxes."), det_labels = numbered(oracle, "det.labels.");
   if (m.roi_heads->has_mask()) {
-    auto x = m.roi_heads->mask_roi_pool->forward(ofeats, det_boxes, oil.image_sizes);
-    x = m.roi_heads->mask_predictor.forward<torch::Tensor>(m.roi_heads->mask_head.forward<torch::Tensor>(x));
-    out.insert("mask.logits", x);
+    out.insert("mask.logits", m.roi_heads->mask_logits(ofeats, det_boxes, oil.image_sizes));
     const auto probs = maskrcnn_inference(oracle.at("mask.logits"), det_labels);
     for (std::size_t i = 0; i < dets.size(); ++i) dets[i].masks = probs[i];
   }
   if (m.roi_heads->has_keypoint()) {
-    auto x = m.roi_heads->keypoint_roi_pool->forward(ofeats, det_boxes, oil.image_sizes);
-    x = m.roi_heads->keypoint_predictor.forward<torch::Tensor>(m.roi_heads->keypoint_head.forward<torch::Tensor>(x));
-    out.insert("kp.logits", x);
+    out.insert("kp.logits", m.roi_heads->keypoint_logits(ofeats, det_boxes, oil.image_sizes));
     std::vector<std::int64_t> per_image;
     for (const auto& b : det_boxes) per_image.push_back(b.size(0));
     const auto heatmaps = oracle.at("kp.logits").split_with_sizes(per_image, 0);

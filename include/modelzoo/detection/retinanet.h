@@ -99,6 +99,8 @@ class RetinaNetImpl : public torch::nn::Module {
                                                 const std::vector<std::int64_t>& num_anchors_per_level,
                                                 const std::vector<ImageSize>& image_sizes);
   TensorDict run(const TensorDict& inputs) { return detections_to_dict(forward(images_from_inputs(inputs))); }
+  // The head's raw outputs, before any selection (see mz::Model::dense): "cls_logits" and "bbox_regression".
+  TensorDict dense(const TensorDict& inputs);
 
   Backbone backbone;
   AnchorGenerator anchor_generator{nullptr};

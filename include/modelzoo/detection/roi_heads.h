@@ -116,6 +116,15 @@ class RoIHeadsImpl : public torch::nn::Module {
   std::tuple<torch::Tensor, torch::Tensor> box_logits(const TensorDict& features,
                                                       const std::vector<torch::Tensor>& proposals,
                                                       const std::vector<ImageSize>& image_shapes);
+  // The mask and keypoint branches' logits for the boxes of each image (those branches must exist).
+  torch::Tensor mask_logits(const TensorDict& features, const std::vector<torch::Tensor>& boxes,
+                            const std::vector<ImageSize>& image_shapes);
+  torch::Tensor keypoint_logits(const TensorDict& features, const std::vector<torch::Tensor>& boxes,
+                                const std::vector<ImageSize>& image_shapes);
+  // Every branch's raw outputs for the given boxes: "class_logits", "box_regression", and "mask_logits",
+  // "keypoint_logits" where those branches exist (GeneralizedRCNN::dense).
+  TensorDict dense(const TensorDict& features, const std::vector<torch::Tensor>& boxes,
+                   const std::vector<ImageSize>& image_shapes);
   std::vector<Detection> postprocess_detections(const torch::Tensor& class_logits, const torch::Tensor& box_regression,
                                                 const std::vector<torch::Tensor>& proposals,
                                                 const std::vector<ImageSize>& image_shapes) const;

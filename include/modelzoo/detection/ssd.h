@@ -141,6 +141,8 @@ class SSDImpl : public torch::nn::Module {
                                                 const std::vector<torch::Tensor>& anchors,
                                                 const std::vector<ImageSize>& image_sizes);
   TensorDict run(const TensorDict& inputs) { return detections_to_dict(forward(images_from_inputs(inputs))); }
+  // The head's raw outputs, before any selection (see mz::Model::dense): "bbox_regression" and "cls_logits".
+  TensorDict dense(const TensorDict& inputs);
 
   Backbone backbone;
   DefaultBoxGenerator anchor_generator{nullptr};
