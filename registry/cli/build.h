@@ -76,8 +76,8 @@ inline Storage storage(bool mmap) { return mmap ? Storage::Map : Storage::Copy; 
 // --optimize, for the commands that run a model: mz::optimize_for_inference on the first input.
 inline void add_optimize_flag(CLI::App* command, bool& optimize) {
   command->add_flag("--optimize", optimize,
-                    "Fold norms into convolutions and store weights channels-last (mz::optimize_for_inference), "
-                    "checked against the unoptimised outputs on the first input");
+                    "Optimise for inference (mz::optimize_for_inference: norms folded, oneDNN layouts where faster), "
+                    "checked against the unoptimised outputs (a detector's dense ones) on the first input");
 }
 
 }  // namespace mz::cli

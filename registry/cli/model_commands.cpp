@@ -151,7 +151,7 @@ void run_info(const std::string& name, bool as_json) {
 // ---- forward ----------------------------------------------------------------------------------
 struct ForwardArgs {
   std::string model, checkpoint, weights, input, output, options = "{}", like, adapter;
-  bool mmap = false, optimize = false;
+  bool mmap = false, optimize = false, dense = false;
   std::optional<std::int64_t> num_classes;
 };
 
@@ -159,6 +159,8 @@ void run_forward(const ForwardArgs& a) {
   check_output_file(a.output);
   Model m = build(a.model, a.checkpoint, a.weights, parse_options(a.options, a.num_classes), true, storage(a.mmap),
                   a.like);
+  if (a.dense && !m.dense)
+    throw UsageError("--dense", a.model + " has no dense outputs: only detectors select among theirs");
   if (!a.adapter.empty()) {  // its base is the --weights (none with --checkpoint); merged: no per-call cost
     lora::load(*m.module, a.adapter, a.weights.empty() ? std::vector<std::string>{} : std::vector{a.weights});
     lora::merge(*m.module);
@@ -169,7 +171,7 @@ void run_forward(const ForwardArgs& a) {
   TensorDict outputs;
   try {
     if (a.optimize) optimize_for_inference(m, inputs);
-    outputs = m.run(inputs);
+    outputs = a.dense ? m.dense(inputs) : m.run(inputs);
   } catch (const UsageError& e) {
     throw UsageError(a.input, e.what());  // name the file the bad tensor came from
   }
@@ -297,6 +299,8 @@ void add_model_commands(CLI::App& app) {
   forward->add_option("--options", fa->options, "Builder options as JSON, by Python kwarg names");
   forward->add_option("--adapter", fa->adapter, "Apply the LoRA adapter saved in this directory (adapter.json, "
                                                 "adapter.safetensors); its base must be the --weights");
+  forward->add_flag("--dense", fa->dense, "A detector's raw predictions before any selection (mz::Model::dense): "
+                                          "the heads' outputs, and the R-CNN heads' on fixed boxes");
   add_optimize_flag(forward, fa->optimize);
   forward->callback([fa] { run_forward(*fa); });
 

@@ -124,6 +124,8 @@ def test_forward_options_and_errors():
     fails_with(mz("forward", "resnet18", "--checkpoint", ckpt, "--input", ckpt, "--output", out,
                   "--num-classes", "10"), 2,
                "no tensor named 'input'", "input without 'input'")
+    fails_with(mz("forward", "resnet18", "--checkpoint", ckpt, "--input", inp, "--output", out, "--num-classes", "10",
+                  "--dense"), 2, "--dense: resnet18 has no dense outputs", "--dense on a classifier")
     fails_with(mz("info", "resnet51"), 2, "resnet51: unknown model (did you mean: resnet50", "unknown model")
     fails_with(mz("info", "ResNet50_Weights.V9"), 2, "unknown weights", "unknown weight")
     fails_with(mz("frobnicate"), 2, "unknown command 'frobnicate'", "unknown subcommand")

@@ -1,5 +1,5 @@
 // mz::optimize_for_inference beyond the classifiers and segmenters (which the parity tests run with
-// --optimize): detectors, the text encoders and the speech encoder, at small sizes and random weights with
+// --optimize): every detector, the text encoders and the speech encoder, at small sizes and random weights with
 // randomised norm statistics. The optimised model's outputs must equal the original's within 1e-4
 // (relative to each output's largest magnitude), and the norms that can fold must fold. A detector's outputs
 // compared are its dense ones (mz::Model::dense), before NMS: at random init, SSDLite's class scores tie
@@ -26,10 +26,6 @@ struct Case {
 
 const std::vector<Case>& cases() {
   static const std::vector<Case> all = {
-      {"fasterrcnn_mobilenet_v3_large_320_fpn", {{"weights_backbone", nullptr}}, 160, true},
-      // The v2 R-CNN heads have norms after convolutions: the box head's and the mask head's fold.
-      {"maskrcnn_resnet50_fpn_v2", {{"weights_backbone", nullptr}, {"min_size", 128}, {"max_size", 128}}, 128, true},
-      {"ssdlite320_mobilenet_v3_large", {{"weights_backbone", nullptr}}, 160, true},
       {"fcn_resnet50", {{"weights_backbone", nullptr}}, 64, true},
       {"resnet50", json::object(), 64, true},
       {"roberta_base",
@@ -59,32 +55,43 @@ double relative_error(const mz::TensorDict& got, const mz::TensorDict& want) {
 
 }  // namespace
 
-TEST_CASE("optimize_for_inference keeps the outputs of detectors, text and speech encoders") {
+namespace {
+
+// optimize_for_inference on `model` (random weights, norm statistics randomised here) keeps its outputs (a
+// detector's dense ones) within 1e-4, folds norms if the model has any after a convolution, and leaves no
+// parameter requiring grad.
+void check_optimize(mz::Model& model, const mz::TensorDict& inputs, bool folds) {
+  mz::test::randomize_norms(*model.module);
+  model.module->eval();
+  const auto& run = model.dense ? model.dense : model.run;
+  mz::TensorDict before;
+  {
+    torch::NoGradGuard no_grad;
+    before = run(inputs);
+  }
+  const mz::OptimizeReport report = mz::optimize_for_inference(model, inputs);
+  CHECK(report.max_relative_error <= 1e-4);
+  if (folds) CHECK(report.folded > 0);
+  for (const auto& p : model.module->parameters()) CHECK_FALSE(p.requires_grad());
+  torch::InferenceMode guard;
+  CHECK(relative_error(run(inputs), before) <= 1e-4);
+}
+
+}  // namespace
+
+TEST_CASE("optimize_for_inference keeps the outputs of a classifier, a segmenter, text and speech encoders") {
   for (const Case& c : cases()) {
     const std::string name = c.model;
     CAPTURE(name);
     torch::manual_seed(0);
     mz::Model model = mz::get_model(c.model, "", c.options);
-    mz::test::randomize_norms(*model.module);
-    model.module->eval();
-    const mz::TensorDict inputs = mz::model_info(c.model).example_inputs(1, c.size);
-    const auto& run = model.dense ? model.dense : model.run;
-    mz::TensorDict before;
-    {
-      torch::NoGradGuard no_grad;
-      before = run(inputs);
-    }
-    const mz::OptimizeReport report = mz::optimize_for_inference(model, inputs);
-    CHECK(report.max_relative_error <= 1e-4);
-    if (c.folds) CHECK(report.folded > 0);
-    for (const auto& p : model.module->parameters()) CHECK_FALSE(p.requires_grad());
-    torch::InferenceMode guard;
-    CHECK(relative_error(run(inputs), before) <= 1e-4);
+    check_optimize(model, mz::model_info(c.model).example_inputs(1, c.size), c.folds);
   }
 }
 
-// So that comparing Model::dense checks the whole model: no learned layer may be missing from it.
-TEST_CASE("every detector's dense outputs depend on every one of its parameters") {
+// Every detector of the registry, at 96 px (SSDs at their fixed size). Its dense outputs must depend on every one of
+// its parameters (gradients), so that comparing them checks the whole model: no learned layer may be missing.
+TEST_CASE("every detector: its dense outputs reach every parameter, and optimize_for_inference keeps them") {
   const auto detectors = mz::list_models({}, {}, "detection");
   CHECK(detectors.size() >= 10);
   for (const mz::ModelInfo* info : detectors) {
@@ -95,15 +102,19 @@ TEST_CASE("every detector's dense outputs depend on every one of its parameters"
     mz::Model model = info->build("", options);
     REQUIRE(model.dense);
     model.module->eval();
+    const mz::TensorDict inputs = info->example_inputs(1, 96);
     for (auto& p : model.module->parameters()) p.requires_grad_(true);
     torch::Tensor loss = torch::zeros({});
-    for (const auto& item : model.dense(info->example_inputs(1, 96)))
-      loss = loss + (item.value() * torch::randn_like(item.value())).sum();
+    for (const auto& item : model.dense(inputs)) loss = loss + (item.value() * torch::randn_like(item.value())).sum();
     loss.backward();
     for (const auto& p : model.module->named_parameters()) {
       CAPTURE(p.key());
       CHECK((p.value().grad().defined() && p.value().grad().abs().sum().item<double>() > 0));
+      p.value().mutable_grad() = torch::Tensor();
     }
+    std::int64_t norms = 0;
+    mz::nn::for_each<mz::nn::FoldableNorm>(*model.module, [&](mz::nn::FoldableNorm&) { ++norms; });
+    check_optimize(model, inputs, norms > 0);
   }
 }
 

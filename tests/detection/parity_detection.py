@@ -15,6 +15,8 @@ stage. Required:
                                          the oracle certifies the result: detections of two copies
                                          with weights perturbed by 1e-6 (relative) agree with it;
                                          otherwise the comparison is reported as not certified.
+  the whole model's raw predictions before any selection (`mz forward --dense`: the RPN head's outputs,
+  the box/mask/keypoint heads' on fixed boxes)    relative error <= 1e-4, always
 Models with "legacy" also load a state dict written with the old key names (FPN, RPN head, mask head).
 
 Usage: parity_detection.py --mz build/mz --stages build/.../mz_detection_stages --work DIR
@@ -145,6 +147,43 @@ def stages(model, images):
     return out
 
 
+def probe_boxes(image_sizes):
+    """GeneralizedRCNN::dense's fixed boxes: per image, centred, at 1, 1/2, ..., 1/16 of its size."""
+    return [torch.tensor([[w * (1 - s) / 2, h * (1 - s) / 2, w * (1 + s) / 2, h * (1 + s) / 2]
+                          for s in (1, 1 / 2, 1 / 4, 1 / 8, 1 / 16)], dtype=torch.float32) for h, w in image_sizes]
+
+
+def dense(model, images):
+    """What `mz forward --dense` gives (Model::dense): the RPN head's outputs, and the RoI heads' on fixed boxes."""
+    out = {}
+    with torch.no_grad():
+        il, _ = model.transform(images)
+        feats = model.backbone(il.tensors)
+        if isinstance(feats, torch.Tensor):
+            feats = {"0": feats}
+        logits, deltas = model.rpn.head(list(feats.values()))
+        for l, (a, b) in enumerate(zip(logits, deltas)):
+            out[f"rpn.objectness.{l}"], out[f"rpn.pred_bbox_deltas.{l}"] = a, b
+        rh, boxes = model.roi_heads, probe_boxes(il.image_sizes)
+        cl, br = rh.box_predictor(rh.box_head(rh.box_roi_pool(feats, boxes, il.image_sizes)))
+        out["roi_heads.class_logits"], out["roi_heads.box_regression"] = cl, br
+        if rh.has_mask():
+            out["roi_heads.mask_logits"] = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(feats, boxes,
+                                                                                           il.image_sizes)))
+        if rh.keypoint_roi_pool is not None:
+            out["roi_heads.keypoint_logits"] = rh.keypoint_predictor(
+                rh.keypoint_head(rh.keypoint_roi_pool(feats, boxes, il.image_sizes)))
+    return out
+
+
+def dense_problems(ours, ref):
+    """`mz forward --dense` against the oracle's: the same names and shapes, each within TOLERANCE."""
+    if ours.keys() != ref.keys():
+        return [f"dense outputs: names {sorted(ours)} vs {sorted(ref)}"]
+    return [f"dense {k}: {'shape ' + str(list(ours[k].shape)) if ours[k].shape != v.shape else 'relative error %.3g' % rel_error(ours[k], v)}"
+            for k, v in ref.items() if ours[k].shape != v.shape or rel_error(ours[k], v) > TOLERANCE]
+
+
 def finals(d):
     return {k: v for k, v in d.items() if k.startswith("final.")}
 
@@ -262,6 +301,11 @@ def check(a, name, like, legacy, work, seed):
     # difference between two runs may change them, so only the names are compared.
     if cli.keys() != finals(ours).keys() or (cert and not same_detections(cli, finals(ref))):
         problems.append("mz forward's detections differ from the oracle's")
+    # The raw predictions before any selection are continuous: always compared (`mz forward --dense`).
+    r = subprocess.run(cmd + ["--dense"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return problems + [f"mz forward --dense failed: {r.stderr.strip()[:500]}"], cert
+    problems += dense_problems(st.load(out + ".cli"), dense(model, images))
     return problems, cert
 
 

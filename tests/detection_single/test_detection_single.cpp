@@ -198,6 +198,18 @@ TEST_CASE("every stage matches torchvision, in BN, FrozenBN, eps-0 and old-name 
       INFO(f.name << " (seed " << f.meta.at("seed").get<std::string>() << ", certified "
                   << f.meta.at("certified").get<std::string>() << ")");
       mz::Model m = build(f);
+      {  // Model::dense, end to end: the oracle's head outputs, compared always (they are continuous)
+        torch::NoGradGuard no_grad;
+        mz::TensorDict inputs;
+        const auto images = f.list("input.");
+        for (size_t i = 0; i < images.size(); ++i) inputs.insert("input." + std::to_string(i), images[i]);
+        REQUIRE(m.dense);
+        const mz::TensorDict dense = m.dense(inputs);
+        size_t heads = 0;
+        for (const auto& item : f.t) heads += item.key().rfind("head.", 0) == 0;
+        CHECK(dense.size() == heads);
+        for (const auto& item : dense) check_close("dense " + item.key(), item.value(), f.t.at("head." + item.key()));
+      }
       if (auto* ssd = dynamic_cast<mz::SSDImpl*>(m.module.get())) {
         check_stages<mz::SSDImpl, mz::SSDHeadOutputs>(*ssd, f, {"bbox_regression", "cls_logits"},
                                                       {&mz::SSDHeadOutputs::bbox_regression,
