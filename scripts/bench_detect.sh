@@ -4,7 +4,8 @@
 #   tv-jit  torch.jit.optimize_for_inference(torch.jit.script(model))
 #   mz      mz eager (mz bench)
 #   mz-opt  mz::optimize_for_inference (mz bench --optimize)
-# Prints the medians and the ratios mz / tv (target <= 1.0), opt / tv and opt / jit (as bench_infer.sh).
+# Prints the medians and the ratios mz / tv (target <= 1.0), opt / tv and opt / jit, each the median of the
+# rounds' own ratios (scripts/bench_ratios.py, as bench_infer.sh).
 #   scripts/bench_detect.sh [MODEL...]
 #   (default: fasterrcnn_resnet50_fpn retinanet_resnet50_fpn ssdlite320_mobilenet_v3_large)
 # The checkpoint is torchvision's random init (weights=None, weights_backbone=None: BatchNorm); the image
@@ -62,12 +63,7 @@ for model in "${models[@]}"; do
     runs+=("$(build/mz bench "$model" --checkpoint "$ckpt" --input "$input" --repeat "$REPEAT" --json)")
     runs+=("$(build/mz bench "$model" --checkpoint "$ckpt" --input "$input" --repeat "$REPEAT" --json --optimize)")
   done
-  /usr/bin/python3 - "$model" "$size" "${runs[@]}" <<'PY'
-import json, statistics, sys
-model, size, *runs = sys.argv[1], sys.argv[2], *map(json.loads, sys.argv[3:])
-tv, jit, mz, opt = (statistics.median(r["forward_ms"] for r in runs[i::4]) for i in range(4))
-print(f"{model:32s} {size:>5s} {tv:9.1f} {jit:9.1f} {mz:9.1f} {opt:9.1f}   {mz / tv:8.3f} {opt / tv:8.3f} {opt / jit:8.3f}")
-PY
+  scripts/bench_ratios.py 32 "$model" "$size" "${runs[@]}"
 done
 echo "(milliseconds, median over $ROUNDS alternating rounds of $REPEAT forwards each, after a warm-up; batch 1;" \
   "$(nproc) cores, default torch threads on both sides)"

@@ -5,7 +5,8 @@
 #   mz        mz eager (mz bench)
 #   mz-opt    mz::optimize_for_inference (mz bench --optimize)
 # Rounds alternate between the four, so that drifts of the machine hit all of them; each prints the
-# median of REPEAT forwards, and the table gives the median over rounds and the ratios.
+# median of REPEAT forwards. The table gives each way's median over rounds, and ratios that are the median
+# of each round's own ratios (scripts/bench_ratios.py).
 #   scripts/bench_infer.sh [MODEL...]   (default: resnet50 efficientnet_b0 mobilenet_v3_large convnext_tiny vit_b_16)
 # Env: BATCHES (default "1 8"), THREADS (default: nproc), ROUNDS (default 3), REPEAT (default 5), SIZE (default 224).
 set -euo pipefail
@@ -58,12 +59,7 @@ for model in "${models[@]}"; do
       runs+=("$(mz "$model" "$ckpt" "$batch")")
       runs+=("$(mz "$model" "$ckpt" "$batch" --optimize)")
     done
-    /usr/bin/python3 - "$model" "$batch" "${runs[@]}" <<'PY'
-import json, statistics, sys
-model, batch, *runs = sys.argv[1], sys.argv[2], *map(json.loads, sys.argv[3:])
-tv, jit, mz, opt = (statistics.median(r["forward_ms"] for r in runs[i::4]) for i in range(4))
-print(f"{model:20s} {batch:>5s} {tv:9.1f} {jit:9.1f} {mz:9.1f} {opt:9.1f}   {mz / tv:8.3f} {opt / tv:8.3f} {opt / jit:8.3f}")
-PY
+    scripts/bench_ratios.py 20 "$model" "$batch" "${runs[@]}"
   done
 done
 echo "(milliseconds per forward, median of $ROUNDS alternating rounds of $REPEAT; $THREADS threads on both sides;" \
