@@ -64,6 +64,11 @@ torch::Tensor conv_norm_act(nn::Conv2dImpl& conv, nn::BatchNorm2dImpl* norm, con
   return act ? activate(*act, y, /*inplace=*/true) : y;
 }
 
+bool unshared(const torch::Tensor& x) {
+  if (!x.defined() || x.use_count() != 1) return false;
+  return x.is_mkldnn() || (x.has_storage() && x.storage().use_count() == 1);
+}
+
 const char* act_name(Act act) {
   switch (act) {
     case Act::ReLU: return "ReLU";

@@ -23,6 +23,26 @@ TEST_CASE("feature_extractor: outputs by name, in request order, equal to the mo
   CHECK(fx->channels("feat2") == 512);
 }
 
+TEST_CASE("a step works in place only on a tensor nothing else holds: a returned layer's output stays as it was") {
+  torch::NoGradGuard no_grad;
+  auto model = resnet18();
+  model->eval();
+  const auto x = torch::randn({1, 3, 32, 32});
+  const auto bn1 = model->bn1(model->conv1(x));
+  REQUIRE((bn1 < 0).any().item<bool>());
+  const auto out = feature_extractor(model, {{"bn1", "bn1"}, {"relu", "relu"}})->forward(x);
+  CHECK(torch::equal(out["bn1"], bn1));
+  CHECK(torch::equal(out["relu"], torch::relu(bn1)));
+  // Unshared (as in the model's own forward), ResNet's stem ReLU works in place, as torchvision's inplace=True.
+  const auto steps = model->steps();
+  REQUIRE(steps[2].name == "relu");
+  torch::Tensor fresh = bn1.clone();
+  const void* memory = fresh.data_ptr();
+  const torch::Tensor y = steps[2].fn(std::move(fresh));
+  CHECK(y.data_ptr() == memory);
+  CHECK(torch::equal(y, torch::relu(bn1)));
+}
+
 TEST_CASE("feature_extractor: state dict is the model's up to the last requested layer") {
   auto model = resnet18();
   auto fx = feature_extractor(model, {{"layer2", "out"}});

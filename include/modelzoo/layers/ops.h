@@ -31,6 +31,9 @@ enum class Act { ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, Sigmoid, GELU, Tanh 
 // In place (into x, which is returned) where torchvision's module has inplace=True.
 torch::Tensor activate(Act act, const torch::Tensor& x, bool inplace = false);
 const char* act_name(Act act);  // "ReLU", "Hardswish", ...
+// True when `x` is the only handle to its memory (no other tensor or view shares it), so that an in-place op on it
+// cannot change a value anything else holds: a chain step's input that mz::feature_extractor also returns is shared.
+bool unshared(const torch::Tensor& x);
 
 // act(norm(conv(x)) + residual), the sum and the activation in place in the fresh output: ResNet's blocks
 // and Conv2dNormActivation. Once mz::optimize_for_inference has folded the norm (null: none) into a
