@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <malloc.h>
 
 #include <torch/torch.h>
 
@@ -193,5 +196,20 @@ OptimizeReport optimize_for_inference(Model& model, const TensorDict& example_in
   const auto& run = model.dense ? model.dense : model.run;
   return optimize_for_inference(*model.module, [&] { return run(example_inputs); }, options);
 }
+
+namespace {
+bool freed_memory_kept = false;
+}  // namespace
+
+bool keep_freed_memory() {
+#if defined(__GLIBC__)
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (tunables && std::string(tunables).find("glibc.malloc.") != std::string::npos) return false;
+  freed_memory_kept = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+#endif
+  return freed_memory_kept;
+}
+
+bool keeping_freed_memory() { return freed_memory_kept; }
 
 }  // namespace mz

@@ -84,4 +84,14 @@ OptimizeReport optimize_for_inference(Holder& model, const torch::Tensor& exampl
   }, options);
 }
 
+// Makes glibc's malloc keep freed memory for reuse rather than give it back to the kernel: blocks under 32 MiB
+// (M_MMAP_THRESHOLD, glibc's maximum) come from the heap, and the heap keeps up to 1 GiB free (M_TRIM_THRESHOLD).
+// Each forward then reuses the previous one's pages instead of faulting in fresh zeroed ones: RetinaNet at
+// 800 px went from 144k to 31k page faults per forward, and 10-15% faster. Freed memory stays with the
+// process. Does nothing and returns false when GLIBC_TUNABLES sets any malloc tunable (the user's choice
+// wins) or the C library is not glibc. The mz command calls it at start; keeping_freed_memory() says whether
+// it took effect (mz doctor).
+bool keep_freed_memory();
+bool keeping_freed_memory();
+
 }  // namespace mz

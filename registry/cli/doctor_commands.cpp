@@ -14,6 +14,7 @@
 #include <torch/version.h>
 
 #include "modelzoo/hub.h"
+#include "modelzoo/optimize.h"
 #include "registry/cli/cli.h"
 
 namespace mz::cli {
@@ -65,6 +66,7 @@ void run_doctor(bool as_json) {
       {"blas_loaded", loaded_blas()},
       {"reference_blas", reference},
       {"onednn", at::hasMKLDNN()},
+      {"keeps_freed_memory", keeping_freed_memory()},
       {"cache_dir", hub::cache_dir()},
       {"mirrors", hub::mirrors()},
       {"lock", lock ? nlohmann::json(lock) : nlohmann::json(nullptr)},
@@ -77,6 +79,9 @@ void run_doctor(bool as_json) {
               << ")\ninterop threads   " << at::get_num_interop_threads() << "\n"
               << "BLAS              " << (blas.empty() ? "libblas.so.3 not loaded" : blas) << "\n"
               << "oneDNN            " << (at::hasMKLDNN() ? "on" : "off") << "\n"
+              << "malloc            "
+              << (keeping_freed_memory() ? "keeps freed memory for reuse (mz::keep_freed_memory)"
+                                         : "glibc's defaults or GLIBC_TUNABLES") << "\n"
               << "cache             " << hub::cache_dir() << "\n"
               << "mirrors           " << (hub::mirrors().empty() ? "none" : nlohmann::json(hub::mirrors()).dump()) << "\n"
               << "lock file         " << (lock ? lock : "none") << "\n"

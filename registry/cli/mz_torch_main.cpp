@@ -7,9 +7,11 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#include "modelzoo/optimize.h"
 #include "registry/cli/cli.h"
 
 int main(int argc, char** argv) {
+  mz::keep_freed_memory();  // each forward reuses the last one's pages (mz doctor shows it)
   CLI::App app;
   // Every command that runs a model takes --threads (before or after its name), or MZ_NUM_THREADS.
   app.fallthrough();

@@ -216,6 +216,27 @@ def test_json_schemas():
     check(len(table) == len(entries) + 2, "markdown table has a row per weight")
 
 
+def test_doctor():
+    """mz doctor reports what the process runs with: threads and their source, the BLAS (OpenBLAS, which
+    scripts/build.sh installs), oneDNN, and malloc keeping freed memory unless GLIBC_TUNABLES sets malloc."""
+    r = mz("doctor", "--json")
+    check(r.returncode == 0, f"doctor --json: {r.stderr}")
+    if r.returncode:
+        return
+    d = json.loads(r.stdout)
+    check("openblas" in (d["blas"] or "") and not d["reference_blas"], f"doctor: the BLAS is OpenBLAS: {d['blas']}")
+    check(d["onednn"] is True and d["keeps_freed_memory"] is True, f"doctor: oneDNN and malloc: {d}")
+    r = mz("doctor", "--json", "--threads", "2")
+    check(r.returncode == 0 and json.loads(r.stdout)["threads"] == 2 and
+          json.loads(r.stdout)["threads_source"] == "MZ_NUM_THREADS or --threads", f"doctor --threads 2: {r.stdout}")
+    env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.trim_threshold=131072")
+    r = subprocess.run([A.mz, "doctor", "--json"], capture_output=True, text=True, env=env)
+    check(r.returncode == 0 and json.loads(r.stdout)["keeps_freed_memory"] is False,
+          f"doctor: GLIBC_TUNABLES's malloc settings win: {r.stdout}")
+    r = mz("doctor")
+    check(r.returncode == 0 and "malloc            keeps freed memory" in r.stdout, f"doctor's text: {r.stdout}")
+
+
 def sample(models, params):
     """The models to run info and bench on: with --extended every one; otherwise, for each module class, the one with
     the fewest parameters. A class's models share its info and bench paths (example inputs, run, outputs), and each
@@ -274,7 +295,7 @@ if __name__ == "__main__":
     os.makedirs(A.work, exist_ok=True)
     torch.manual_seed(0)
     for t in (test_hostile_checkpoints, test_convert_round_trip, test_forward_options_and_errors, test_old_checkpoints,
-              test_front_end,
+              test_front_end, test_doctor,
               test_json_schemas, test_every_model):
         t()
     print(f"cli: {passed} passed, {len(failed)} failed")
