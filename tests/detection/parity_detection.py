@@ -180,8 +180,13 @@ def dense_problems(ours, ref):
     """`mz forward --dense` against the oracle's: the same names and shapes, each within TOLERANCE."""
     if ours.keys() != ref.keys():
         return [f"dense outputs: names {sorted(ours)} vs {sorted(ref)}"]
-    return [f"dense {k}: {'shape ' + str(list(ours[k].shape)) if ours[k].shape != v.shape else 'relative error %.3g' % rel_error(ours[k], v)}"
-            for k, v in ref.items() if ours[k].shape != v.shape or rel_error(ours[k], v) > TOLERANCE]
+    problems = []
+    for k, want in ref.items():
+        if ours[k].shape != want.shape:
+            problems.append(f"dense {k}: shape {list(ours[k].shape)} vs {list(want.shape)}")
+        elif rel_error(ours[k], want) > TOLERANCE:
+            problems.append(f"dense {k}: relative error {rel_error(ours[k], want):.3g}")
+    return problems
 
 
 def finals(d):

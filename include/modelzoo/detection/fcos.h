@@ -86,7 +86,8 @@ class FCOSImpl : public torch::nn::Module {
                                                 const std::vector<std::int64_t>& num_anchors_per_level,
                                                 const std::vector<ImageSize>& image_sizes);
   TensorDict run(const TensorDict& inputs) { return detections_to_dict(forward(images_from_inputs(inputs))); }
-  // The head's raw outputs, before any selection (see mz::Model::dense): "cls_logits", "bbox_regression" and "bbox_ctrness".
+  // The head's raw outputs, before any selection (see mz::Model::dense): "cls_logits", "bbox_regression" and
+  // "bbox_ctrness".
   TensorDict dense(const TensorDict& inputs);
 
   Backbone backbone;
