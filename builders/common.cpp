@@ -5,6 +5,7 @@
 #include <torch/nn/init.h>
 
 #include "modelzoo/layers/nn.h"
+#include "modelzoo/layers/ops.h"
 
 namespace mz::detail {
 
@@ -46,6 +47,9 @@ Step avgpool_step() {
 }
 Step flatten_step() {
   return {"flatten", [](torch::Tensor x) { return x.flatten(1); }};
+}
+Step relu_step() {
+  return {"relu", [](torch::Tensor x) { return ops::activate(ops::Act::ReLU, x, ops::unshared(x)); }};
 }
 
 }  // namespace mz::detail

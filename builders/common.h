@@ -62,5 +62,8 @@ inline void load_or_init(torch::nn::Module& module, const std::optional<Weights>
 // flattening [N, C, 1, 1] to [N, C].
 Step avgpool_step();
 Step flatten_step();
+// A functional "relu" step where torchvision's is ReLU(inplace=True): in place when nothing else holds its input
+// (ops::unshared), so a feature extractor that also returns the previous layer keeps that output intact.
+Step relu_step();
 
 }  // namespace mz::detail

@@ -48,7 +48,7 @@ TransitionImpl::TransitionImpl(std::int64_t num_input_features, std::int64_t num
 
 std::vector<Step> TransitionImpl::steps() {
   return {step("norm", norm),
-          {"relu", [](torch::Tensor x) { return torch::relu(x); }},
+          detail::relu_step(),
           step("conv", conv),
           {"pool", [](torch::Tensor x) { return torch::avg_pool2d(x, 2, 2); }}};
 }
@@ -78,7 +78,7 @@ DenseNetImpl::DenseNetImpl(std::int64_t growth_rate, const std::vector<std::int6
 
 std::vector<Step> DenseNetImpl::steps() {
   return {step("features", features),
-          {"relu", [](torch::Tensor x) { return torch::relu(x); }},
+          detail::relu_step(),
           {"adaptive_avg_pool2d", [](torch::Tensor x) { return torch::adaptive_avg_pool2d(x, {1, 1}); }},
           detail::flatten_step(),
           step("classifier", classifier)};

@@ -114,7 +114,7 @@ torch::nn::Sequential ResNetImpl::make_layer(ResNetBlock block, std::int64_t pla
 std::vector<Step> ResNetImpl::steps() {
   return {step("conv1", conv1),
           step("bn1", bn1),
-          {"relu", [](torch::Tensor x) { return ops::activate(ops::Act::ReLU, x, ops::unshared(x)); }},
+          detail::relu_step(),
           {"maxpool", [](torch::Tensor x) { return torch::max_pool2d(x, 3, 2, 1); }},
           step("layer1", layer1),
           step("layer2", layer2),
