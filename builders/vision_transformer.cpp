@@ -31,12 +31,13 @@ void MultiheadAttentionImpl::reset_parameters() {
 
 torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 3, "Expected (batch_size, seq_length, hidden_dim) got ", x.sizes());
-  if (!is_training() && !torch::GradMode::is_enabled())
+  // LibTorch's fused inference path, unless optimize_for_inference packed the input projection for oneDNN.
+  if (!is_training() && !torch::GradMode::is_enabled() && !in_proj_packed)
     return std::get<0>(at::_native_multi_head_attention(x, x, x, embed_dim, num_heads, adapted(in_proj_weight),
                                                         in_proj_bias, out_proj->adapted(out_proj->weight),
                                                         out_proj->bias, {}, /*need_weights=*/false));
   const auto n = x.size(0), l = x.size(1), head_dim = embed_dim / num_heads;
-  auto qkv = torch::linear(x, adapted(in_proj_weight), in_proj_bias)
+  auto qkv = in_proj_packed.linear(x, adapted(in_proj_weight), in_proj_bias)
                  .view({n, l, 3, num_heads, head_dim})
                  .permute({2, 0, 3, 1, 4});
   auto q = qkv[0] * std::pow(static_cast<double>(head_dim), -0.5);

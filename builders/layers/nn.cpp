@@ -86,6 +86,30 @@ void Conv2dImpl::unpack() {
   blocked = false;
 }
 
+torch::Tensor PackedWeight::linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) const {
+  const bool needs_grad = torch::GradMode::is_enabled() &&
+                          (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
+  const bool usable = packed && weight.unsafeGetTensorImpl() == source.unsafeGetTensorImpl() &&
+                      weight.storage().unsafeGetStorageImpl() == storage.unsafeGetStorageImpl() &&
+                      weight._version() == version && x.scalar_type() == torch::kFloat && x.dim() >= 1 &&
+                      !x.is_mkldnn() && !needs_grad;
+  return usable ? (*packed)(x, bias) : torch::linear(x, weight, bias);
+}
+
+void PackedWeight::pack(const torch::Tensor& weight) {
+  torch::NoGradGuard no_grad;
+  packed = std::make_shared<const onednn::Linear>(weight);
+  source = weight;
+  storage = weight.storage();
+  version = weight._version();
+}
+
+void PackedWeight::reset() {
+  packed.reset();
+  source = torch::Tensor();
+  storage = c10::Storage();
+}
+
 void Conv2dImpl::pretty_print(std::ostream& s) const {
   s << "Conv2d(" << options.in_channels() << ", " << options.out_channels() << ", kernel_size="
     << options.kernel_size() << ", stride=" << options.stride() << ")";
@@ -97,9 +121,7 @@ LinearImpl::LinearImpl(torch::nn::LinearOptions o) : options(std::move(o)) {
 }
 
 // An input in oneDNN's blocked layout (see Conv2dImpl::blocked) gives an ordinary output.
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  return torch::linear(onednn::dense(x), adapted(weight), bias);
-}
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return packed.linear(onednn::dense(x), adapted(weight), bias); }
 
 void LinearImpl::reset_parameters() { init::reset_affine(weight, bias); }
 

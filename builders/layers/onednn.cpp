@@ -227,6 +227,84 @@ torch::Tensor Convolution::operator()(const torch::Tensor& x, const torch::Tenso
   return wrap(std::move(y), x);
 }
 
+// A primitive for one number of rows, with the weight in the layout it reads.
+struct Linear::Plan {
+  std::int64_t rows;
+  bool bias;
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul primitive;
+  ideep::tensor weights;  // in pd's layout, shared by the plans that read the same layout
+  torch::Tensor owner;    // the memory of `weights` where that is the original weight's (no reorder needed)
+};
+
+Linear::Linear(const torch::Tensor& weight) : out_features_(weight.size(0)), in_features_(weight.size(1)) {
+  TORCH_CHECK(weight.dim() == 2 && weight.scalar_type() == torch::kFloat, "mz::onednn::Linear takes a 2-d float weight");
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  weight_ = weight.detach().contiguous();
+}
+
+Linear::~Linear() = default;
+
+std::shared_ptr<const Linear::Plan> Linear::plan(std::int64_t rows, bool bias) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& p : plans_)
+    if (p->rows == rows && p->bias == bias) return p;
+  using tag = dnnl::memory::format_tag;
+  const auto f32 = dnnl::memory::data_type::f32;
+  auto p = std::make_shared<Plan>();
+  p->rows = rows, p->bias = bias;
+  const dnnl::memory::desc src({rows, in_features_}, f32, tag::ab), dst({rows, out_features_}, f32, tag::ab),
+      weights({in_features_, out_features_}, f32, tag::any);
+  const auto& engine = ideep::engine::cpu_engine();
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // a scratchpad per call: safe from several threads
+  p->pd = bias ? dnnl::matmul::primitive_desc(
+                     {src, weights, dnnl::memory::desc({1, out_features_}, f32, tag::ab), dst}, attr, engine)
+               : dnnl::matmul::primitive_desc({src, weights, dst}, attr, engine);
+  p->primitive = dnnl::matmul(p->pd);
+  for (const auto& other : plans_)
+    if (other->weights.get_desc() == p->pd.weights_desc()) p->weights = other->weights, p->owner = other->owner;
+  if (p->weights.is_empty()) {
+    const Plan* from = plans_.empty() ? nullptr : plans_.back().get();
+    if (!from) p->owner = weight_;
+    // [out, in] row-major is [in, out] column-major.
+    const ideep::tensor source = from ? from->weights
+                                      : ideep::tensor({{in_features_, out_features_}, f32, tag::ba}, weight_.data_ptr());
+    p->weights = source.reorder_if_differ_in(p->pd.weights_desc());
+    if (p->weights.get_data_handle() != source.get_data_handle()) p->owner = torch::Tensor();
+    else if (from) p->owner = from->owner;
+  }
+  weight_ = torch::Tensor();  // the plans hold it now, in their layouts
+  if (plans_.size() == 32) plans_.erase(plans_.begin());
+  plans_.push_back(p);
+  return p;
+}
+
+torch::Tensor Linear::operator()(const torch::Tensor& x, const torch::Tensor& bias) const {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat && x.dim() >= 1 && x.size(-1) == in_features_ && !x.is_mkldnn(),
+              "mz::onednn::Linear takes an ordinary float input whose last dimension is ", in_features_);
+  TORCH_CHECK(!bias.defined() || (bias.scalar_type() == torch::kFloat && bias.sizes() == torch::IntArrayRef{out_features_}),
+              "mz::onednn::Linear takes a float bias of ", out_features_, " elements");
+  RECORD_FUNCTION("mz::onednn::Linear", std::vector<c10::IValue>());
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const torch::Tensor in = x.contiguous(), b = bias.defined() ? bias.contiguous() : bias;
+  const std::int64_t rows = in.numel() / in_features_;
+  std::vector<std::int64_t> shape = x.sizes().vec();
+  shape.back() = out_features_;
+  torch::Tensor y = torch::empty(shape, x.options());
+  if (rows == 0) return y;
+  const std::shared_ptr<const Plan> p = plan(rows, b.defined());
+  const auto& engine = ideep::engine::cpu_engine();
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, dnnl::memory(p->pd.src_desc(), engine, in.data_ptr())},
+                                             {DNNL_ARG_WEIGHTS, p->weights},
+                                             {DNNL_ARG_DST, dnnl::memory(p->pd.dst_desc(), engine, y.data_ptr())}};
+  if (b.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p->pd.bias_desc(), engine, b.data_ptr()));
+  ideep::tensor scratchpad(p->pd.scratchpad_desc());
+  args.emplace(DNNL_ARG_SCRATCHPAD, scratchpad);
+  p->primitive.execute(ideep::stream::default_stream(), args);
+  return y;
+}
+
 void accept_blocked_inputs() {
   static const auto* library = [] {
     auto* lib = new torch::Library(torch::Library::IMPL, "_", c10::DispatchKey::MkldnnCPU, __FILE__, __LINE__);

@@ -55,6 +55,29 @@ class Convolution {
   mutable std::vector<std::shared_ptr<const Plan>> plans_;  // the most recent last
 };
 
+// A linear map, x @ weight^T + bias, on a weight reordered once into the layout oneDNN's matmul wants. For float
+// inputs of any leading shape in the ordinary layout, with the result in the ordinary layout. oneDNN's matmul uses
+// every vector instruction the CPU has, where a BLAS may not: Debian's OpenBLAS 0.3.21 runs its AVX2 (Haswell)
+// kernels on AVX-512 AMD CPUs, at half the speed. It makes the oneDNN primitive once per number of rows (it keeps the
+// last 32). Safe to call from several threads at once.
+class Linear {
+ public:
+  // weight: [out_features, in_features] float. Not copied if contiguous: the first call reorders it, so it must not
+  // change before then (nn::PackedWeight makes sure: it calls only while the weight's version is the one packed).
+  explicit Linear(const torch::Tensor& weight);
+  ~Linear();
+  // bias: [out_features] float, or undefined.
+  torch::Tensor operator()(const torch::Tensor& x, const torch::Tensor& bias) const;
+
+ private:
+  struct Plan;
+  std::shared_ptr<const Plan> plan(std::int64_t rows, bool bias) const;
+  std::int64_t out_features_, in_features_;
+  mutable std::mutex mutex_;
+  mutable std::vector<std::shared_ptr<const Plan>> plans_;  // the most recent last
+  mutable torch::Tensor weight_;  // until the first plan holds it in oneDNN's layout
+};
+
 // Lets every other operator take mkldnn tensors: they receive them converted to ordinary tensors, and one that
 // would write into an mkldnn tensor is refused (its result would be lost). Registered once, for the MkldnnCPU
 // dispatch key, which has no fallback of its own in LibTorch (such an operator fails), so nothing changes for

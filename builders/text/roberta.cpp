@@ -59,7 +59,7 @@ void SelfAttentionImpl::reset_parameters() {
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask,
                                          double dropout) {
   const auto b = x.size(0), t = x.size(1), head_dim = embed_dim / num_heads;
-  auto qkv = torch::linear(x, adapted(in_proj_weight), in_proj_bias)
+  auto qkv = in_proj_packed.linear(x, adapted(in_proj_weight), in_proj_bias)
                  .view({b, t, 3, num_heads, head_dim})
                  .permute({2, 0, 3, 1, 4});
   auto q = qkv[0] / std::sqrt(static_cast<double>(head_dim));

@@ -219,3 +219,78 @@ TEST_CASE("a blocked convolution fuses the activation and the residual sum, with
     }
   }
 }
+
+namespace {
+
+double max_relative(const torch::Tensor& got, const torch::Tensor& want) {
+  return (got - want).abs().max().item<double>() / std::max(want.abs().max().item<double>(), 1e-12);
+}
+
+}  // namespace
+
+// nn::PackedWeight runs a linear map through oneDNN on a copy of its weight: it must give torch::linear's numbers,
+// for any leading shape, with or without a bias, and must never use a copy that is out of date.
+TEST_CASE("nn::PackedWeight: torch::linear's outputs, and never a stale copy") {
+  if (!at::hasMKLDNN()) return;
+  torch::manual_seed(0);
+  for (bool bias : {true, false}) {
+    CAPTURE(bias);
+    mz::nn::Linear linear(torch::nn::LinearOptions(48, 40).bias(bias));
+    mz::nn::reset_parameters(*linear);
+    for (auto& p : linear->parameters()) p.requires_grad_(false);
+    linear->packed.pack(linear->weight);
+    REQUIRE(linear->packed);
+    torch::NoGradGuard no_grad;
+    for (const auto& shape : std::vector<std::vector<std::int64_t>>{{48}, {7, 48}, {2, 5, 48}, {0, 48}, {3, 7, 48}}) {
+      CAPTURE(shape);
+      const torch::Tensor x = torch::randn(shape);
+      const torch::Tensor want = torch::linear(x, linear->weight, linear->bias), got = linear(x);
+      REQUIRE(got.sizes() == want.sizes());
+      if (want.numel()) CHECK(max_relative(got, want) <= 1e-5);
+    }
+    const torch::Tensor x = torch::randn({5, 48});
+    CHECK(max_relative(linear(x.t().contiguous().t()), torch::linear(x, linear->weight, linear->bias)) <= 1e-5);
+    // A changed weight: the copy is not used.
+    linear->weight.mul_(-2);
+    CHECK(max_relative(linear(x), torch::linear(x, linear->weight, linear->bias)) <= 1e-5);
+    linear->packed.pack(linear->weight);
+    linear->weight.set_data(torch::randn({40, 48}));
+    CHECK(max_relative(linear(x), torch::linear(x, linear->weight, linear->bias)) <= 1e-5);
+    // An adapter's delta: the adapted weight.
+    linear->packed.pack(linear->weight);
+    const torch::Tensor delta = torch::randn({40, 48});
+    linear->delta = [delta] { return delta; };
+    CHECK(max_relative(linear(x), torch::linear(x, linear->weight + delta, linear->bias)) <= 1e-5);
+    linear->delta = nullptr;
+    CHECK(max_relative(linear(x), torch::linear(x, linear->weight, linear->bias)) <= 1e-5);
+  }
+  // Gradients: torch::linear, so they flow.
+  mz::nn::Linear linear(8, 4);
+  mz::nn::reset_parameters(*linear);
+  linear->packed.pack(linear->weight);
+  const torch::Tensor x = torch::randn({3, 8}, torch::requires_grad());
+  linear(x).sum().backward();
+  CHECK(x.grad().defined());
+  CHECK(linear->weight.grad().defined());
+}
+
+// ViT's attention with its input projection packed leaves LibTorch's fused path for the step-by-step one: the same
+// numbers.
+TEST_CASE("vit::MultiheadAttention with a packed input projection") {
+  if (!at::hasMKLDNN()) return;
+  torch::manual_seed(0);
+  mz::vit::MultiheadAttention attention(64, 4, 0.0);
+  mz::nn::reset_parameters(*attention);
+  attention->reset_parameters();
+  {
+    torch::NoGradGuard no_grad;
+    attention->in_proj_bias.normal_();
+  }
+  attention->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::randn({2, 10, 64});
+  const torch::Tensor want = attention(x);
+  for (const auto& [weight, packed] : attention->linear_weights()) packed->pack(weight);
+  attention->out_proj->packed.pack(attention->out_proj->weight);
+  CHECK(max_relative(attention(x), want) <= 1e-5);
+}

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include <torch/nn/module.h>
 #include <torch/nn/options/batchnorm.h>
@@ -24,6 +25,7 @@ enum class Act;  // <modelzoo/layers/ops.h>
 }
 namespace mz::onednn {
 class Convolution;  // builders/layers/onednn.h
+class Linear;
 }
 
 namespace mz::nn {
@@ -100,15 +102,44 @@ class Conv2dImpl : public torch::nn::Module, public Resettable, public Adaptable
 };
 TORCH_MODULE(Conv2d);
 
-class LinearImpl : public torch::nn::Module, public Resettable, public Adaptable {
+// The weight of a linear map, copied once into the layout oneDNN's matmul reads (not in the state dict) by
+// mz::optimize_for_inference, where that measured faster: oneDNN uses every vector instruction the CPU has, where
+// the BLAS LibTorch calls may not (Debian's OpenBLAS runs its AVX2 kernels on AVX-512 AMD CPUs).
+class PackedWeight {
+ public:
+  // x @ weight^T + bias: on the packed copy if it was made from this very weight, unchanged since (the same tensor,
+  // storage and version counter), for a float input that needs no gradient; by torch::linear otherwise (an
+  // adapter's delta, say, or training).
+  torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) const;
+  void pack(const torch::Tensor& weight);
+  void reset();
+  explicit operator bool() const { return packed != nullptr; }
+
+ private:
+  std::shared_ptr<const onednn::Linear> packed;
+  torch::Tensor source;   // the weight packed (kept: its identity is the check)
+  c10::Storage storage;   // its storage then
+  std::uint32_t version = 0;
+};
+
+// A layer with linear maps whose weights mz::optimize_for_inference may pack: each weight with its PackedWeight.
+class PackableLinear {
+ public:
+  virtual ~PackableLinear() = default;
+  virtual std::vector<std::pair<torch::Tensor, PackedWeight*>> linear_weights() = 0;
+};
+
+class LinearImpl : public torch::nn::Module, public Resettable, public Adaptable, public PackableLinear {
  public:
   explicit LinearImpl(torch::nn::LinearOptions options);
   LinearImpl(std::int64_t in, std::int64_t out) : LinearImpl(torch::nn::LinearOptions(in, out)) {}
   torch::Tensor forward(const torch::Tensor& x);
   void reset_parameters() override;
   void pretty_print(std::ostream& stream) const override;
+  std::vector<std::pair<torch::Tensor, PackedWeight*>> linear_weights() override { return {{weight, &packed}}; }
   torch::nn::LinearOptions options;
   torch::Tensor weight, bias;
+  PackedWeight packed;
 };
 TORCH_MODULE(Linear);
 

@@ -37,15 +37,19 @@ namespace vit {
 // torch.nn.MultiheadAttention for self-attention with batch_first=True, need_weights=False (state
 // dict: in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias). In inference (eval, no
 // grad) it runs LibTorch's fused kernel, as PyTorch's own fast path does.
-class MultiheadAttentionImpl : public torch::nn::Module, public nn::Adaptable {  // in_proj_weight
- public:
+class MultiheadAttentionImpl : public torch::nn::Module, public nn::Adaptable, public nn::PackableLinear {
+ public:  // Adaptable: in_proj_weight
   MultiheadAttentionImpl(std::int64_t embed_dim, std::int64_t num_heads, double dropout);
   torch::Tensor forward(const torch::Tensor& x);  // (N, L, E) -> (N, L, E)
   void reset_parameters();                        // PyTorch's _reset_parameters
   std::int64_t embed_dim, num_heads;
   double dropout;
+  std::vector<std::pair<torch::Tensor, nn::PackedWeight*>> linear_weights() override {
+    return {{in_proj_weight, &in_proj_packed}};
+  }
   torch::Tensor in_proj_weight, in_proj_bias;
   nn::Linear out_proj{nullptr};
+  nn::PackedWeight in_proj_packed;
 };
 TORCH_MODULE(MultiheadAttention);
 

@@ -76,15 +76,19 @@ class PositionalEmbeddingImpl : public torch::nn::Module {
 TORCH_MODULE(PositionalEmbedding);
 
 // The parameters of nn.MultiheadAttention (in_proj_weight, in_proj_bias, out_proj).
-class SelfAttentionImpl : public torch::nn::Module, public nn::Adaptable {  // in_proj_weight
- public:
+class SelfAttentionImpl : public torch::nn::Module, public nn::Adaptable, public nn::PackableLinear {
+ public:  // Adaptable: in_proj_weight
   SelfAttentionImpl(std::int64_t embed_dim, std::int64_t num_heads);
   // Self-attention of x [B, T, D] whose keys at `key_padding_mask` (bool [B, T], true = pad) are ignored.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask, double dropout);
   void reset_parameters();  // PyTorch's MultiheadAttention._reset_parameters (after out_proj's default init)
+  std::vector<std::pair<torch::Tensor, nn::PackedWeight*>> linear_weights() override {
+    return {{in_proj_weight, &in_proj_packed}};
+  }
   std::int64_t embed_dim, num_heads;
   torch::Tensor in_proj_weight, in_proj_bias;
   nn::Linear out_proj{nullptr};
+  nn::PackedWeight in_proj_packed;
 };
 TORCH_MODULE(SelfAttention);
 
