@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <link.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -34,6 +35,27 @@ std::vector<std::string> loaded_blas() {
   return out;
 }
 
+// The kernels OpenBLAS chose for this CPU (openblas_get_corename), empty for another BLAS.
+std::string openblas_core() {
+  void* handle = ::dlopen("libblas.so.3", RTLD_LAZY | RTLD_NOLOAD);
+  if (!handle) return "";
+  std::string core;
+  if (auto* corename = reinterpret_cast<char* (*)()>(::dlsym(handle, "openblas_get_corename")))
+    if (const char* name = corename()) core = name;
+  ::dlclose(handle);
+  return core;
+}
+
+// OpenBLAS running AVX2 kernels on a CPU with AVX-512: Debian's 0.3.21 does so on AMD's Zen 4 and 5, which it
+// does not know; its Skylake-X kernels run there, at about twice the speed.
+bool openblas_below_cpu(const std::string& core) {
+  std::string lower;
+  for (char c : core) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const bool avx2_kernels = lower == "haswell" || lower == "zen";
+  return avx2_kernels && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+}
+
 }  // namespace
 
 std::string resolved_blas() {
@@ -53,6 +75,8 @@ void run_doctor(bool as_json) {
   const std::string blas = resolved_blas();
   const bool reference = blas.find("openblas") == std::string::npos && blas.find("mkl") == std::string::npos &&
                          blas.find("blis") == std::string::npos && blas.find("atlas") == std::string::npos;
+  const std::string core = openblas_core();
+  const bool below_cpu = openblas_below_cpu(core);
   const char* threads_env = std::getenv("MZ_NUM_THREADS");
   const char* lock = std::getenv("MZ_LOCKFILE");
   const nlohmann::json out = {
@@ -65,6 +89,8 @@ void run_doctor(bool as_json) {
       {"blas", blas.empty() ? nlohmann::json(nullptr) : nlohmann::json(blas)},
       {"blas_loaded", loaded_blas()},
       {"reference_blas", reference},
+      {"openblas_core", core.empty() ? nlohmann::json(nullptr) : nlohmann::json(core)},
+      {"openblas_below_cpu", below_cpu},
       {"onednn", at::hasMKLDNN()},
       {"keeps_freed_memory", keeping_freed_memory()},
       {"cache_dir", hub::cache_dir()},
@@ -77,7 +103,8 @@ void run_doctor(bool as_json) {
     std::cout << "LibTorch          " << TORCH_VERSION << "\n"
               << "threads           " << at::get_num_threads() << " (" << out["threads_source"].get<std::string>()
               << ")\ninterop threads   " << at::get_num_interop_threads() << "\n"
-              << "BLAS              " << (blas.empty() ? "libblas.so.3 not loaded" : blas) << "\n"
+              << "BLAS              " << (blas.empty() ? "libblas.so.3 not loaded" : blas)
+              << (core.empty() ? "" : " (OpenBLAS kernels: " + core + ")") << "\n"
               << "oneDNN            " << (at::hasMKLDNN() ? "on" : "off") << "\n"
               << "malloc            "
               << (keeping_freed_memory() ? "keeps freed memory for reuse (mz::keep_freed_memory)"
@@ -93,6 +120,11 @@ void run_doctor(bool as_json) {
               << "); every Linear and matmul runs 35-60x slower than with OpenBLAS. Fix on Debian/Ubuntu: "
                  "apt-get install libopenblas0-openmp (not the pthread variant, whose threads fight LibTorch's "
                  "OpenMP pool); elsewhere install an OpenMP build of OpenBLAS as libblas.so.3.\n";
+  if (below_cpu)
+    std::cerr << "mz doctor: warning: OpenBLAS runs its AVX2 kernels (" << core << ") on this AVX-512 CPU, so Linear "
+              << "and matmul run at about half speed. --optimize (mz::optimize_for_inference) runs the linear maps "
+                 "through oneDNN instead. For the rest, start the process with OPENBLAS_CORETYPE=SkylakeX (OpenBLAS "
+                 "0.3.22 and later choose these kernels on such CPUs themselves).\n";
 }
 
 }  // namespace

@@ -235,6 +235,17 @@ def test_doctor():
           f"doctor: GLIBC_TUNABLES's malloc settings win: {r.stdout}")
     r = mz("doctor")
     check(r.returncode == 0 and "malloc            keeps freed memory" in r.stdout, f"doctor's text: {r.stdout}")
+    # OpenBLAS's kernels, forced each way: AVX2 ones on an AVX-512 CPU draw the warning, Skylake-X ones do not.
+    flags = set(open("/proc/cpuinfo").read().split())
+    avx512 = {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags
+    for core, below in (("Haswell", avx512), ("SkylakeX", False)):
+        r = subprocess.run([A.mz, "doctor", "--json"], capture_output=True, text=True,
+                           env=dict(os.environ, OPENBLAS_CORETYPE=core))
+        d = json.loads(r.stdout) if r.returncode == 0 else {}
+        if core == "SkylakeX" and not avx512:
+            continue  # OpenBLAS refuses kernels the CPU cannot run
+        check(d.get("openblas_core", "").lower() == core.lower() and d.get("openblas_below_cpu") is below and
+              ("AVX2 kernels" in r.stderr) is below, f"doctor with OPENBLAS_CORETYPE={core}: {r.stdout} {r.stderr}")
 
 
 def sample(models, params):
