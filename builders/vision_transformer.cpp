@@ -31,8 +31,9 @@ void MultiheadAttentionImpl::reset_parameters() {
 
 torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 3, "Expected (batch_size, seq_length, hidden_dim) got ", x.sizes());
-  // LibTorch's fused inference path, unless optimize_for_inference packed the input projection for oneDNN.
-  if (!is_training() && !torch::GradMode::is_enabled() && !in_proj_packed)
+  // LibTorch's fused inference path, unless optimize_for_inference packed the input projection for oneDNN (or is
+  // tracing the model, to see the projection's input).
+  if (!is_training() && !torch::GradMode::is_enabled() && !in_proj_packed && !nn::detail::trace_probe())
     return std::get<0>(at::_native_multi_head_attention(x, x, x, embed_dim, num_heads, adapted(in_proj_weight),
                                                         in_proj_bias, out_proj->adapted(out_proj->weight),
                                                         out_proj->bias, {}, /*need_weights=*/false));

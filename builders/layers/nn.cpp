@@ -26,8 +26,8 @@ void init::reset_affine(torch::Tensor& weight, torch::Tensor& bias) {
   }
 }
 
-detail::FoldProbe*& detail::fold_probe() {
-  thread_local FoldProbe* probe = nullptr;
+detail::TraceProbe*& detail::trace_probe() {
+  thread_local TraceProbe* probe = nullptr;
   return probe;
 }
 
@@ -63,12 +63,12 @@ torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
     y = torch::conv2d(onednn::dense(x), adapted(weight), bias, options.stride(), *pad,
                       options.dilation(), options.groups());
   }
-  if (detail::FoldProbe* probe = detail::fold_probe()) probe->produced(*this, y);
+  if (detail::TraceProbe* probe = detail::trace_probe()) probe->produced(*this, y);
   return y;
 }
 
 torch::Tensor Conv2dImpl::fused(const torch::Tensor& x, std::optional<ops::Act> act, const torch::Tensor& residual) {
-  if (!blocked || !runs_prepacked(x) || detail::fold_probe()) return {};
+  if (!blocked || !runs_prepacked(x) || detail::trace_probe()) return {};
   return (*convolution)(x, bias, act, residual);
 }
 
@@ -87,6 +87,7 @@ void Conv2dImpl::unpack() {
 }
 
 torch::Tensor PackedWeight::linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) const {
+  if (detail::TraceProbe* probe = detail::trace_probe()) probe->linear_input(*this, x);
   const bool needs_grad = torch::GradMode::is_enabled() &&
                           (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
   const bool usable = packed && weight.unsafeGetTensorImpl() == source.unsafeGetTensorImpl() &&
@@ -145,7 +146,7 @@ BatchNorm2dImpl::BatchNorm2dImpl(torch::nn::BatchNormOptions o) : options(std::m
 torch::Tensor BatchNorm2dImpl::forward(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 4, "BatchNorm2d expects a 4-D input, got ", x.dim(), "-D");
   if (folded) return x;
-  if (detail::FoldProbe* probe = detail::fold_probe()) probe->consumed(*this, x);
+  if (detail::TraceProbe* probe = detail::trace_probe()) probe->consumed(*this, x);
   const bool use_batch_stats = is_training() || !options.track_running_stats();
   if (is_training() && options.track_running_stats()) num_batches_tracked.add_(1);
   const double momentum = options.momentum().value_or(0.0);
@@ -196,7 +197,7 @@ FrozenBatchNorm2dImpl::FrozenBatchNorm2dImpl(std::int64_t features, double eps)
 
 torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor& x) {
   if (folded) return x;
-  if (detail::FoldProbe* probe = detail::fold_probe()) probe->consumed(*this, x);
+  if (detail::TraceProbe* probe = detail::trace_probe()) probe->consumed(*this, x);
   const auto scale = weight * (running_var + options.eps()).rsqrt();
   const auto shift = bias - running_mean * scale;
   return x * scale.reshape({1, -1, 1, 1}) + shift.reshape({1, -1, 1, 1});

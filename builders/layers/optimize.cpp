@@ -19,15 +19,16 @@
 namespace mz {
 namespace {
 
-// Traces one forward pass: which convolution's output each foldable norm reads. A pair is foldable when
-// the norm only ever reads that convolution's fresh output (not modified in place since), and the
-// convolution's output only ever goes to that norm among the norms (other readers are invisible here;
-// the before/after comparison catches them).
-struct Tracer : nn::detail::FoldProbe {
+// Traces one forward pass: which convolution's output each foldable norm reads, and the shape of each linear map's
+// input. A pair is foldable when the norm only ever reads that convolution's fresh output (not modified in place
+// since), and the convolution's output only ever goes to that norm among the norms (other readers are invisible
+// here; the before/after comparison catches them).
+struct Tracer : nn::detail::TraceProbe {
   std::vector<torch::Tensor> outputs;  // kept alive, so no later tensor reuses their addresses
   std::map<const c10::TensorImpl*, std::pair<nn::Conv2dImpl*, std::uint32_t>> producer;  // output -> conv, version
   std::map<nn::Conv2dImpl*, std::set<nn::FoldableNorm*>> readers;
   std::map<nn::FoldableNorm*, std::set<nn::Conv2dImpl*>> sources;  // nullptr: something else
+  std::map<const nn::PackedWeight*, std::vector<std::int64_t>> linear_inputs;  // the first call's input shape
 
   void produced(nn::Conv2dImpl& conv, const torch::Tensor& output) override {
     outputs.push_back(output);
@@ -40,11 +41,28 @@ struct Tracer : nn::detail::FoldProbe {
     sources[&norm].insert(conv);
     if (conv) readers[conv].insert(&norm);
   }
+  void linear_input(const nn::PackedWeight& weight, const torch::Tensor& input) override {
+    linear_inputs.emplace(&weight, input.sizes().vec());
+  }
 };
 
+// The median of n timed calls after a warm-up, in milliseconds.
+template <class F>
+double median_ms(F&& run, int n) {
+  run();
+  std::vector<double> ms;
+  for (int i = 0; i < n; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[n / 2];
+}
+
 struct ProbeScope {
-  explicit ProbeScope(nn::detail::FoldProbe* p) { nn::detail::fold_probe() = p; }
-  ~ProbeScope() { nn::detail::fold_probe() = nullptr; }
+  explicit ProbeScope(nn::detail::TraceProbe* p) { nn::detail::trace_probe() = p; }
+  ~ProbeScope() { nn::detail::trace_probe() = nullptr; }
 };
 
 double relative_error(const TensorDict& got, const TensorDict& want) {
@@ -130,36 +148,29 @@ OptimizeReport optimize_for_inference(torch::nn::Module& model, const std::funct
       ++report.channels_last;
     });
   }
-  const auto timed = [&] {  // median of 3 runs after a warm-up, in milliseconds
-    run_example();
-    std::vector<double> ms;
-    for (int i = 0; i < 3; ++i) {
-      const auto t0 = std::chrono::steady_clock::now();
-      run_example();
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(ms.begin(), ms.end());
-    return ms[1];
-  };
-  // Linear maps on weights packed for oneDNN's matmul, if the example runs faster so.
-  std::vector<std::pair<torch::Tensor, nn::PackedWeight*>> linears;
+  // Each linear map on a weight packed for oneDNN's matmul where that is faster, timed on its own on an input of
+  // the shape it had in the example.
+  std::vector<nn::PackedWeight*> packed_linears;
   if (options.prepack && at::hasMKLDNN()) {
     nn::for_each<nn::PackableLinear>(model, [&](nn::PackableLinear& layer) {
-      for (const auto& item : layer.linear_weights())
-        if (item.first.dim() == 2 && item.first.scalar_type() == torch::kFloat) linears.push_back(item);
+      for (const auto& [weight, packed] : layer.linear_weights()) {
+        const auto input = tracer.linear_inputs.find(packed);
+        if (weight.dim() != 2 || weight.scalar_type() != torch::kFloat || input == tracer.linear_inputs.end()) continue;
+        const torch::Tensor x = torch::randn(input->second);
+        const double plain = median_ms([&] { packed->linear(x, weight, {}); }, 5);
+        packed->pack(weight);
+        if (median_ms([&] { packed->linear(x, weight, {}); }, 5) < plain)
+          packed_linears.push_back(packed);
+        else
+          packed->reset();
+      }
     });
   }
+  report.packed_linear = static_cast<std::int64_t>(packed_linears.size());
   const auto unpack_linears = [&] {
-    for (const auto& [weight, packed] : linears) packed->reset();
+    for (nn::PackedWeight* packed : packed_linears) packed->reset();
   };
-  if (!linears.empty()) {
-    const double plain = timed();
-    for (const auto& [weight, packed] : linears) packed->pack(weight);
-    if (timed() < plain)
-      report.packed_linear = static_cast<std::int64_t>(linears.size());
-    else
-      unpack_linears();
-  }
+  const auto timed = [&] { return median_ms(run_example, 3); };
   if (options.prepack && at::hasMKLDNN()) {
     std::vector<nn::Conv2dImpl*> convs;
     nn::for_each<nn::Conv2dImpl>(model, [&](nn::Conv2dImpl& conv) {

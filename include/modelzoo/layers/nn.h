@@ -60,15 +60,17 @@ class Adaptable {
 };
 
 class Conv2dImpl;
+class PackedWeight;
 namespace detail {
-// While mz::optimize_for_inference traces a forward pass, convolutions report their outputs and
-// foldable norms their inputs to the probe of the running thread (null otherwise).
-struct FoldProbe {
-  virtual ~FoldProbe() = default;
+// While mz::optimize_for_inference traces a forward pass, convolutions report their outputs, foldable
+// norms their inputs and linear maps theirs to the probe of the running thread (null otherwise).
+struct TraceProbe {
+  virtual ~TraceProbe() = default;
   virtual void produced(Conv2dImpl& conv, const torch::Tensor& output) = 0;
   virtual void consumed(FoldableNorm& norm, const torch::Tensor& input) = 0;
+  virtual void linear_input(const PackedWeight& weight, const torch::Tensor& input) = 0;
 };
-FoldProbe*& fold_probe();
+TraceProbe*& trace_probe();
 }  // namespace detail
 
 class Conv2dImpl : public torch::nn::Module, public Resettable, public Adaptable {
