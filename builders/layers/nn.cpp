@@ -4,7 +4,6 @@
 
 #include <cmath>
 
-#include <ATen/ops/mkldnn_convolution.h>
 #include <torch/nn/init.h>
 #include <torch/nn/functional/conv.h>
 #include <torch/nn/functional/normalization.h>
@@ -52,12 +51,7 @@ torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
     if (blocked) {
       y = (*convolution)(x, bias);
     } else {
-      // A dense output. Below autograd (nothing here needs gradients): LibTorch's oneDNN conversions assert
-      // that, which an inference tensor (one made under InferenceMode) used outside InferenceMode would not
-      // otherwise satisfy.
-      at::AutoDispatchBelowADInplaceOrView below_autograd;
-      y = torch::mkldnn_convolution(onednn::dense(x), convolution->packed(), bias, *pad, options.stride(),
-                                    options.dilation(), options.groups());
+      y = convolution->dense(onednn::dense(x), bias);  // an ordinary output
     }
   } else {
     y = torch::conv2d(onednn::dense(x), adapted(weight), bias, options.stride(), *pad,

@@ -12,6 +12,10 @@
 
 #include "modelzoo/layers/ops.h"
 
+namespace ideep {
+class tensor;
+}
+
 namespace mz::onednn {
 
 // x as an ordinary tensor / as an mkldnn tensor (x itself if it already is one). Also for inference tensors used
@@ -35,22 +39,28 @@ class Convolution {
   // weight: [O, I / groups, kH, kW] float, copied.
   Convolution(const torch::Tensor& weight, const torch::nn::Conv2dOptions& options);
   ~Convolution();
-  // The reordered weight (an mkldnn tensor), for torch::mkldnn_convolution.
-  const torch::Tensor& packed() const { return weight_; }
   // act(conv(x) + bias + residual) as an mkldnn tensor, for a float 4-d x of either kind. bias ([O] float) and
   // residual (of the output's shape, either kind) may be undefined, act empty. An undefined tensor when oneDNN
   // cannot fuse them (Hardsigmoid).
   torch::Tensor operator()(const torch::Tensor& x, const torch::Tensor& bias, std::optional<ops::Act> act = {},
                            const torch::Tensor& residual = {}) const;
+  // conv(x) + bias for an ordinary float 4-d x, as an ordinary tensor: channels-last if x or the weight given to the
+  // constructor was, contiguous otherwise.
+  torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& bias) const;
 
  private:
   struct Plan;
-  std::shared_ptr<const Plan> plan(const torch::Tensor& x, bool bias, std::optional<ops::Act> act,
+  // The plan for input x (an ideep view of either kind); made on first use, with Winograd's algorithm where it
+  // measures faster (3x3 convolutions of stride 1).
+  std::shared_ptr<const Plan> plan(const ideep::tensor& x, bool bias, std::optional<ops::Act> act,
                                    const torch::Tensor& residual) const;
+  std::shared_ptr<const Plan> keep(std::shared_ptr<const Plan> plan) const;  // with mutex_ held
+  void check(const torch::Tensor& x, const torch::Tensor& bias) const;
   torch::Tensor weight_;  // reordered (an mkldnn tensor)
   std::int64_t out_channels_;
   std::vector<std::int64_t> kernel_, stride_, padding_, dilation_;
   std::int64_t groups_;
+  bool channels_last_;  // the weight given was
   mutable std::mutex mutex_;
   mutable std::vector<std::shared_ptr<const Plan>> plans_;  // the most recent last
 };

@@ -294,3 +294,44 @@ TEST_CASE("vit::MultiheadAttention with a packed input projection") {
   attention->out_proj->packed.pack(attention->out_proj->weight);
   CHECK(max_relative(attention(x), want) <= 1e-5);
 }
+
+// A prepacked convolution (oneDNN, Winograd's algorithm for 3x3 stride 1 where it measures faster) gives
+// torch::conv2d's numbers, for ordinary inputs of either memory format (an ordinary output, channels-last when the
+// input or the weight is) and in oneDNN's own layout.
+TEST_CASE("nn::Conv2d prepacked: torch::conv2d's outputs in every layout") {
+  if (!at::hasMKLDNN()) return;
+  torch::manual_seed(0);
+  for (const auto& [k, s] : std::vector<std::pair<std::int64_t, std::int64_t>>{{3, 1}, {3, 2}, {1, 1}}) {
+    const std::int64_t kernel = k, stride = s;  // named, for CAPTURE
+    for (bool bias : {true, false}) {
+      for (bool weight_channels_last : {false, true}) {
+        CAPTURE(kernel);
+        CAPTURE(stride);
+        CAPTURE(bias);
+        CAPTURE(weight_channels_last);
+        mz::nn::Conv2d conv(torch::nn::Conv2dOptions(64, 48, kernel).stride(stride).padding(kernel / 2).bias(bias));
+        mz::nn::reset_parameters(*conv);
+        for (auto& p : conv->parameters()) p.requires_grad_(false);
+        if (weight_channels_last) conv->weight.set_data(conv->weight.contiguous(torch::MemoryFormat::ChannelsLast));
+        torch::NoGradGuard no_grad;
+        const torch::Tensor x = torch::randn({2, 64, 40, 36});
+        const torch::Tensor want = torch::conv2d(x, conv->weight.contiguous(), conv->bias, stride, kernel / 2);
+        conv->prepack();
+        for (bool x_channels_last : {false, true}) {
+          CAPTURE(x_channels_last);
+          const torch::Tensor in = x_channels_last ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x;
+          const torch::Tensor got = conv(in);
+          CHECK_FALSE(got.is_mkldnn());
+          // (A 1x1 weight's strides do not tell its format: LibTorch deems it contiguous.)
+          const bool channels_last = x_channels_last || (weight_channels_last && kernel > 1);
+          CHECK(got.is_contiguous(channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous));
+          CHECK(max_relative(got, want) <= 1e-5);
+        }
+        conv->blocked = true;
+        const torch::Tensor got = conv(x);
+        CHECK(got.is_mkldnn());
+        CHECK(max_relative(got.to_dense(), want) <= 1e-5);
+      }
+    }
+  }
+}
