@@ -109,11 +109,14 @@ template <typename T>
 void roi_align_impl(const torch::Tensor& input, const torch::Tensor& rois, torch::Tensor& output, T spatial_scale,
                     int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned) {
   const int64_t channels = input.size(1), height = input.size(2), width = input.size(3);
+  // input: contiguous, or channels-last (then each sample's channels are adjacent, and the loop over them vectorises).
+  const bool channels_last = !input.is_contiguous();
   const T* in = input.data_ptr<T>();
   const T* roi_data = rois.data_ptr<T>();
   T* out = output.data_ptr<T>();
   at::parallel_for(0, rois.size(0), 1, [&](int64_t begin, int64_t end) {
     std::vector<Sample<T>> samples;
+    std::vector<T> sums(channels_last ? channels : 0);
     for (int64_t n = begin; n < end; ++n) {
       const T* roi = roi_data + n * 5;
       const int64_t batch = static_cast<int>(roi[0]);
@@ -145,6 +148,24 @@ void roi_align_impl(const torch::Tensor& input, const torch::Tensor& rois, torch
             }
           }
       const int64_t per_bin = static_cast<int64_t>(std::max(grid_h, 0)) * std::max(grid_w, 0);
+      if (channels_last) {
+        // Each sample reads four runs of `channels` values: the same sums, per channel, in the same order.
+        const T* image = in + batch * height * width * channels;
+        const Sample<T>* s = samples.data();
+        for (int64_t bin = 0; bin < pooled_h * pooled_w; ++bin) {
+          std::fill(sums.begin(), sums.end(), T(0));
+          for (int64_t k = 0; k < per_bin; ++k, ++s) {
+            const T *p0 = image + s->pos[0] * channels, *p1 = image + s->pos[1] * channels,
+                    *p2 = image + s->pos[2] * channels, *p3 = image + s->pos[3] * channels;
+            const T w0 = s->w[0], w1 = s->w[1], w2 = s->w[2], w3 = s->w[3];
+            T* sum = sums.data();
+            for (int64_t c = 0; c < channels; ++c) sum[c] += w0 * p0[c] + w1 * p1[c] + w2 * p2[c] + w3 * p3[c];
+          }
+          T* dst = out + n * channels * pooled_h * pooled_w + bin;
+          for (int64_t c = 0; c < channels; ++c) dst[c * pooled_h * pooled_w] = sums[c] / count;
+        }
+        continue;
+      }
       for (int64_t c = 0; c < channels; ++c) {
         const T* plane = in + (batch * channels + c) * height * width;
         T* dst = out + (n * channels + c) * pooled_h * pooled_w;
@@ -235,7 +256,13 @@ torch::Tensor roi_align(const torch::Tensor& input, const torch::Tensor& rois, s
   torch::Tensor output = torch::zeros({rois.size(0), input.size(1), output_size[0], output_size[1]}, input.options());
   if (output.numel() == 0) return output;
   if (input.size(2) == 0 || input.size(3) == 0) throw UsageError("input", "the feature map is empty");
-  const torch::Tensor in = input.contiguous(), r = rois.contiguous();
+  // Channels-last where the map is, or where the samples outnumber the map's values enough to pay for the copy.
+  const std::int64_t samples = rois.size(0) * input.size(1) * output_size[0] * output_size[1] *
+                               (sampling_ratio > 0 ? sampling_ratio * sampling_ratio : 4);
+  const bool channels_last = input.is_contiguous(torch::MemoryFormat::ChannelsLast) || samples > 2 * input.numel();
+  const torch::Tensor in = input.contiguous(channels_last ? torch::MemoryFormat::ChannelsLast
+                                                          : torch::MemoryFormat::Contiguous),
+                      r = rois.contiguous();
   const torch::Tensor batch = r.select(1, 0);
   if (batch.min().item<double>() < 0 || batch.max().item<double>() >= static_cast<double>(input.size(0)))
     throw UsageError("rois", "a batch index is outside [0, " + std::to_string(input.size(0)) + ")");

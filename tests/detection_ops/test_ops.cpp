@@ -84,9 +84,13 @@ TEST_CASE("roi_align equals torchvision's kernel: aligned or not, any sampling r
             torch::Tensor batch = torch::randint(0, 3, {24, 1}, dtype);
             torch::Tensor rois = torch::cat({batch, xy, xy + wh}, 1);
             const torch::Tensor want = tv().roi_align.call(x, rois, scale, out[0], out[1], sr, aligned);
-            const torch::Tensor got = mz::ops::roi_align(x, rois, out, scale, sr, aligned);
-            CHECK_MESSAGE(same(got, want), "scale " << scale << " sr " << sr << " aligned " << aligned << " out "
-                                                    << out[0] << "x" << out[1] << " " << dtype);
+            // The channels-last kernel too (for a channels-last map, or many samples on a small one): the same bits.
+            for (const torch::Tensor& map : {x, x.contiguous(torch::MemoryFormat::ChannelsLast)}) {
+              const torch::Tensor got = mz::ops::roi_align(map, rois, out, scale, sr, aligned);
+              CHECK_MESSAGE(same(got, want), "scale " << scale << " sr " << sr << " aligned " << aligned << " out "
+                                                      << out[0] << "x" << out[1] << " " << dtype << " channels-last "
+                                                      << !map.is_contiguous());
+            }
           }
   // The list-of-boxes form, from the Python oracle (torchvision.ops.roi_align).
   for (int i = 0; i < 3; ++i) {
