@@ -157,6 +157,7 @@ OptimizeReport optimize_for_inference(torch::nn::Module& model, const std::funct
         const auto input = tracer.linear_inputs.find(packed);
         if (weight.dim() != 2 || weight.scalar_type() != torch::kFloat || input == tracer.linear_inputs.end()) continue;
         const torch::Tensor x = torch::randn(input->second);
+        packed->reset();  // (packed by an earlier call)
         const double plain = median_ms([&] { packed->linear(x, weight, {}); }, 5);
         packed->pack(weight);
         if (median_ms([&] { packed->linear(x, weight, {}); }, 5) < plain)

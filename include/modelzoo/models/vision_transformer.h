@@ -36,7 +36,8 @@ namespace vit {
 
 // torch.nn.MultiheadAttention for self-attention with batch_first=True, need_weights=False (state
 // dict: in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias). In inference (eval, no
-// grad) it runs LibTorch's fused kernel, as PyTorch's own fast path does.
+// grad) it runs LibTorch's fused kernel, as PyTorch's own fast path does, unless
+// mz::optimize_for_inference packed its input projection for oneDNN (then step by step).
 class MultiheadAttentionImpl : public torch::nn::Module, public nn::Adaptable, public nn::PackableLinear {
  public:  // Adaptable: in_proj_weight
   MultiheadAttentionImpl(std::int64_t embed_dim, std::int64_t num_heads, double dropout);
