@@ -326,7 +326,8 @@ struct Linear::Plan {
 };
 
 Linear::Linear(const torch::Tensor& weight) : out_features_(weight.size(0)), in_features_(weight.size(1)) {
-  TORCH_CHECK(weight.dim() == 2 && weight.scalar_type() == torch::kFloat, "mz::onednn::Linear takes a 2-d float weight");
+  TORCH_CHECK(weight.dim() == 2 && weight.scalar_type() == torch::kFloat && weight.numel() > 0,
+              "mz::onednn::Linear takes a non-empty 2-d float weight");
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   weight_ = weight.detach().contiguous();
 }

@@ -155,7 +155,9 @@ OptimizeReport optimize_for_inference(torch::nn::Module& model, const std::funct
     nn::for_each<nn::PackableLinear>(model, [&](nn::PackableLinear& layer) {
       for (const auto& [weight, packed] : layer.linear_weights()) {
         const auto input = tracer.linear_inputs.find(packed);
-        if (weight.dim() != 2 || weight.scalar_type() != torch::kFloat || input == tracer.linear_inputs.end()) continue;
+        if (weight.dim() != 2 || weight.scalar_type() != torch::kFloat || weight.numel() == 0 ||
+            input == tracer.linear_inputs.end())
+          continue;
         const torch::Tensor x = torch::randn(input->second);
         packed->reset();  // (packed by an earlier call)
         const double plain = median_ms([&] { packed->linear(x, weight, {}); }, 5);
