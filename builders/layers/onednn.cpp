@@ -301,11 +301,11 @@ torch::Tensor Convolution::dense(const torch::Tensor& x, const torch::Tensor& bi
   const std::shared_ptr<const Plan> p = plan(src, bias.defined(), {}, {});
   const ideep::dims dims = ideep::tensor::desc(p->pd.dst_desc()).get_dims();
   torch::Tensor out = torch::empty(dims, x.options().memory_format(format));
-  const ideep::tensor plain({dims, ideep::data_type::f32, tag}, out.data_ptr());
+  ideep::tensor plain({dims, ideep::data_type::f32, tag}, out.data_ptr());
   ideep::tensor y;  // in the primitive's layout, unless that is the output's
   if (p->pd.dst_desc() == plain.get_desc()) y = plain;
   run(p->pd, p->primitive, p->weights, src, bias.defined() ? bias.contiguous() : bias, {}, y);
-  if (y.get_data_handle() != out.data_ptr()) y.reorder_to(const_cast<ideep::tensor&>(plain));
+  if (y.get_data_handle() != out.data_ptr()) y.reorder_to(plain);
   return out;
 }
 
