@@ -43,6 +43,7 @@ std::pair<torch::Tensor, torch::Tensor> random_dets(int64_t n, double quant, int
   if (quant > 0) boxes = (boxes / quant).round() * quant;
   torch::Tensor scores = torch::rand({n}, torch::kDouble);
   if (levels > 0) scores = (scores * levels).round() / levels;
+  if (levels < 0) scores.masked_fill_(torch::rand({n}) < 0.2, NAN);  // NaN scores sort first
   return {boxes.to(dtype), scores.to(dtype)};
 }
 
@@ -53,7 +54,7 @@ TEST_CASE("nms equals torchvision's kernel, ties included") {
   int cases_run = 0;
   for (int64_t n : {0, 1, 2, 7, 64, 500, 2000})
     for (double quant : {0.0, 5.0, 20.0})
-      for (int levels : {0, 4, 50})
+      for (int levels : {0, 4, 50, -1})
         for (auto dtype : {torch::kFloat, torch::kDouble}) {
           auto [boxes, scores] = random_dets(n, quant, levels, dtype);
           for (double thr : {0.0, 0.3, 0.5, 0.7, 1.0}) {
@@ -62,7 +63,7 @@ TEST_CASE("nms equals torchvision's kernel, ties included") {
             ++cases_run;
           }
         }
-  CHECK(cases_run == 7 * 3 * 3 * 2 * 5);
+  CHECK(cases_run == 7 * 3 * 4 * 2 * 5);
   auto c = case_of("nms", 0);
   CHECK_SAME(mz::ops::nms(c("boxes"), c("scores"), c("thr").item<double>()), c("keep"));
 }
@@ -99,6 +100,45 @@ TEST_CASE("roi_align equals torchvision's kernel: aligned or not, any sampling r
                                   static_cast<int64_t>(c("sr").item<double>()), c("aligned").item<double>() != 0),
                c("out"));
   }
+}
+
+// torchvision's _batched_nms_vanilla (ops/boxes.py), step for step over its nms kernel.
+torch::Tensor tv_batched_nms_vanilla(const torch::Tensor& boxes, const torch::Tensor& scores, const torch::Tensor& idxs,
+                                     double thr) {
+  torch::Tensor keep_mask = torch::zeros_like(scores, torch::kBool);
+  const torch::Tensor classes = std::get<0>(torch::_unique(idxs));
+  for (int64_t k = 0; k < classes.size(0); ++k) {
+    const torch::Tensor members = torch::where(idxs == classes[k])[0];
+    const torch::Tensor kept = tv().nms.call(boxes.index({members}), scores.index({members}), thr);
+    keep_mask.index_put_({members.index({kept})}, true);
+  }
+  const torch::Tensor keep = torch::where(keep_mask)[0];
+  return keep.index({std::get<1>(scores.index({keep}).sort(0, /*descending=*/true))});
+}
+
+TEST_CASE("batched_nms_vanilla equals torchvision's loop over its nms kernel") {
+  torch::manual_seed(5);
+  int cases_run = 0;
+  for (int64_t n : {0, 1, 300, 3000})
+    for (int64_t categories : {1, 7, 90})
+      for (int levels : {0, 4, -1})
+        for (auto dtype : {torch::kFloat, torch::kDouble}) {
+          auto [boxes, scores] = random_dets(n, 5.0, levels, dtype);
+          // Categories unsorted, negative and sparse, in a narrower integer type too.
+          torch::Tensor idxs = torch::randint(categories, {n}, torch::kLong) * 3 - 4;
+          if (categories == 7) idxs = idxs.to(torch::kInt);
+          if (categories == 90) boxes = boxes.t().contiguous().t();  // column-major rows
+          for (double thr : {0.3, 0.5}) {
+            CAPTURE(n);
+            CAPTURE(categories);
+            CAPTURE(levels);
+            CAPTURE(thr);
+            CHECK_SAME(mz::ops::batched_nms_vanilla(boxes, scores, idxs, thr),
+                       tv_batched_nms_vanilla(boxes, scores, idxs, thr));
+            ++cases_run;
+          }
+        }
+  CHECK(cases_run == 4 * 3 * 3 * 2 * 2);
 }
 
 TEST_CASE("batched_nms takes torchvision's path at 4000 coordinates, with its tie order") {
