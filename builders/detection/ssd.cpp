@@ -263,20 +263,36 @@ std::vector<Detection> SSDImpl::postprocess_detections(
   for (std::size_t i = 0; i < anchors.size(); ++i) {
     auto boxes = box_coder.decode_single(head_outputs.bbox_regression[i], anchors[i]);
     boxes = ops::clip_boxes_to_image(boxes, {image_sizes[i][0], image_sizes[i][1]});
-    auto scores = pred_scores[i];
-    std::vector<torch::Tensor> image_boxes, image_scores, image_labels;
-    for (std::int64_t label = 1; label < num_classes; ++label) {
-      auto score = scores.select(1, label);
-      auto keep = score > options.score_thresh;
-      score = score.index({keep});
-      auto box = boxes.index({keep});
-      auto top = score.topk(std::min(options.topk_candidates, score.size(0)));
-      image_boxes.push_back(box.index({std::get<1>(top)}));
-      image_scores.push_back(std::get<0>(top));
-      image_labels.push_back(torch::full_like(std::get<0>(top), label, torch::kLong));
-    }
-    auto all_boxes = torch::cat(image_boxes), all_scores = torch::cat(image_scores);
-    auto all_labels = torch::cat(image_labels);
+    // Upstream, per label: score = scores[:, label]; score[score > score_thresh]; its top-k; their boxes.
+    // Here one pass gathers each label's candidates, in anchor order, and topk runs on a tensor equal to
+    // upstream's, so that ties come out in its order.
+    const torch::Tensor scores = pred_scores[i].contiguous();
+    const std::int64_t num_anchors = scores.size(0);
+    torch::Tensor candidates = torch::empty({num_anchors}, scores.options());
+    std::vector<std::int64_t> rows(num_anchors), selected, labels;
+    std::vector<torch::Tensor> image_scores;
+    AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "mz::SSD::postprocess_detections", [&] {
+      const auto thresh = static_cast<scalar_t>(options.score_thresh);  // as Tensor > Scalar compares
+      const scalar_t* score = scores.data_ptr<scalar_t>();
+      scalar_t* candidate = candidates.data_ptr<scalar_t>();
+      for (std::int64_t label = 1; label < num_classes; ++label) {
+        std::int64_t n = 0;
+        for (std::int64_t a = 0; a < num_anchors; ++a) {
+          const scalar_t v = score[a * num_classes + label];
+          if (v > thresh) candidate[n] = v, rows[n++] = a;
+        }
+        const auto [top, index] = candidates.narrow(0, 0, n).topk(std::min(options.topk_candidates, n));
+        image_scores.push_back(top);
+        const std::int64_t* j = index.data_ptr<std::int64_t>();
+        for (std::int64_t k = 0; k < index.numel(); ++k) selected.push_back(rows[j[k]]);
+        labels.insert(labels.end(), index.numel(), label);
+      }
+    });
+    const auto as_tensor = [](std::vector<std::int64_t>& v) {
+      return torch::from_blob(v.data(), {static_cast<std::int64_t>(v.size())}, torch::kLong);
+    };
+    auto all_boxes = boxes.index_select(0, as_tensor(selected)), all_scores = torch::cat(image_scores);
+    auto all_labels = as_tensor(labels).clone();
     auto keep = ops::batched_nms(all_boxes, all_scores, all_labels, options.nms_thresh)
                     .slice(0, 0, options.detections_per_img);
     Detection d;

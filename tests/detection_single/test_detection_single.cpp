@@ -12,7 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "modelzoo/detection/box_coder.h"
 #include "modelzoo/detection/fcos.h"
+#include "modelzoo/detection/ops.h"
 #include "modelzoo/detection/retinanet.h"
 #include "modelzoo/detection/ssd.h"
 #include "modelzoo/detection/ssdlite.h"
@@ -228,6 +230,68 @@ TEST_CASE("every stage matches torchvision, in BN, FrozenBN, eps-0 and old-name 
       }
     }
   }
+}
+
+// torchvision's SSD.postprocess_detections (models/detection/ssd.py), op for op.
+std::vector<mz::Detection> upstream_ssd_postprocess(const mz::SSDOptions& o, const mz::SSDHeadOutputs& head,
+                                                    const torch::Tensor& anchors, const mz::ImageSize& size) {
+  const mz::BoxCoder box_coder({10.0, 10.0, 5.0, 5.0});
+  const torch::Tensor scores = torch::softmax(head.cls_logits, -1)[0];
+  const torch::Tensor boxes =
+      mz::ops::clip_boxes_to_image(box_coder.decode_single(head.bbox_regression[0], anchors), {size[0], size[1]});
+  std::vector<torch::Tensor> all_boxes, all_scores, all_labels;
+  for (int64_t label = 1; label < scores.size(-1); ++label) {
+    torch::Tensor score = scores.select(1, label);
+    const torch::Tensor keep = score > o.score_thresh;
+    score = score.index({keep});
+    const auto [top, idxs] = score.topk(std::min(o.topk_candidates, score.size(0)));
+    all_boxes.push_back(boxes.index({keep}).index({idxs}));
+    all_scores.push_back(top);
+    all_labels.push_back(torch::full_like(top, label, torch::kLong));
+  }
+  const torch::Tensor b = torch::cat(all_boxes), s = torch::cat(all_scores), l = torch::cat(all_labels);
+  const torch::Tensor keep = mz::ops::batched_nms(b, s, l, o.nms_thresh).slice(0, 0, o.detections_per_img);
+  mz::Detection d;
+  d.boxes = b.index({keep});
+  d.scores = s.index({keep});
+  d.labels = l.index({keep});
+  return {d};
+}
+
+TEST_CASE("SSD's per-class selection equals upstream's ops: tied scores, a threshold between a float and its double") {
+  mz::ArchitectureOnly uninitialised;
+  mz::SSDLite320MobileNetV3LargeOptions o;
+  o.num_classes = 6;
+  o.weights_backbone.reset();
+  auto model = mz::ssdlite320_mobilenet_v3_large({}, o);
+  torch::manual_seed(11);
+  int cases = 0;
+  for (int64_t anchors : {1, 40, 700})
+    for (int64_t topk : {3, 50, 400}) {
+      mz::SSDHeadOutputs head;
+      head.cls_logits = (torch::randn({1, anchors, 6}) * 2).round() / 2;  // few distinct scores: ties
+      head.bbox_regression = torch::randn({1, anchors, 4}) * 0.5;
+      const torch::Tensor xy = torch::rand({anchors, 2}) * 200;
+      const torch::Tensor priors = torch::cat({xy, xy + torch::rand({anchors, 2}) * 80 + 1}, 1);
+      const float some_score = torch::softmax(head.cls_logits, -1)[0][0][1].item<float>();
+      // Just below one score as a double, that very score as a float: Tensor > Scalar compares in
+      // float, so upstream drops it (a double comparison would keep it).
+      for (double thresh : {0.0, std::nextafter(static_cast<double>(some_score), 0.0), 0.1}) {
+        model->options.score_thresh = thresh;
+        model->options.topk_candidates = topk;
+        const auto got = model->postprocess_detections(head, {priors}, {{240, 200}});
+        const auto want = upstream_ssd_postprocess(model->options, head, priors, {240, 200});
+        CAPTURE(anchors);
+        CAPTURE(topk);
+        CAPTURE(thresh);
+        CHECK(torch::equal(got[0].boxes, want[0].boxes));
+        CHECK(torch::equal(got[0].scores, want[0].scores));
+        CHECK(torch::equal(got[0].labels, want[0].labels));
+        if (anchors > 1) CHECK(want[0].scores.numel() > 0);
+        ++cases;
+      }
+    }
+  CHECK(cases == 27);
 }
 
 TEST_CASE("trainable-parameter counts equal torchvision's test_detection_model_trainable_backbone_layers") {
