@@ -236,7 +236,13 @@ void run_bench(const BenchArgs& a) {
     model->run(x);
     forward_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
   }
-  const json out = {{"model", a.model}, {"checkpoint", a.checkpoint}, {"size", a.size}, {"batch", a.batch},
+  // With --input, the inputs' shapes stand in for --size and --batch.
+  json shapes = json::object();
+  if (!a.input.empty())
+    for (const auto& item : x) shapes[item.key()] = item.value().sizes().vec();
+  const json out = {{"model", a.model}, {"checkpoint", a.checkpoint},
+                    {"size", a.input.empty() ? json(a.size) : json(nullptr)},
+                    {"batch", a.input.empty() ? json(a.batch) : json(nullptr)}, {"input", shapes},
                     {"repeat", a.repeat}, {"mmap", a.mmap}, {"optimize", a.optimize}, {"optimized", optimized},
                     {"threads", torch::get_num_threads()}, {"blas", resolved_blas()},
                     {"load_ms", median(load_ms)}, {"forward_ms", a.load_only ? json(nullptr) : json(median(forward_ms))},
@@ -248,7 +254,11 @@ void run_bench(const BenchArgs& a) {
   }
   std::cout << std::fixed << std::setprecision(2) << a.model << ": load " << median(load_ms) << " ms";
   if (!a.load_only)
-    std::cout << ", forward " << median(forward_ms) << " ms (batch " << a.batch << ", " << a.size << "x" << a.size << ")";
+    std::cout << ", forward " << median(forward_ms) << " ms ("
+              << (a.input.empty() ? "batch " + std::to_string(a.batch) + ", " + std::to_string(a.size) + "x" +
+                                        std::to_string(a.size)
+                                  : "input " + shapes.dump())
+              << ")";
   if (a.optimize)
     std::cout << ", optimised (" << optimized["folded"] << " norms folded, " << optimized["prepacked"]
               << " convolutions prepacked, " << optimized["blocked"] << " in oneDNN's layout, "
