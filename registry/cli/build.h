@@ -2,7 +2,11 @@
 // or from a saved model's directory.
 #pragma once
 
+#include <fstream>
+#include <iomanip>
+#include <limits>
 #include <optional>
+#include <sstream>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -11,8 +15,49 @@
 #include "modelzoo/checkpoint.h"
 #include "modelzoo/pretrained.h"
 #include "modelzoo/registry.h"
+#include "modelzoo/weights.h"
 
 namespace mz::cli {
+
+// The memory the kernel can still give this process: MemAvailable + SwapFree of /proc/meminfo, in bytes
+// (nullopt where there is no such file).
+inline std::optional<double> available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double kb = 0, total = 0;
+  int found = 0;
+  while (in >> key >> kb) {
+    if (key == "MemAvailable:" || key == "SwapFree:") total += kb, ++found;
+    in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  if (found == 0) return std::nullopt;
+  return total * 1024;
+}
+
+// Refuses, before anything is allocated, a random init or a checkpoint copy whose float32 parameters alone
+// (num_params of `weights`, the model's default ones when empty) exceed the memory available: the kernel's
+// OOM killer would end the process without a word (t5_11b's 45 GB on a 24 GB machine). Not where the
+// parameters are mapped from a file's pages (--mmap, and weights from the hub cache, so not for --weights),
+// nor with options, for which num_params does not say what is built.
+inline void check_memory(const ModelInfo& info, const std::string& weights, const nlohmann::json& options,
+                         bool copies_checkpoint) {
+  for (const auto& [key, value] : options.items())
+    if (key != "weights_backbone") return;
+  const std::string prefix = info.weights_enum + ".";  // as the builders take a name: VALUE or Enum.VALUE
+  const std::string name =
+      weights.empty() ? info.default_weights() : (weights.rfind(prefix, 0) == 0 ? "" : prefix) + weights;
+  const WeightsRecord* w = find_weights(name);
+  const auto available = available_memory();
+  if (w == nullptr || w->meta.num_params <= 0 || !available) return;
+  const double need = 4.0 * static_cast<double>(w->meta.num_params);
+  if (need <= *available) return;
+  std::ostringstream reason;
+  reason << std::fixed << std::setprecision(1) << "its " << w->meta.num_params << " parameters need "
+         << need / 1e9 << " GB as float32, more than the " << *available / 1e9
+         << " GB this machine has available (MemAvailable + SwapFree)"
+         << (copies_checkpoint ? "; --mmap maps the checkpoint's pages instead of copying them" : "");
+  throw Error(info.name, reason.str());
+}
 
 // --weights NAME loads those weights (through the hub). --checkpoint FILE builds with no weights at
 // all (backbone weights off too, parameters left uninitialised) and then loads the file strictly.
@@ -40,6 +85,7 @@ inline Model build(const std::string& name, const std::string& checkpoint, const
   if (!weights.empty()) return info.build(weights, options);
   if (like.empty() && info.default_options.contains("weights_backbone") && !options.contains("weights_backbone"))
     options["weights_backbone"] = nullptr;
+  if (checkpoint.empty() || storage == Storage::Copy) check_memory(info, like, options, !checkpoint.empty());
   if (checkpoint.empty()) return info.build("", options);
   std::optional<Model> m;
   {
