@@ -23,7 +23,8 @@ CNBlockImpl::CNBlockImpl(std::int64_t dim, double stochastic_depth_prob) {
 }
 
 torch::Tensor CNBlockImpl::forward(const torch::Tensor& x) {
-  return stochastic_depth->forward(layer_scale * block->forward(x)) + x;
+  // In place, as torchvision's `result += input`: the sum is a fresh tensor either way.
+  return stochastic_depth->forward(layer_scale * block->forward(x)).add_(x);
 }
 
 }  // namespace convnext
