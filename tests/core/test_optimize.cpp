@@ -264,6 +264,21 @@ TEST_CASE("nn::PackedWeight: torch::linear's outputs, and never a stale copy") {
     linear->delta = nullptr;
     CHECK(max_relative(linear(x), torch::linear(x, linear->weight, linear->bias)) <= 1e-5);
   }
+  // Unpacked: torch::linear's outputs, the bias fused into the product for contiguous inputs of 4-d and more.
+  for (bool bias : {true, false}) {
+    mz::nn::Linear linear(torch::nn::LinearOptions(24, 16).bias(bias));
+    mz::nn::reset_parameters(*linear);
+    for (const auto& shape : std::vector<std::vector<std::int64_t>>{{2, 3, 5, 24}, {2, 1, 3, 4, 24}, {0, 3, 2, 24}}) {
+      CAPTURE(bias);
+      CAPTURE(shape);
+      const torch::Tensor x = torch::randn(shape), strided = torch::randn(shape).transpose(1, 2);
+      for (const torch::Tensor& input : {x, strided}) {
+        const torch::Tensor want = torch::linear(input, linear->weight, linear->bias), got = linear(input);
+        REQUIRE(got.sizes() == want.sizes());
+        if (want.numel()) CHECK(max_relative(got, want) <= 1e-5);
+      }
+    }
+  }
   // Gradients: torch::linear, so they flow.
   mz::nn::Linear linear(8, 4);
   mz::nn::reset_parameters(*linear);
@@ -272,6 +287,17 @@ TEST_CASE("nn::PackedWeight: torch::linear's outputs, and never a stale copy") {
   linear(x).sum().backward();
   CHECK(x.grad().defined());
   CHECK(linear->weight.grad().defined());
+  // And through the fused 4-d path, with torch::linear's gradients.
+  const torch::Tensor x4 = torch::randn({2, 3, 2, 8}, torch::requires_grad());
+  linear->weight.mutable_grad() = torch::Tensor();
+  const torch::Tensor g = torch::randn({2, 3, 2, 4});
+  (linear(x4) * g).sum().backward();
+  const torch::Tensor want_x = x4.grad().clone(), want_w = linear->weight.grad().clone();
+  x4.mutable_grad() = torch::Tensor();
+  linear->weight.mutable_grad() = torch::Tensor();
+  (torch::linear(x4, linear->weight, linear->bias) * g).sum().backward();
+  CHECK(max_relative(want_x, x4.grad()) <= 1e-5);
+  CHECK(max_relative(want_w, linear->weight.grad()) <= 1e-5);
 }
 
 // ViT's attention with its input projection packed leaves LibTorch's fused path for the step-by-step one: the same
