@@ -44,7 +44,12 @@ torch::Tensor shifted_window_attention(const torch::Tensor& input, const torch::
                                        std::vector<std::int64_t> ws, std::int64_t num_heads,
                                        std::vector<std::int64_t> shift, double attention_dropout, double dropout,
                                        const torch::Tensor& qkv_bias, const torch::Tensor& proj_bias,
-                                       const torch::Tensor& logit_scale, bool training) {
+                                       const torch::Tensor& logit_scale, bool training,
+                                       const nn::PackedWeight* qkv_packed, const nn::PackedWeight* proj_packed) {
+  const auto linear = [](const nn::PackedWeight* packed, const torch::Tensor& x, const torch::Tensor& weight,
+                         const torch::Tensor& bias) {
+    return packed ? packed->linear(x, weight, bias) : torch::linear(x, weight, bias);
+  };
   TORCH_CHECK(input.dim() == 4, "shifted_window_attention expects (N, H, W, C), got ", input.sizes());
   const auto B = input.size(0), H = input.size(1), W = input.size(2), C = input.size(3);
   // Pad the feature map to multiples of the window size.
@@ -69,7 +74,7 @@ torch::Tensor shifted_window_attention(const torch::Tensor& input, const torch::
     const auto length = bias.numel() / 3;
     bias.slice(0, length, 2 * length).zero_();
   }
-  auto qkv = torch::linear(x, qkv_weight, bias).reshape({B, num_windows, n, 3, num_heads, head_dim}).permute({3, 0, 1, 4, 2, 5});
+  auto qkv = linear(qkv_packed, x, qkv_weight, bias).reshape({B, num_windows, n, 3, num_heads, head_dim}).permute({3, 0, 1, 4, 2, 5});
   auto q = qkv[0], k = qkv[1], v = qkv[2];  // (B, nW, heads, N, head_dim)
   if (logit_scale.defined()) {
     // Cosine attention with a learnt, clamped temperature (Swin V2).
@@ -83,7 +88,7 @@ torch::Tensor shifted_window_attention(const torch::Tensor& input, const torch::
   if (shifted) attn_bias = attn_bias + shifted_window_mask(pad_h, pad_w, ws, shift, x.options()).unsqueeze(1);
   auto out = ops::attention(q, k, v, attn_bias, attention_dropout, training);  // (B, nW, heads, N, head_dim)
   x = out.transpose(2, 3).reshape({B * num_windows, n, C});
-  x = torch::linear(x, proj_weight, proj_bias);
+  x = linear(proj_packed, x, proj_weight, proj_bias);
   if (training && dropout > 0.0) x = torch::dropout(x, dropout, true);
 
   // Reverse windows, the cyclic shift and the padding.
@@ -146,7 +151,8 @@ torch::Tensor ShiftedWindowAttentionImpl::get_relative_position_bias() {
 torch::Tensor ShiftedWindowAttentionImpl::forward(const torch::Tensor& x) {
   return shifted_window_attention(x, qkv->adapted(qkv->weight), proj->adapted(proj->weight),
                                   get_relative_position_bias(), window_size, num_heads, shift_size, attention_dropout,
-                                  dropout, qkv->bias, proj->bias, v2 ? logit_scale : torch::Tensor(), is_training());
+                                  dropout, qkv->bias, proj->bias, v2 ? logit_scale : torch::Tensor(), is_training(),
+                                  &qkv->packed, &proj->packed);
 }
 
 SwinTransformerBlockImpl::SwinTransformerBlockImpl(std::int64_t dim, std::int64_t num_heads,

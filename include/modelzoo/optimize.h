@@ -27,9 +27,9 @@
 //   detectors, whose heads reshape with view). A later input whose forward takes another path
 //   through the model could still meet an operator that fails: pass blocked_layout = false for models
 //   whose control flow depends on the input's values;
-// - runs the linear maps (Linear layers, attention's input projections) through oneDNN's matmul on weights
-//   packed once into its layout (nn::PackedWeight), each where that is faster, timed alone on an input of
-//   the shape it had in the example: oneDNN uses every vector instruction the CPU has, where the BLAS
+// - runs the linear maps (Linear layers, ViT's and RoBERTa's attention input projections, Swin's window
+//   attention projections) through oneDNN's matmul on weights packed once into its layout
+//   (nn::PackedWeight), each where that is faster, timed alone on an input of the shape it had in the example: oneDNN uses every vector instruction the CPU has, where the BLAS
 //   LibTorch calls may not (Debian's OpenBLAS 0.3.21 runs its AVX2 kernels on AVX-512 AMD CPUs: half the
 //   speed). The copies cost the linear weights' memory once more;
 // - turns autograd off for every parameter.

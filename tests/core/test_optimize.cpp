@@ -321,6 +321,27 @@ TEST_CASE("vit::MultiheadAttention with a packed input projection") {
   CHECK(max_relative(attention(x), want) <= 1e-5);
 }
 
+// Swin's window attention (v1, and v2 whose qkv bias loses its middle third) with qkv and proj packed: the same
+// numbers, on a map padded to the window and shifted.
+TEST_CASE("swin::ShiftedWindowAttention with packed projections") {
+  if (!at::hasMKLDNN()) return;
+  torch::manual_seed(0);
+  for (bool v2 : {false, true}) {
+    CAPTURE(v2);
+    mz::swin::ShiftedWindowAttention attention(32, std::vector<std::int64_t>{4, 4}, std::vector<std::int64_t>{2, 2}, 4,
+                                               v2);
+    mz::nn::reset_parameters(*attention);
+    torch::NoGradGuard no_grad;
+    for (auto& p : attention->parameters()) p.normal_(0, 0.2);
+    attention->eval();
+    const torch::Tensor x = torch::randn({2, 9, 10, 32});
+    const torch::Tensor want = attention(x);
+    attention->qkv->packed.pack(attention->qkv->weight);
+    attention->proj->packed.pack(attention->proj->weight);
+    CHECK(max_relative(attention(x), want) <= 1e-5);
+  }
+}
+
 // A prepacked convolution (oneDNN, Winograd's algorithm for 3x3 stride 1 where it measures faster) gives
 // torch::conv2d's numbers, for ordinary inputs of either memory format (an ordinary output, channels-last when the
 // input or the weight is) and in oneDNN's own layout.

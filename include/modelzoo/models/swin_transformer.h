@@ -33,14 +33,17 @@ namespace swin {
 // torchvision.models.swin_transformer.shifted_window_attention: window multi-head self-attention
 // on an (N, H, W, C) tensor, padded to multiples of window_size, cyclically shifted by shift_size
 // (masked across the shifted borders; no shift along a side the window covers). logit_scale
-// defined = Swin V2's cosine attention (the middle third of qkv_bias is then ignored).
+// defined = Swin V2's cosine attention (the middle third of qkv_bias is then ignored). qkv_packed and
+// proj_packed, where given, are the projections' packed copies (mz::optimize_for_inference), used only
+// while they hold these very weights (nn::PackedWeight::linear).
 torch::Tensor shifted_window_attention(const torch::Tensor& input, const torch::Tensor& qkv_weight,
                                        const torch::Tensor& proj_weight, const torch::Tensor& relative_position_bias,
                                        std::vector<std::int64_t> window_size, std::int64_t num_heads,
                                        std::vector<std::int64_t> shift_size, double attention_dropout = 0.0,
                                        double dropout = 0.0, const torch::Tensor& qkv_bias = {},
                                        const torch::Tensor& proj_bias = {}, const torch::Tensor& logit_scale = {},
-                                       bool training = false);
+                                       bool training = false, const nn::PackedWeight* qkv_packed = nullptr,
+                                       const nn::PackedWeight* proj_packed = nullptr);
 
 // ShiftedWindowAttention (v1: relative_position_bias_table) and ShiftedWindowAttentionV2 (v2:
 // logit_scale, cpb_mlp, relative_coords_table). Both register the relative_position_index buffer,
