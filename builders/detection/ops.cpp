@@ -83,10 +83,6 @@ std::vector<int64_t> nms_rows(const T* boxes, const T* scores, const int64_t* ro
   return keep;
 }
 
-torch::Tensor to_tensor(const std::vector<int64_t>& v) {
-  return torch::from_blob(const_cast<int64_t*>(v.data()), {static_cast<int64_t>(v.size())}, torch::kLong).clone();
-}
-
 // The bilinear sample of one point: four pixel offsets and weights (all zero outside [-1, H] x [-1, W]).
 template <typename T>
 struct Sample {
@@ -215,7 +211,7 @@ torch::Tensor nms(const torch::Tensor& boxes, const torch::Tensor& scores, doubl
   AT_DISPATCH_FLOATING_TYPES(b.scalar_type(), "mz::ops::nms", [&] {
     keep = nms_rows(b.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), rows.data(), b.size(0), iou_threshold);
   });
-  return to_tensor(keep);
+  return torch::tensor(keep, torch::kLong);
 }
 
 torch::Tensor batched_nms(const torch::Tensor& boxes, const torch::Tensor& scores, const torch::Tensor& idxs,

@@ -288,11 +288,8 @@ std::vector<Detection> SSDImpl::postprocess_detections(
         labels.insert(labels.end(), index.numel(), label);
       }
     });
-    const auto as_tensor = [](std::vector<std::int64_t>& v) {
-      return torch::from_blob(v.data(), {static_cast<std::int64_t>(v.size())}, torch::kLong);
-    };
-    auto all_boxes = boxes.index_select(0, as_tensor(selected)), all_scores = torch::cat(image_scores);
-    auto all_labels = as_tensor(labels).clone();
+    auto all_boxes = boxes.index_select(0, torch::tensor(selected, torch::kLong));
+    auto all_scores = torch::cat(image_scores), all_labels = torch::tensor(labels, torch::kLong);
     auto keep = ops::batched_nms(all_boxes, all_scores, all_labels, options.nms_thresh)
                     .slice(0, 0, options.detections_per_img);
     Detection d;
