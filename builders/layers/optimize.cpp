@@ -24,14 +24,16 @@ namespace {
 // since), and the convolution's output only ever goes to that norm among the norms (other readers are invisible
 // here; the before/after comparison catches them).
 struct Tracer : nn::detail::TraceProbe {
-  std::vector<torch::Tensor> outputs;  // kept alive, so no later tensor reuses their addresses
+  // Weak references keep the outputs' TensorImpl objects allocated, so no later tensor reuses their addresses, but
+  // not their data: a detector's activations alone would take gigabytes.
+  std::vector<c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>> outputs;
   std::map<const c10::TensorImpl*, std::pair<nn::Conv2dImpl*, std::uint32_t>> producer;  // output -> conv, version
   std::map<nn::Conv2dImpl*, std::set<nn::FoldableNorm*>> readers;
   std::map<nn::FoldableNorm*, std::set<nn::Conv2dImpl*>> sources;  // nullptr: something else
   std::map<const nn::PackedWeight*, std::vector<std::int64_t>> linear_inputs;  // the first call's input shape
 
   void produced(nn::Conv2dImpl& conv, const torch::Tensor& output) override {
-    outputs.push_back(output);
+    outputs.emplace_back(output.getIntrusivePtr());
     producer[output.unsafeGetTensorImpl()] = {&conv, output._version()};
     readers[&conv];
   }
@@ -65,15 +67,24 @@ struct ProbeScope {
   ~ProbeScope() { nn::detail::trace_probe() = nullptr; }
 };
 
+// The largest |got - want| over the largest finite |want|, across the outputs. Infinite when an output is missing,
+// has another shape or type, or has a NaN or infinity where the other has not. Floating outputs are compared in their
+// own type, without double copies (a detector's scores are tens of megabytes).
 double relative_error(const TensorDict& got, const TensorDict& want) {
   double worst = 0;
   for (const auto& item : want) {
-    if (!got.contains(item.key()) || got.at(item.key()).is_mkldnn()) return INFINITY;
-    const torch::Tensor a = got.at(item.key()).to(torch::kDouble), b = item.value().to(torch::kDouble);
-    if (a.sizes() != b.sizes()) return INFINITY;
+    if (!got.contains(item.key())) return INFINITY;
+    const torch::Tensor& a = got.at(item.key());
+    const torch::Tensor& b = item.value();
+    if (a.is_mkldnn() || a.sizes() != b.sizes() || a.scalar_type() != b.scalar_type()) return INFINITY;
     if (!b.numel()) continue;
-    const double scale = std::max(b.abs().max().item<double>(), 1e-12);
-    worst = std::max(worst, (a - b).abs().max().item<double>() / scale);
+    const bool floating = b.is_floating_point();
+    const torch::Tensor x = floating ? a : a.to(torch::kDouble), y = floating ? b : b.to(torch::kDouble);
+    // Equal values (infinities included) and NaN in both count as no difference; any other NaN as an infinite one.
+    const torch::Tensor same = (x == y).logical_or_(x.isnan().logical_and_(y.isnan()));
+    const double diff = (x - y).abs_().masked_fill_(same, 0).nan_to_num_(INFINITY).max().item<double>();
+    const double scale = y.abs().nan_to_num_(0, 0, 0).max().item<double>();
+    worst = std::max(worst, diff / std::max(scale, 1e-12));
   }
   return worst;
 }

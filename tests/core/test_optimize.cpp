@@ -7,6 +7,9 @@
 // detections.
 #include <doctest/doctest.h>
 
+#include <set>
+#include <tuple>
+
 #include <torch/torch.h>
 
 #include "modelzoo/modelzoo.h"
@@ -116,6 +119,47 @@ TEST_CASE("every detector: its dense outputs reach every parameter, and optimize
     mz::nn::for_each<mz::nn::FoldableNorm>(*model.module, [&](mz::nn::FoldableNorm&) { ++norms; });
     check_optimize(model, inputs, norms > 0);
   }
+}
+
+// The before/after comparison itself: a NaN where the original output had a number (or another shape or type) is a
+// failure that restores the model and throws, never a zero error; a NaN or infinity the original output had too at
+// that place is no difference.
+TEST_CASE("optimize_for_inference's comparison: NaN, infinities, shapes and types") {
+  torch::manual_seed(0);
+  auto model = mz::resnet18();
+  mz::test::randomize_norms(*model);
+  model->eval();
+  const torch::Tensor x = torch::randn({1, 3, 32, 32});
+  const auto outputs = [&](const torch::Tensor& extra) {
+    mz::TensorDict d;
+    d.insert("logits", model->forward(x));
+    d.insert("extra", extra);
+    return d;
+  };
+  const torch::Tensor special = torch::tensor({1.0f, NAN, INFINITY, -INFINITY, 2.0f});
+  const auto report = mz::optimize_for_inference(*model.ptr(), [&] { return outputs(special); });
+  CHECK(report.folded > 0);
+  CHECK(report.max_relative_error <= 1e-4);
+
+  int calls = 0;  // the first call is the reference; every later one differs from it in `extra`
+  const auto check_refused = [&](const torch::Tensor& want, const torch::Tensor& got) {
+    CAPTURE(want);
+    CAPTURE(got);
+    calls = 0;
+    torch::manual_seed(0);
+    auto fresh = mz::resnet18();
+    fresh->eval();
+    model = fresh;
+    const torch::Tensor plain = model->forward(x).detach();
+    CHECK_THROWS_AS(mz::optimize_for_inference(*model.ptr(), [&] { return outputs(calls++ ? got : want); }), mz::Error);
+    torch::NoGradGuard no_grad;
+    CHECK(torch::equal(model->forward(x), plain));  // restored
+  };
+  check_refused(torch::tensor({1.0f, 2.0f}), torch::tensor({1.0f, NAN}));
+  check_refused(torch::tensor({1.0f, NAN}), torch::tensor({1.0f, 2.0f}));
+  check_refused(torch::tensor({1.0f, INFINITY}), torch::tensor({1.0f, 2.0f}));
+  check_refused(torch::tensor({1.0f, 2.0f}), torch::tensor({1.0f, 2.0f, 3.0f}));
+  check_refused(torch::tensor({1.0f, 2.0f}), torch::tensor({1.0, 2.0}).to(torch::kDouble));
 }
 
 TEST_CASE("prepacked convolutions give the unpacked numbers, and a changed weight is never read stale") {
