@@ -202,6 +202,15 @@ std::shared_ptr<const Convolution::Plan> Convolution::plan(const ideep::tensor& 
     return params.pd;
   };
   p->pd = prepare({});
+  // The weight in a plan's layout: another plan's copy when one has that layout (a convolution run on several input
+  // shapes, as a detector's heads on each pyramid level, mostly reads one), else a new one, reordered from the plain
+  // layout if via_plain (oneDNN has no reorder from a blocked weight into Winograd's layout).
+  const auto weights_in = [&](const ideep::tensor::desc& desc, bool via_plain) {
+    for (const auto& other : plans_)
+      if (other->weights.get_desc() == desc) return other->weights;
+    return via_plain ? w.to_public().reorder_if_differ_in(desc)
+                     : w.make_grouped_weights(static_cast<int>(groups_)).reorder_if_differ_in(desc);
+  };
   dnnl::post_ops post_ops;
   if (act || residual.defined()) {
     // The residual in the output's own layout, as the fast kernels want it.
@@ -217,7 +226,7 @@ std::shared_ptr<const Convolution::Plan> Convolution::plan(const ideep::tensor& 
   }
   if (!p->fused) return keep(p);
   p->primitive = dnnl::convolution_forward(p->pd);
-  p->weights = w.make_grouped_weights(static_cast<int>(groups_)).reorder_if_differ_in(p->pd.weights_desc());
+  p->weights = weights_in(p->pd.weights_desc(), false);
   // Winograd's algorithm for 3x3 convolutions of stride 1 (oneDNN's F(4x4, 3x3): 1.6-1.8x as fast as the direct
   // one on AVX-512 here, with the same rounding error against float64), where oneDNN has it and it measures faster
   // on this input: the fastest of three runs each, layout conversions included.
@@ -241,7 +250,7 @@ std::shared_ptr<const Convolution::Plan> Convolution::plan(const ideep::tensor& 
       const dnnl::convolution_forward::primitive_desc pd(desc, attr, ideep::engine::cpu_engine());
       if (!reference_kernel(pd)) {
         const dnnl::convolution_forward primitive(pd);
-        const ideep::tensor weights = w.to_public().reorder_if_differ_in(pd.weights_desc());  // via plain oihw
+        const ideep::tensor weights = weights_in(pd.weights_desc(), true);
         const torch::Tensor zero_bias = bias ? torch::zeros({out_channels_}) : torch::Tensor();
         const auto seconds = [&](const dnnl::convolution_forward::primitive_desc& pd,
                                  const dnnl::convolution_forward& primitive, const ideep::tensor& weights) {
