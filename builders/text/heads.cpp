@@ -59,7 +59,7 @@ MaskedLMHeadImpl::MaskedLMHeadImpl(std::int64_t input_dim, std::int64_t vocab_si
 
 torch::Tensor MaskedLMHeadImpl::forward(const torch::Tensor& features) {
   auto x = layer_norm(torch::gelu(dense(features)));
-  return torch::linear(x, embedding_weight_()) + bias;
+  return projection_packed.linear(x, embedding_weight_(), {}) + bias;
 }
 
 void MaskedLMHeadImpl::reset_parameters() {

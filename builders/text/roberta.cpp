@@ -90,8 +90,13 @@ bool TransformerEncoderLayerImpl::fast_path(const torch::Tensor& x) const {
   return true;
 }
 
+bool TransformerEncoderLayerImpl::stepwise() const {
+  return nn::detail::trace_probe() || self_attn->in_proj_packed || self_attn->out_proj->packed || linear1->packed ||
+         linear2->packed;
+}
+
 torch::Tensor TransformerEncoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask) {
-  if (x.is_nested() || fast_path(x)) {
+  if (x.is_nested() || (fast_path(x) && !stepwise())) {
     c10::optional<int64_t> mask_type;
     if (key_padding_mask.defined()) mask_type = 1;
     return at::_transformer_encoder_layer_fwd(
@@ -127,16 +132,28 @@ TransformerLayersImpl::TransformerLayersImpl(const RobertaEncoderConf& conf) {
 // nn.TransformerEncoder.forward in torch 1.13: when the first layer would take its fast path (and
 // is post-norm), the batch becomes a nested tensor of the unpadded rows and comes back padded with 0.
 // A batch without padding skips that detour (and its mask): the same kernels on the dense batch, which
-// give the same rows without the nested tensor's conversions.
+// give the same rows without the nested tensor's conversions. When a layer runs step by step (stepwise()),
+// which cannot read a nested tensor, the dense batch gives the same result: the nested tensor keeps each row's
+// first n tokens (n its unpadded count, wherever the padding is), and comes back with the rest zero and the
+// batch cut to its longest row.
 torch::Tensor TransformerLayersImpl::forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask) {
   if (layers->is_empty()) return x;
   auto first = layers->ptr<TransformerEncoderLayerImpl>(0);
   const bool padded = key_padding_mask.defined() && key_padding_mask.any().item<bool>();
-  const bool nested = padded && !first->norm_first && first->fast_path(x);
+  const bool as_nested = padded && !first->norm_first && first->fast_path(x);
+  bool stepwise = false;
+  for (const auto& layer : *layers) stepwise = stepwise || layer->as<TransformerEncoderLayerImpl>()->stepwise();
+  const bool nested = as_nested && !stepwise;
   torch::Tensor out = nested ? at::_nested_tensor_from_mask(x, key_padding_mask.logical_not(), /*mask_check=*/false) : x;
-  const torch::Tensor mask = nested || !padded ? torch::Tensor() : key_padding_mask;
+  torch::Tensor mask = nested || !padded ? torch::Tensor() : key_padding_mask, lengths;
+  if (as_nested && !nested) {
+    lengths = key_padding_mask.logical_not().sum(1, /*keepdim=*/true);
+    mask = torch::arange(x.size(1), lengths.options()).unsqueeze(0) >= lengths;
+  }
   for (const auto& layer : *layers) out = layer->as<TransformerEncoderLayerImpl>()->forward(out, mask);
-  return nested ? out.to_padded_tensor(0.) : out;
+  if (nested) return out.to_padded_tensor(0.);
+  if (lengths.defined()) return out.masked_fill(mask.unsqueeze(-1), 0).narrow(1, 0, lengths.max().item<std::int64_t>());
+  return out;
 }
 
 RobertaTransformerImpl::RobertaTransformerImpl(const RobertaEncoderConf& conf) : conf(conf) {

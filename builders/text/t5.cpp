@@ -87,10 +87,11 @@ torch::Tensor T5MultiheadAttentionImpl::forward(const torch::Tensor& query, cons
                                                 const torch::Tensor& value, const torch::Tensor& key_padding_mask,
                                                 const torch::Tensor& attn_mask, torch::Tensor& position_bias) {
   const auto b = query.size(0), l = query.size(1), s = key.size(1);
-  auto heads = [&](const torch::Tensor& x, const torch::Tensor& w) {
-    return torch::linear(x, w).view({b, -1, num_heads, qkv_dim}).transpose(1, 2);
+  auto heads = [&](const torch::Tensor& x, const torch::Tensor& w, const nn::PackedWeight& packed) {
+    return packed.linear(x, w, {}).view({b, -1, num_heads, qkv_dim}).transpose(1, 2);
   };
-  auto q = heads(query, q_proj_weight), k = heads(key, k_proj_weight), v = heads(value, v_proj_weight);
+  auto q = heads(query, q_proj_weight, q_proj_packed), k = heads(key, k_proj_weight, k_proj_packed),
+       v = heads(value, v_proj_weight, v_proj_packed);
   torch::Tensor mask;  // bool [B, H, L, S]
   if (attn_mask.defined()) mask = attn_mask.view({1, 1, l, s}).expand({b, num_heads, -1, -1});
   if (key_padding_mask.defined()) {

@@ -28,10 +28,11 @@
 //   through the model could still meet an operator that fails: pass blocked_layout = false for models
 //   whose control flow depends on the input's values;
 // - runs the linear maps (Linear layers, ViT's and RoBERTa's attention input projections, Swin's window
-//   attention projections) through oneDNN's matmul on weights packed once into its layout
-//   (nn::PackedWeight), each where that is faster, timed alone on an input of the shape it had in the example: oneDNN uses every vector instruction the CPU has, where the BLAS
-//   LibTorch calls may not (Debian's OpenBLAS 0.3.21 runs its AVX2 kernels on AVX-512 AMD CPUs: half the
-//   speed). The copies cost the linear weights' memory once more;
+//   attention projections, T5's query, key and value maps, the masked-LM head's tied projection) through
+//   oneDNN's matmul on weights packed once into its layout (nn::PackedWeight), each where that is faster,
+//   timed alone on an input of the shape it had in the example: oneDNN uses every vector instruction the CPU
+//   has, where the BLAS LibTorch calls may not (Debian's OpenBLAS 0.3.21 runs its AVX2 kernels on AVX-512
+//   AMD CPUs: half the speed). The copies cost the linear weights' memory once more;
 // - turns autograd off for every parameter.
 // The model is changed in place and is for eval use only: training it afterwards, or saving its
 // state dict as a checkpoint of the original architecture, is wrong. The example's outputs before and

@@ -386,6 +386,70 @@ TEST_CASE("swin::ShiftedWindowAttention with packed projections") {
   }
 }
 
+// Every packable linear map of T5 (encoder, decoder and LM head) and of RoBERTa with its masked-LM head, whose
+// projection is the token embedding matrix itself: each runs through its nn::PackedWeight in the forward pass (the
+// trace probe sees it), and packed, the model gives the same numbers. RoBERTa's layers then leave PyTorch's fused
+// kernel and its nested tensor for a padded batch: the same shape (cut to the longest row) and numbers, padding
+// rows zero, for padding at the end and elsewhere (the nested tensor keeps each row's first unpadded-count tokens).
+TEST_CASE("text models with every linear map packed: T5's query/key/value, the masked-LM head's tied projection") {
+  if (!at::hasMKLDNN()) return;
+  struct Seen : mz::nn::detail::TraceProbe {
+    std::set<const mz::nn::PackedWeight*> weights;
+    void produced(mz::nn::Conv2dImpl&, const torch::Tensor&) override {}
+    void consumed(mz::nn::FoldableNorm&, const torch::Tensor&) override {}
+    void linear_input(const mz::nn::PackedWeight& weight, const torch::Tensor&) override { weights.insert(&weight); }
+  };
+  const json tiny = {{"num_encoder_layers", 2},
+                     {"embedding_dim", 64},
+                     {"num_attention_heads", 4},
+                     {"ffn_dimension", 128},
+                     {"vocab_size", 1000}};
+  json t5 = tiny, roberta = tiny;
+  t5["num_decoder_layers"] = 2, t5["linear_head"] = true;
+  roberta["head"] = {{"type", "mlm"}};
+  // T5: 3 + 1 attention maps and 2 feed-forward ones per encoder layer, twice the attention in a decoder layer, the
+  // head. RoBERTa: an input and an output projection and 2 feed-forward maps per layer, the head's dense and tied.
+  for (const auto& [name, options, maps] :
+       {std::tuple{"t5_small", t5, 2 * 6 + 2 * 10 + 1}, {"roberta_base", roberta, 2 * 4 + 2}}) {
+    CAPTURE(name);
+    torch::manual_seed(0);
+    mz::Model model = mz::get_model(name, "", options);
+    model.module->eval();
+    torch::NoGradGuard no_grad;
+    for (auto& p : model.module->parameters()) p.normal_(0, 0.2);
+    const mz::TensorDict inputs = mz::model_info(name).example_inputs(2, 12);
+    std::vector<mz::TensorDict> padded;
+    if (name == std::string("roberta_base")) {
+      const std::int64_t pad = 1;  // padding_idx
+      for (const auto& [row0, row1] : {std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>>{{9, 10, 11}, {7, 8, 9, 10, 11}},
+                                       {{4}, {2, 3}}}) {
+        mz::TensorDict d;
+        d.insert("input", inputs.at("input").clone());
+        for (std::int64_t t : row0) d.at("input")[0][t] = pad;
+        for (std::int64_t t : row1) d.at("input")[1][t] = pad;
+        padded.push_back(d);
+      }
+    }
+    Seen seen;
+    mz::nn::detail::trace_probe() = &seen;
+    const mz::TensorDict want = model.run(inputs);
+    mz::nn::detail::trace_probe() = nullptr;
+    std::vector<mz::TensorDict> padded_want;
+    for (const auto& d : padded) padded_want.push_back(model.run(d));
+    std::vector<std::pair<torch::Tensor, mz::nn::PackedWeight*>> weights;
+    mz::nn::for_each<mz::nn::PackableLinear>(*model.module, [&](mz::nn::PackableLinear& layer) {
+      for (const auto& item : layer.linear_weights()) weights.push_back(item);
+    });
+    CHECK(weights.size() == static_cast<std::size_t>(maps));
+    for (const auto& [weight, packed] : weights) {
+      CHECK(seen.weights.count(packed) == 1);
+      packed->pack(weight);
+    }
+    CHECK(relative_error(model.run(inputs), want) <= 1e-5);
+    for (std::size_t i = 0; i < padded.size(); ++i) CHECK(relative_error(model.run(padded[i]), padded_want[i]) <= 1e-5);
+  }
+}
+
 // A prepacked convolution (oneDNN, Winograd's algorithm for 3x3 stride 1 where it measures faster) gives
 // torch::conv2d's numbers, for ordinary inputs of either memory format (an ordinary output, channels-last when the
 // input or the weight is) and in oneDNN's own layout.

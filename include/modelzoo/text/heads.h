@@ -74,15 +74,19 @@ TORCH_MODULE(SpanHead);
 // fairseq's RobertaLMHead: dense -> GELU -> layer_norm -> x @ E^T + bias, where E is the encoder's
 // token embedding matrix itself (tied: no copy, no state-dict entry of its own). Keys: head.dense.*,
 // head.layer_norm.*, head.bias. Logits [B, T, V].
-class MaskedLMHeadImpl : public TextHeadImpl {
+class MaskedLMHeadImpl : public TextHeadImpl, public nn::PackableLinear {
  public:
   // `embedding_weight` returns the tied matrix [V, D] at call time (it follows any load into it).
   MaskedLMHeadImpl(std::int64_t input_dim, std::int64_t vocab_size, std::function<torch::Tensor()> embedding_weight);
   torch::Tensor forward(const torch::Tensor& features) override;
   void reset_parameters() override;
+  std::vector<std::pair<torch::Tensor, nn::PackedWeight*>> linear_weights() override {
+    return {{embedding_weight_(), &projection_packed}};
+  }
   nn::Linear dense{nullptr};
   nn::LayerNorm layer_norm{nullptr};
   torch::Tensor bias;
+  nn::PackedWeight projection_packed;  // the tied matrix, packed by mz::optimize_for_inference
 
  private:
   std::function<torch::Tensor()> embedding_weight_;

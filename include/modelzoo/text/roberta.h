@@ -101,6 +101,9 @@ class TransformerEncoderLayerImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask);
   // Whether PyTorch 1.13 runs this layer's fused kernel for x (eval, even heads, no gradient needed).
   bool fast_path(const torch::Tensor& x) const;
+  // Whether this layer runs step by step instead, with the same numbers: while mz::optimize_for_inference traces
+  // the model (to see its linear maps' inputs) and once it packed one of them (the fused kernel cannot read it).
+  bool stepwise() const;
   SelfAttention self_attn{nullptr};
   nn::Linear linear1{nullptr}, linear2{nullptr};
   nn::LayerNorm norm1{nullptr}, norm2{nullptr};

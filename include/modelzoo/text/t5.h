@@ -84,7 +84,7 @@ TORCH_MODULE(T5LayerNorm);
 
 // T5MultiheadAttention: q/k/v_proj_weight [H * qkv_dim, D], out_proj (no bias), and in the first layer
 // of a stack relative_attention_bias [num_buckets, H].
-class T5MultiheadAttentionImpl : public torch::nn::Module {
+class T5MultiheadAttentionImpl : public torch::nn::Module, public nn::PackableLinear {
  public:
   T5MultiheadAttentionImpl(const T5Conf& conf, bool is_decoder, bool compute_relative_attention_bias);
   // query [B, L, D], key/value [B, S, D]; attn_mask bool [L, S] (true = not allowed) and key_padding_mask
@@ -95,7 +95,11 @@ class T5MultiheadAttentionImpl : public torch::nn::Module {
                         torch::Tensor& position_bias);
   torch::Tensor compute_bias(std::int64_t query_length, std::int64_t key_length, bool bidirectional) const;
   void reset_parameters();  // xavier_uniform_ on q/k/v (torchtext leaves them uninitialised), defaults elsewhere
+  std::vector<std::pair<torch::Tensor, nn::PackedWeight*>> linear_weights() override {
+    return {{q_proj_weight, &q_proj_packed}, {k_proj_weight, &k_proj_packed}, {v_proj_weight, &v_proj_packed}};
+  }
   torch::Tensor q_proj_weight, k_proj_weight, v_proj_weight;
+  nn::PackedWeight q_proj_packed, k_proj_packed, v_proj_packed;  // set by mz::optimize_for_inference
   nn::Linear out_proj{nullptr};
   torch::nn::Embedding relative_attention_bias{nullptr};  // null unless compute_relative_attention_bias
   std::int64_t num_heads, qkv_dim, num_buckets, max_distance;
