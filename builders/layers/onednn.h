@@ -54,7 +54,6 @@ class Convolution {
   // measures faster (3x3 convolutions of stride 1).
   std::shared_ptr<const Plan> plan(const ideep::tensor& x, bool bias, std::optional<ops::Act> act,
                                    const torch::Tensor& residual) const;
-  std::shared_ptr<const Plan> keep(std::shared_ptr<const Plan> plan) const;  // with mutex_ held
   void check(const torch::Tensor& x, const torch::Tensor& bias) const;
   torch::Tensor weight_;  // reordered (an mkldnn tensor)
   std::int64_t out_channels_;
