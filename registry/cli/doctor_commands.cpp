@@ -35,15 +35,23 @@ std::vector<std::string> loaded_blas() {
   return out;
 }
 
-// The kernels OpenBLAS chose for this CPU (openblas_get_corename), empty for another BLAS.
-std::string openblas_core() {
+// read(handle) on the libblas.so.3 this process has loaded (not loading it if it has not), else an empty string.
+template <typename Read>
+std::string from_loaded_blas(Read read) {
   void* handle = ::dlopen("libblas.so.3", RTLD_LAZY | RTLD_NOLOAD);
   if (!handle) return "";
-  std::string core;
-  if (auto* corename = reinterpret_cast<char* (*)()>(::dlsym(handle, "openblas_get_corename")))
-    if (const char* name = corename()) core = name;
+  const std::string out = read(handle);
   ::dlclose(handle);
-  return core;
+  return out;
+}
+
+// The kernels OpenBLAS chose for this CPU (openblas_get_corename), empty for another BLAS.
+std::string openblas_core() {
+  return from_loaded_blas([](void* handle) -> std::string {
+    auto* corename = reinterpret_cast<char* (*)()>(::dlsym(handle, "openblas_get_corename"));
+    const char* name = corename ? corename() : nullptr;
+    return name ? name : "";
+  });
 }
 
 // OpenBLAS running AVX2 kernels on a CPU with AVX-512: Debian's 0.3.21 does so on AMD's Zen 4 and 5, which it
@@ -59,12 +67,11 @@ bool openblas_below_cpu(const std::string& core) {
 }  // namespace
 
 std::string resolved_blas() {
-  void* handle = ::dlopen("libblas.so.3", RTLD_LAZY | RTLD_NOLOAD);
-  if (!handle) return "";
-  link_map* map = nullptr;
-  std::string path;
-  if (::dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map && map->l_name) path = map->l_name;
-  ::dlclose(handle);
+  const std::string path = from_loaded_blas([](void* handle) -> std::string {
+    link_map* map = nullptr;
+    return ::dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map && map->l_name ? map->l_name : "";
+  });
+  if (path.empty()) return "";
   char real[PATH_MAX];
   return ::realpath(path.c_str(), real) ? std::string(real) : path;
 }
