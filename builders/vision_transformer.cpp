@@ -14,43 +14,11 @@
 namespace mz {
 namespace vit {
 
-MultiheadAttentionImpl::MultiheadAttentionImpl(std::int64_t embed_dim, std::int64_t num_heads, double dropout)
-    : embed_dim(embed_dim), num_heads(num_heads), dropout(dropout) {
-  TORCH_CHECK(embed_dim % num_heads == 0, "embed_dim must be divisible by num_heads");
-  in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * embed_dim, embed_dim}));
-  in_proj_bias = register_parameter("in_proj_bias", torch::empty({3 * embed_dim}));
-  out_proj = register_module("out_proj", nn::Linear(embed_dim, embed_dim));
-}
-
-void MultiheadAttentionImpl::reset_parameters() {
-  torch::NoGradGuard no_grad;
-  torch::nn::init::xavier_uniform_(in_proj_weight);
-  in_proj_bias.zero_();
-  out_proj->bias.zero_();
-}
-
-torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& x) {
-  TORCH_CHECK(x.dim() == 3, "Expected (batch_size, seq_length, hidden_dim) got ", x.sizes());
-  // LibTorch's fused inference path, unless optimize_for_inference packed the input projection for oneDNN (or is
-  // tracing the model, to see the projection's input).
-  if (!is_training() && !torch::GradMode::is_enabled() && !in_proj_packed && !nn::detail::trace_probe())
-    return std::get<0>(at::_native_multi_head_attention(x, x, x, embed_dim, num_heads, adapted(in_proj_weight),
-                                                        in_proj_bias, out_proj->adapted(out_proj->weight),
-                                                        out_proj->bias, {}, /*need_weights=*/false));
-  const auto n = x.size(0), l = x.size(1), head_dim = embed_dim / num_heads;
-  auto qkv = in_proj_packed.linear(x, adapted(in_proj_weight), in_proj_bias)
-                 .view({n, l, 3, num_heads, head_dim})
-                 .permute({2, 0, 3, 1, 4});
-  auto q = qkv[0] * std::pow(static_cast<double>(head_dim), -0.5);
-  auto out = ops::attention(q, qkv[1], qkv[2], {}, dropout, is_training());
-  return out_proj(out.transpose(1, 2).reshape({n, l, embed_dim}));
-}
-
 EncoderBlockImpl::EncoderBlockImpl(std::int64_t num_heads, std::int64_t hidden_dim, std::int64_t mlp_dim,
                                    double dropout_p, double attention_dropout) {
   const auto ln = [&] { return nn::LayerNorm(torch::nn::LayerNormOptions({hidden_dim}).eps(1e-6)); };
   ln_1 = register_module("ln_1", ln());
-  self_attention = register_module("self_attention", MultiheadAttention(hidden_dim, num_heads, attention_dropout));
+  self_attention = register_module("self_attention", ops::SelfAttention(hidden_dim, num_heads, attention_dropout));
   dropout = register_module("dropout", torch::nn::Dropout(dropout_p));
   ln_2 = register_module("ln_2", ln());
   mlp = register_module(

@@ -169,6 +169,42 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   return torch::matmul(scores, v);
 }
 
+SelfAttentionImpl::SelfAttentionImpl(std::int64_t embed_dim, std::int64_t num_heads, double dropout)
+    : embed_dim(embed_dim), num_heads(num_heads), dropout(dropout) {
+  if (num_heads <= 0 || embed_dim % num_heads != 0)
+    throw UsageError("MultiheadAttention", "embed_dim (" + std::to_string(embed_dim) +
+                                               ") must be divisible by num_heads (" + std::to_string(num_heads) + ")");
+  in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * embed_dim, embed_dim}));
+  in_proj_bias = register_parameter("in_proj_bias", torch::empty({3 * embed_dim}));
+  out_proj = register_module("out_proj", nn::Linear(embed_dim, embed_dim));
+}
+
+void SelfAttentionImpl::reset_parameters() {
+  torch::NoGradGuard no_grad;
+  torch::nn::init::xavier_uniform_(in_proj_weight);
+  in_proj_bias.zero_();
+  out_proj->bias.zero_();
+}
+
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask) {
+  TORCH_CHECK(x.dim() == 3, "Expected (batch_size, seq_length, embed_dim) got ", x.sizes());
+  if (!is_training() && !torch::GradMode::is_enabled() && !key_padding_mask.defined() && !in_proj_packed &&
+      !nn::detail::trace_probe())
+    return std::get<0>(at::_native_multi_head_attention(x, x, x, embed_dim, num_heads, adapted(in_proj_weight),
+                                                        in_proj_bias, out_proj->adapted(out_proj->weight),
+                                                        out_proj->bias, {}, /*need_weights=*/false));
+  const auto b = x.size(0), t = x.size(1), head_dim = embed_dim / num_heads;
+  auto qkv = in_proj_packed.linear(x, adapted(in_proj_weight), in_proj_bias)
+                 .view({b, t, 3, num_heads, head_dim})
+                 .permute({2, 0, 3, 1, 4});
+  torch::Tensor bias;  // -inf at the padded keys
+  if (key_padding_mask.defined())
+    bias = torch::zeros({b, 1, 1, t}, x.options())
+               .masked_fill_(key_padding_mask.view({b, 1, 1, t}), -std::numeric_limits<float>::infinity());
+  auto out = attention(qkv[0] / std::sqrt(static_cast<double>(head_dim)), qkv[1], qkv[2], bias, dropout, is_training());
+  return out_proj(out.transpose(1, 2).reshape({b, t, embed_dim}));
+}
+
 BasicConv2dImpl::BasicConv2dImpl(torch::nn::Conv2dOptions options) {
   const auto out = options.out_channels();
   conv = register_module("conv", nn::Conv2d(options.bias(false)));

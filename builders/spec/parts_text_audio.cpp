@@ -43,8 +43,7 @@ RobertaEncoderConf encoder_conf(Args& a) {
 MZ_REGISTER_COMPONENT(RobertaModel, [](Args& a) {
   RobertaModel model(encoder_conf(a), a.get<std::shared_ptr<TextHeadImpl>>("head", nullptr));
   if (!architecture_only()) {  // torchtext's init; the head initialised itself when it was built
-    nn::reset_parameters(*model->encoder);
-    nn::for_each<text::SelfAttentionImpl>(*model->encoder, [](text::SelfAttentionImpl& s) { s.reset_parameters(); });
+    model->encoder->reset_parameters();
   }
   if (a.get("freeze_encoder", false)) model->freeze_encoder();
   return model;

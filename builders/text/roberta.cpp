@@ -38,43 +38,10 @@ torch::Tensor PositionalEmbeddingImpl::forward(const torch::Tensor& ids) {
   return embedding(torch::cumsum(masked, 1) * masked + pad_index);
 }
 
-SelfAttentionImpl::SelfAttentionImpl(std::int64_t embed_dim, std::int64_t num_heads)
-    : embed_dim(embed_dim), num_heads(num_heads) {
-  if (num_heads <= 0 || embed_dim % num_heads != 0)
-    throw UsageError("RobertaEncoder", "embedding_dim (" + std::to_string(embed_dim) +
-                                           ") must be divisible by num_attention_heads (" + std::to_string(num_heads) + ")");
-  in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * embed_dim, embed_dim}));
-  in_proj_bias = register_parameter("in_proj_bias", torch::empty({3 * embed_dim}));
-  out_proj = register_module("out_proj", nn::Linear(embed_dim, embed_dim));
-}
-
-void SelfAttentionImpl::reset_parameters() {
-  torch::NoGradGuard no_grad;
-  torch::nn::init::xavier_uniform_(in_proj_weight);
-  in_proj_bias.zero_();
-  out_proj->bias.zero_();
-}
-
-// F.multi_head_attention_forward's arithmetic: q / sqrt(head_dim), padded keys at -inf.
-torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask,
-                                         double dropout) {
-  const auto b = x.size(0), t = x.size(1), head_dim = embed_dim / num_heads;
-  auto qkv = in_proj_packed.linear(x, adapted(in_proj_weight), in_proj_bias)
-                 .view({b, t, 3, num_heads, head_dim})
-                 .permute({2, 0, 3, 1, 4});
-  auto q = qkv[0] / std::sqrt(static_cast<double>(head_dim));
-  auto scores = torch::matmul(q, qkv[1].transpose(-2, -1));
-  if (key_padding_mask.defined())
-    scores = scores.masked_fill(key_padding_mask.view({b, 1, 1, t}), -std::numeric_limits<float>::infinity());
-  auto weights = torch::dropout(torch::softmax(scores, -1), dropout, is_training());
-  auto out = torch::matmul(weights, qkv[2]).transpose(1, 2).reshape({b, t, embed_dim});
-  return out_proj(out);
-}
-
 TransformerEncoderLayerImpl::TransformerEncoderLayerImpl(std::int64_t d_model, std::int64_t nhead,
                                                          std::int64_t dim_feedforward, double dropout, bool norm_first)
     : dropout(dropout), norm_first(norm_first) {
-  self_attn = register_module("self_attn", SelfAttention(d_model, nhead));
+  self_attn = register_module("self_attn", ops::SelfAttention(d_model, nhead, dropout));
   linear1 = register_module("linear1", nn::Linear(d_model, dim_feedforward));
   linear2 = register_module("linear2", nn::Linear(dim_feedforward, d_model));
   norm1 = register_module("norm1", nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
@@ -108,7 +75,7 @@ torch::Tensor TransformerEncoderLayerImpl::forward(const torch::Tensor& x, const
   }
   const bool train = is_training();
   auto sa = [&](const torch::Tensor& h) {
-    return torch::dropout(self_attn->forward(h, key_padding_mask, dropout), dropout, train);
+    return torch::dropout(self_attn->forward(h, key_padding_mask), dropout, train);
   };
   auto ff = [&](const torch::Tensor& h) {
     auto inner = torch::dropout(torch::gelu(linear1(h)), dropout, train);
@@ -123,6 +90,10 @@ torch::Tensor TransformerEncoderLayerImpl::forward(const torch::Tensor& x, const
 }
 
 TransformerLayersImpl::TransformerLayersImpl(const RobertaEncoderConf& conf) {
+  if (conf.num_attention_heads <= 0 || conf.embedding_dim % conf.num_attention_heads != 0)
+    throw UsageError("RobertaEncoder", "embedding_dim (" + std::to_string(conf.embedding_dim) +
+                                           ") must be divisible by num_attention_heads (" +
+                                           std::to_string(conf.num_attention_heads) + ")");
   layers = register_module("layers", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < conf.num_encoder_layers; ++i)
     layers->push_back(TransformerEncoderLayer(conf.embedding_dim, conf.num_attention_heads, conf.ffn_dimension,
@@ -204,6 +175,11 @@ RobertaEncoderImpl::RobertaEncoderImpl(const RobertaEncoderConf& conf) {
 
 torch::Tensor RobertaEncoderImpl::forward(const torch::Tensor& tokens) { return transformer(tokens); }
 
+void RobertaEncoderImpl::reset_parameters() {
+  nn::reset_parameters(*this);
+  nn::for_each<ops::SelfAttentionImpl>(*this, [](ops::SelfAttentionImpl& a) { a.reset_parameters(); });
+}
+
 RobertaModelImpl::RobertaModelImpl(const RobertaEncoderConf& conf, std::shared_ptr<TextHeadImpl> head)
     : head(std::move(head)), conf(conf) {
   encoder = register_module("encoder", RobertaEncoder(conf));
@@ -280,8 +256,7 @@ RobertaModel make_roberta(const std::optional<W>& weights, const RobertaOptions&
       const LoadOptions load = text::load_options_with_head(head != nullptr);
       model->load_report = load_weights(*model, *weights, load);
     } else {
-      nn::reset_parameters(*model->encoder);
-      nn::for_each<text::SelfAttentionImpl>(*model->encoder, [](text::SelfAttentionImpl& a) { a.reset_parameters(); });
+      model->encoder->reset_parameters();
     }
     if (head) head->reset_parameters();
   }

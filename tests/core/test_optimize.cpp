@@ -344,12 +344,12 @@ TEST_CASE("nn::PackedWeight: torch::linear's outputs, and never a stale copy") {
   CHECK(max_relative(want_w, linear->weight.grad()) <= 1e-5);
 }
 
-// ViT's attention with its input projection packed leaves LibTorch's fused path for the step-by-step one: the same
-// numbers.
-TEST_CASE("vit::MultiheadAttention with a packed input projection") {
+// ViT's and RoBERTa's attention with its input projection packed leaves LibTorch's fused path for the step-by-step
+// one: the same numbers, with padded keys too.
+TEST_CASE("ops::SelfAttention with a packed input projection") {
   if (!at::hasMKLDNN()) return;
   torch::manual_seed(0);
-  mz::vit::MultiheadAttention attention(64, 4, 0.0);
+  mz::ops::SelfAttention attention(64, 4, 0.0);
   mz::nn::reset_parameters(*attention);
   attention->reset_parameters();
   {
@@ -363,6 +363,15 @@ TEST_CASE("vit::MultiheadAttention with a packed input projection") {
   for (const auto& [weight, packed] : attention->linear_weights()) packed->pack(weight);
   attention->out_proj->packed.pack(attention->out_proj->weight);
   CHECK(max_relative(attention(x), want) <= 1e-5);
+  // The rows of real tokens against LibTorch's fused kernel given the same key padding mask (true = pad).
+  const torch::Tensor pad = torch::arange(10).unsqueeze(0) >= torch::tensor({7, 9}).unsqueeze(1);
+  const torch::Tensor fused = std::get<0>(at::_native_multi_head_attention(
+      x, x, x, 64, 4, attention->in_proj_weight, attention->in_proj_bias, attention->out_proj->weight,
+      attention->out_proj->bias, pad, /*need_weights=*/false, /*average_attn_weights=*/true, /*mask_type=*/1));
+  const torch::Tensor real = pad.logical_not().unsqueeze(-1).expand({2, 10, 64});
+  const torch::Tensor got = attention(x, pad);
+  CHECK(max_relative(got.masked_select(real), fused.masked_select(real)) <= 1e-5);
+  CHECK(max_relative(got.masked_select(real), want.masked_select(real)) > 1e-3);  // the mask mattered
 }
 
 // Swin's window attention (v1, and v2 whose qkv bias loses its middle third) with qkv and proj packed: the same

@@ -209,6 +209,30 @@ TORCH_MODULE(MLP);
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& bias = {}, double dropout = 0.0, bool training = false);
 
+// torch.nn.MultiheadAttention(embed_dim, num_heads, dropout, batch_first=True) used for self-attention, without
+// the attention weights: ViT's encoder blocks, RoBERTa's layers. State dict: in_proj_weight, in_proj_bias,
+// out_proj.*. In inference (eval, no gradient) without a padding mask it runs LibTorch's fused kernel, as PyTorch's
+// fast path does, unless mz::optimize_for_inference packed its input projection for oneDNN (or is tracing the model,
+// to see the projection's input). Otherwise step by step, with F.multi_head_attention_forward's arithmetic: q divided
+// by sqrt(head_dim), padded keys at -inf, dropout on the attention weights when training.
+class SelfAttentionImpl : public torch::nn::Module, public nn::Adaptable, public nn::PackableLinear {
+ public:  // Adaptable: in_proj_weight
+  // Throws UsageError unless num_heads divides embed_dim.
+  SelfAttentionImpl(std::int64_t embed_dim, std::int64_t num_heads, double dropout = 0.0);
+  // x [B, T, D]; the keys where key_padding_mask (bool [B, T], true = pad) is true are ignored.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask = {});
+  void reset_parameters();  // MultiheadAttention._reset_parameters, after out_proj's default init
+  std::vector<std::pair<torch::Tensor, nn::PackedWeight*>> linear_weights() override {
+    return {{in_proj_weight, &in_proj_packed}};
+  }
+  std::int64_t embed_dim, num_heads;
+  double dropout;
+  torch::Tensor in_proj_weight, in_proj_bias;
+  nn::Linear out_proj{nullptr};
+  nn::PackedWeight in_proj_packed;  // set by mz::optimize_for_inference
+};
+TORCH_MODULE(SelfAttention);
+
 // The relative position index of windowed attention (Swin, MaxViT): (Wh*Ww)^2 indices into a
 // (2Wh-1)(2Ww-1) table of biases.
 torch::Tensor relative_position_index(std::int64_t wh, std::int64_t ww);

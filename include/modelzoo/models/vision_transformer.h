@@ -34,26 +34,6 @@ MZ_OPTIONS(VisionTransformerOptions, num_classes, image_size, dropout, attention
 
 namespace vit {
 
-// torch.nn.MultiheadAttention for self-attention with batch_first=True, need_weights=False (state
-// dict: in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias). In inference (eval, no
-// grad) it runs LibTorch's fused kernel, as PyTorch's own fast path does, unless
-// mz::optimize_for_inference packed its input projection for oneDNN (then step by step).
-class MultiheadAttentionImpl : public torch::nn::Module, public nn::Adaptable, public nn::PackableLinear {
- public:  // Adaptable: in_proj_weight
-  MultiheadAttentionImpl(std::int64_t embed_dim, std::int64_t num_heads, double dropout);
-  torch::Tensor forward(const torch::Tensor& x);  // (N, L, E) -> (N, L, E)
-  void reset_parameters();                        // PyTorch's _reset_parameters
-  std::int64_t embed_dim, num_heads;
-  double dropout;
-  std::vector<std::pair<torch::Tensor, nn::PackedWeight*>> linear_weights() override {
-    return {{in_proj_weight, &in_proj_packed}};
-  }
-  torch::Tensor in_proj_weight, in_proj_bias;
-  nn::Linear out_proj{nullptr};
-  nn::PackedWeight in_proj_packed;
-};
-TORCH_MODULE(MultiheadAttention);
-
 // Pre-norm transformer block: x + attention(ln_1(x)), then + mlp(ln_2(.)). `mlp` is
 // torchvision's MLPBlock: an ops::MLP with GELU (state dict mlp.0.*, mlp.3.*).
 class EncoderBlockImpl : public torch::nn::Module {
@@ -62,7 +42,7 @@ class EncoderBlockImpl : public torch::nn::Module {
                    double attention_dropout);
   torch::Tensor forward(const torch::Tensor& input);
   nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
-  MultiheadAttention self_attention{nullptr};
+  ops::SelfAttention self_attention{nullptr};
   torch::nn::Dropout dropout{nullptr};
   ops::MLP mlp{nullptr};
 };

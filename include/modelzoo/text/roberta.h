@@ -23,6 +23,7 @@
 
 #include "modelzoo/checkpoint.h"
 #include "modelzoo/layers/nn.h"
+#include "modelzoo/layers/ops.h"
 #include "modelzoo/options.h"
 #include "modelzoo/tensor_dict.h"
 #include "modelzoo/text/heads.h"
@@ -75,23 +76,6 @@ class PositionalEmbeddingImpl : public torch::nn::Module {
 };
 TORCH_MODULE(PositionalEmbedding);
 
-// The parameters of nn.MultiheadAttention (in_proj_weight, in_proj_bias, out_proj).
-class SelfAttentionImpl : public torch::nn::Module, public nn::Adaptable, public nn::PackableLinear {
- public:  // Adaptable: in_proj_weight
-  SelfAttentionImpl(std::int64_t embed_dim, std::int64_t num_heads);
-  // Self-attention of x [B, T, D] whose keys at `key_padding_mask` (bool [B, T], true = pad) are ignored.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask, double dropout);
-  void reset_parameters();  // PyTorch's MultiheadAttention._reset_parameters (after out_proj's default init)
-  std::vector<std::pair<torch::Tensor, nn::PackedWeight*>> linear_weights() override {
-    return {{in_proj_weight, &in_proj_packed}};
-  }
-  std::int64_t embed_dim, num_heads;
-  torch::Tensor in_proj_weight, in_proj_bias;
-  nn::Linear out_proj{nullptr};
-  nn::PackedWeight in_proj_packed;
-};
-TORCH_MODULE(SelfAttention);
-
 // nn.TransformerEncoderLayer(batch_first=True, activation="gelu", norm_first=normalize_before).
 class TransformerEncoderLayerImpl : public torch::nn::Module {
  public:
@@ -104,7 +88,7 @@ class TransformerEncoderLayerImpl : public torch::nn::Module {
   // Whether this layer runs step by step instead, with the same numbers: while mz::optimize_for_inference traces
   // the model (to see its linear maps' inputs) and once it packed one of them (the fused kernel cannot read it).
   bool stepwise() const;
-  SelfAttention self_attn{nullptr};
+  ops::SelfAttention self_attn{nullptr};
   nn::Linear linear1{nullptr}, linear2{nullptr};
   nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   double dropout;
@@ -143,6 +127,7 @@ class RobertaEncoderImpl : public torch::nn::Module {
  public:
   explicit RobertaEncoderImpl(const RobertaEncoderConf& conf);
   torch::Tensor forward(const torch::Tensor& tokens);
+  void reset_parameters();  // torchtext's init: PyTorch's defaults, then each attention's _reset_parameters
   text::RobertaTransformer transformer{nullptr};
 };
 TORCH_MODULE(RobertaEncoder);
