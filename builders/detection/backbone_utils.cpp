@@ -280,4 +280,21 @@ void overwrite_eps(torch::nn::Module& model, double eps) {
   nn::for_each<nn::FrozenBatchNorm2dImpl>(model, [eps](nn::FrozenBatchNorm2dImpl& m) { m.options.eps(eps); });
 }
 
+std::int64_t Backbone::channels(const char* model) const {
+  if (out_channels) return *out_channels;
+  torch::NoGradGuard no_grad;
+  const bool was_training = module->is_training();
+  module->eval();
+  const TensorDict maps = forward(torch::zeros({1, 3, 224, 224}));
+  module->train(was_training);
+  if (maps.is_empty()) throw UsageError(model, "the backbone returns no feature maps");
+  const std::int64_t channels = maps.values().at(0).size(1);
+  for (const auto& item : maps)
+    if (item.value().size(1) != channels)
+      throw UsageError(model, "the backbone's levels disagree on channels: '" + maps.keys().at(0) + "' has " +
+                                  std::to_string(channels) + ", '" + item.key() + "' has " +
+                                  std::to_string(item.value().size(1)));
+  return channels;
+}
+
 }  // namespace mz

@@ -83,7 +83,7 @@ FCOSImpl::FCOSImpl(Backbone backbone_, std::int64_t num_classes, FCOSOptions opt
   if (anchors != 1)
     throw UsageError("FCOS", "the anchor generator must give one anchor per location, got " + std::to_string(anchors));
   anchor_generator = register_module("anchor_generator", std::move(anchor_generator_));
-  if (!head_) head_ = FCOSHead(detail::uniform_out_channels(backbone, "FCOS"), 1, num_classes);
+  if (!head_) head_ = FCOSHead(backbone.channels("FCOS"), 1, num_classes);
   head = register_module("head", std::move(head_));
   transform = register_module("transform", detail::detector_transform(options));
 }

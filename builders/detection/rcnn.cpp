@@ -19,27 +19,6 @@ const std::vector<std::int64_t> kConvLayers = {256, 256, 256, 256};  // the mask
 // _default_anchorgen: sizes (32,), (64,), (128,), (256,), (512,) with ratios (0.5, 1, 2) each.
 AnchorGenerator default_anchorgen() { return AnchorGenerator({{32}, {64}, {128}, {256}, {512}}, {{0.5, 1.0, 2.0}}); }
 
-// The channels of every map of `backbone` (one forward on a zero image), which must agree.
-std::int64_t probe_out_channels(const Backbone& backbone) {
-  const bool was_training = backbone.module->is_training();
-  backbone.module->eval();
-  torch::NoGradGuard no_grad;
-  const TensorDict maps = backbone.forward(torch::zeros({1, 3, 224, 224}));
-  backbone.module->train(was_training);
-  std::optional<std::int64_t> channels;
-  std::string all;
-  bool agree = true;
-  for (const auto& item : maps) {
-    const std::int64_t c = item.value().size(1);
-    all += (all.empty() ? "" : ", ") + item.key() + ": " + std::to_string(c);
-    if (channels && *channels != c) agree = false;
-    channels = c;
-  }
-  if (!channels) throw UsageError("backbone", "returns no feature maps");
-  if (!agree) throw UsageError("backbone", "its feature maps must all have the same channels, got " + all);
-  return *channels;
-}
-
 }  // namespace
 
 GeneralizedRCNNImpl::GeneralizedRCNNImpl(Backbone bb, RCNNOptions o, Kind kind) : backbone(std::move(bb)) {
@@ -58,8 +37,7 @@ GeneralizedRCNNImpl::GeneralizedRCNNImpl(Backbone bb, RCNNOptions o, Kind kind) 
   if (kind == Kind::Keypoint && o.num_keypoints && !o.keypoint_predictor.is_empty())
     throw UsageError(model, "num_keypoints should be None when keypoint_predictor is specified");
 
-  const std::int64_t out_channels =
-      o.out_channels ? *o.out_channels : backbone.out_channels ? *backbone.out_channels : probe_out_channels(backbone);
+  const std::int64_t out_channels = o.out_channels ? *o.out_channels : backbone.channels(model);
   if (!o.rpn_anchor_generator) o.rpn_anchor_generator = default_anchorgen();
   const auto per_location = o.rpn_anchor_generator->num_anchors_per_location();
   if (!o.rpn_head) o.rpn_head = RPNHead(out_channels, per_location.front());

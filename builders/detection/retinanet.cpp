@@ -95,7 +95,7 @@ RetinaNetImpl::RetinaNetImpl(Backbone backbone_, std::int64_t num_classes, Retin
   if (!anchor_generator_) anchor_generator_ = retinanet_anchorgen();
   anchor_generator = register_module("anchor_generator", std::move(anchor_generator_));
   if (!head_)
-    head_ = RetinaNetHead(detail::uniform_out_channels(backbone, "RetinaNet"),
+    head_ = RetinaNetHead(backbone.channels("RetinaNet"),
                           anchor_generator->num_anchors_per_location().at(0), num_classes);
   head = register_module("head", std::move(head_));
   transform = register_module("transform", detail::detector_transform(options));

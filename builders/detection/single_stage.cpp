@@ -56,22 +56,6 @@ Detection dense_detections(const std::vector<torch::Tensor>& scores, const std::
   return d;
 }
 
-std::int64_t uniform_out_channels(const Backbone& backbone, const char* model) {
-  if (backbone.out_channels) return *backbone.out_channels;
-  torch::NoGradGuard no_grad;
-  const bool was_training = backbone.module->is_training();
-  backbone.module->eval();
-  const TensorDict maps = backbone.forward(torch::zeros({1, 3, 224, 224}));
-  backbone.module->train(was_training);
-  const std::int64_t channels = maps.values().at(0).size(1);
-  for (const auto& item : maps)
-    if (item.value().size(1) != channels)
-      throw UsageError(model, "the backbone's levels disagree on channels: '" + maps.keys().at(0) + "' has " +
-                                  std::to_string(channels) + ", '" + item.key() + "' has " +
-                                  std::to_string(item.value().size(1)));
-  return channels;
-}
-
 ResNet resnet50_with_norm(const std::optional<ResNet50_Weights>& weights, bool is_trained) {
   ResNetOptions o;
   o.norm_layer = is_trained ? ops::frozen_batch_norm2d() : ops::batch_norm2d();

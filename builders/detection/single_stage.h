@@ -75,10 +75,6 @@ Detection dense_detections(const std::vector<torch::Tensor>& scores, const std::
                            const ImageSize& image_size, double score_thresh, std::int64_t topk, double nms_thresh,
                            std::int64_t detections_per_img);
 
-// The channels every level of `backbone` has: its out_channels, else probed at 224 x 224. Levels that
-// disagree are an error naming `model`.
-std::int64_t uniform_out_channels(const Backbone& backbone, const char* model);
-
 // torchvision's GeneralizedRCNNTransform as RetinaNet and FCOS configure it.
 template <class O>
 GeneralizedRCNNTransform detector_transform(const O& o) {

@@ -105,7 +105,8 @@ TEST_CASE("FasterRCNN over any backbone; bad input is a typed error naming the p
                                              .rpn_head = RPNHead(1280, 6)}),
                        doctest::Contains("anchors per location"), UsageError);
   auto uneven = feature_extractor(resnet18(), {{"layer1", "0"}, {"layer2", "1"}});
-  CHECK_THROWS_WITH_AS(FasterRCNN(uneven, {.num_classes = 3}), doctest::Contains("same channels"), UsageError);
+  CHECK_THROWS_WITH_AS(FasterRCNN(uneven, {.num_classes = 3}),
+                       "FasterRCNN: the backbone's levels disagree on channels: '0' has 64, '1' has 128", UsageError);
   auto wrong_names = FasterRCNN(backbone, {.num_classes = 3, .min_size = {96}, .max_size = 128,
                                            .rpn_anchor_generator = AnchorGenerator({{32, 64}}, {{0.5, 1.0, 2.0}}),
                                            .box_roi_pool = MultiScaleRoIAlign({"0", "p5"}, 7, 2)});

@@ -115,6 +115,9 @@ struct Backbone {
     }
     if constexpr (std::is_same_v<typename H::ContainedType, BackboneWithFPNImpl>) out_channels = impl->out_channels;
   }
+  // The channels every map has: out_channels, else probed with one forward of a zero 224 x 224 image in eval mode.
+  // No maps, or maps that disagree, are a UsageError naming `model`.
+  std::int64_t channels(const char* model) const;
   std::shared_ptr<torch::nn::Module> module;
   std::function<TensorDict(const torch::Tensor&)> forward;
   std::optional<std::int64_t> out_channels;
