@@ -103,7 +103,9 @@ torch::Tensor PackedWeight::linear(const torch::Tensor& x, const torch::Tensor& 
                       weight.storage().unsafeGetStorageImpl() == storage.unsafeGetStorageImpl() &&
                       weight._version() == version && x.scalar_type() == torch::kFloat && x.dim() >= 1 &&
                       !x.is_mkldnn() && !needs_grad;
-  return usable ? (*packed)(x, bias) : fused_linear(x, weight, bias);
+  if (usable) return (*packed)(x, bias);
+  return !needs_grad && onednn::linear_takes(x, weight, bias) ? onednn::linear(x, weight, bias)
+                                                               : fused_linear(x, weight, bias);
 }
 
 void PackedWeight::pack(const torch::Tensor& weight) {

@@ -81,6 +81,41 @@ std::shared_ptr<Plan> keep_recent(std::vector<std::shared_ptr<const Plan>>& plan
   return plan;
 }
 
+// A matmul of src [rows, in] by weights [in, out] (their desc: a layout, or any) into dst [rows, out], with a bias
+// [1, out] or none, whose scratchpad the caller passes (safe from several threads at once).
+dnnl::matmul::primitive_desc matmul_desc(std::int64_t rows, const dnnl::memory::desc& weights, bool bias) {
+  using tag = dnnl::memory::format_tag;
+  const auto f32 = dnnl::memory::data_type::f32;
+  const auto in = weights.dims()[0], out = weights.dims()[1];
+  const dnnl::memory::desc src({rows, in}, f32, tag::ab), dst({rows, out}, f32, tag::ab);
+  const auto& engine = ideep::engine::cpu_engine();
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return bias ? dnnl::matmul::primitive_desc({src, weights, dnnl::memory::desc({1, out}, f32, tag::ab), dst}, attr,
+                                             engine)
+              : dnnl::matmul::primitive_desc({src, weights, dst}, attr, engine);
+}
+
+// Runs a matmul of matmul_desc on `in` (contiguous, rows x in) into y (contiguous, rows x out).
+void run_matmul(const dnnl::matmul::primitive_desc& pd, const dnnl::matmul& primitive, const torch::Tensor& in,
+                const dnnl::memory& weights, const torch::Tensor& bias, torch::Tensor& y) {
+  const auto& engine = ideep::engine::cpu_engine();
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, dnnl::memory(pd.src_desc(), engine, in.data_ptr())},
+                                             {DNNL_ARG_WEIGHTS, weights},
+                                             {DNNL_ARG_DST, dnnl::memory(pd.dst_desc(), engine, y.data_ptr())}};
+  if (bias.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory(pd.bias_desc(), engine, bias.data_ptr()));
+  ideep::tensor scratchpad(pd.scratchpad_desc());
+  args.emplace(DNNL_ARG_SCRATCHPAD, scratchpad);
+  primitive.execute(ideep::stream::default_stream(), args);
+}
+
+// An empty tensor of x's shape with its last dimension `out`.
+torch::Tensor linear_output(const torch::Tensor& x, std::int64_t out) {
+  std::vector<std::int64_t> shape = x.sizes().vec();
+  shape.back() = out;
+  return torch::empty(shape, x.options());
+}
+
 }  // namespace
 
 torch::Tensor dense(const torch::Tensor& x) {
@@ -353,14 +388,7 @@ std::shared_ptr<const Linear::Plan> Linear::plan(std::int64_t rows, bool bias) c
   const auto f32 = dnnl::memory::data_type::f32;
   auto p = std::make_shared<Plan>();
   p->rows = rows, p->bias = bias;
-  const dnnl::memory::desc src({rows, in_features_}, f32, tag::ab), dst({rows, out_features_}, f32, tag::ab),
-      weights({in_features_, out_features_}, f32, tag::any);
-  const auto& engine = ideep::engine::cpu_engine();
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // a scratchpad per call: safe from several threads
-  p->pd = bias ? dnnl::matmul::primitive_desc(
-                     {src, weights, dnnl::memory::desc({1, out_features_}, f32, tag::ab), dst}, attr, engine)
-               : dnnl::matmul::primitive_desc({src, weights, dst}, attr, engine);
+  p->pd = matmul_desc(rows, dnnl::memory::desc({in_features_, out_features_}, f32, tag::any), bias);
   p->primitive = dnnl::matmul(p->pd);
   for (const auto& other : plans_)
     if (other->weights.get_desc() == p->pd.weights_desc()) p->weights = other->weights, p->owner = other->owner;
@@ -387,19 +415,35 @@ torch::Tensor Linear::operator()(const torch::Tensor& x, const torch::Tensor& bi
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const torch::Tensor in = x.contiguous(), b = bias.defined() ? bias.contiguous() : bias;
   const std::int64_t rows = in.numel() / in_features_;
-  std::vector<std::int64_t> shape = x.sizes().vec();
-  shape.back() = out_features_;
-  torch::Tensor y = torch::empty(shape, x.options());
+  torch::Tensor y = linear_output(x, out_features_);
   if (rows == 0) return y;
   const std::shared_ptr<const Plan> p = plan(rows, b.defined());
-  const auto& engine = ideep::engine::cpu_engine();
-  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, dnnl::memory(p->pd.src_desc(), engine, in.data_ptr())},
-                                             {DNNL_ARG_WEIGHTS, p->weights},
-                                             {DNNL_ARG_DST, dnnl::memory(p->pd.dst_desc(), engine, y.data_ptr())}};
-  if (b.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p->pd.bias_desc(), engine, b.data_ptr()));
-  ideep::tensor scratchpad(p->pd.scratchpad_desc());
-  args.emplace(DNNL_ARG_SCRATCHPAD, scratchpad);
-  p->primitive.execute(ideep::stream::default_stream(), args);
+  run_matmul(p->pd, p->primitive, in, p->weights, b, y);
+  return y;
+}
+
+bool linear_takes(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  const auto plain_float = [](const torch::Tensor& t) {
+    return t.scalar_type() == torch::kFloat && t.layout() == torch::kStrided && t.device().is_cpu() && !t.is_nested() &&
+           t.is_contiguous();
+  };
+  static const bool available = at::hasMKLDNN();
+  return available && plain_float(x) && x.dim() >= 1 && plain_float(weight) && weight.dim() == 2 &&
+         weight.numel() > 0 && x.size(-1) == weight.size(1) &&
+         (!bias.defined() || (plain_float(bias) && bias.dim() == 1 && bias.size(0) == weight.size(0)));
+}
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  TORCH_CHECK(linear_takes(x, weight, bias), "mz::onednn::linear takes contiguous float tensors of matching shapes");
+  RECORD_FUNCTION("mz::onednn::linear", std::vector<c10::IValue>());
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const std::int64_t out = weight.size(0), in = weight.size(1), rows = x.numel() / in;
+  torch::Tensor y = linear_output(x, out);
+  if (rows == 0) return y;
+  // [out, in] row-major is [in, out] column-major.
+  const dnnl::memory::desc weights({in, out}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::ba);
+  const dnnl::matmul::primitive_desc pd = matmul_desc(rows, weights, bias.defined());
+  run_matmul(pd, dnnl::matmul(pd), x, dnnl::memory(weights, ideep::engine::cpu_engine(), weight.data_ptr()), bias, y);
   return y;
 }
 

@@ -150,7 +150,10 @@ TEST_CASE("optimize_for_inference's comparison: NaN, infinities, shapes and type
     auto fresh = mz::resnet18();
     fresh->eval();
     model = fresh;
-    const torch::Tensor plain = model->forward(x).detach();
+    const torch::Tensor plain = [&] {  // as the check below runs it: without autograd
+      torch::NoGradGuard no_grad;
+      return model->forward(x);
+    }();
     CHECK_THROWS_AS(mz::optimize_for_inference(*model.ptr(), [&] { return outputs(calls++ ? got : want); }), mz::Error);
     torch::NoGradGuard no_grad;
     CHECK(torch::equal(model->forward(x), plain));  // restored
@@ -342,6 +345,75 @@ TEST_CASE("nn::PackedWeight: torch::linear's outputs, and never a stale copy") {
   (torch::linear(x4, linear->weight, linear->bias) * g).sum().backward();
   CHECK(max_relative(want_x, x4.grad()) <= 1e-5);
   CHECK(max_relative(want_w, linear->weight.grad()) <= 1e-5);
+}
+
+namespace {
+
+// Counts, on this thread while it lives, the calls of the RECORD_FUNCTION scope "mz::onednn::linear".
+class CountOneDnnLinear {
+ public:
+  CountOneDnnLinear()
+      : handle_(at::addThreadLocalCallback(at::RecordFunctionCallback(
+            [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+              if (std::string(fn.name()) == "mz::onednn::linear") ++calls();
+              return nullptr;
+            }))) {
+    calls() = 0;
+  }
+  ~CountOneDnnLinear() { at::removeCallback(handle_); }
+  static int& calls() {
+    static thread_local int n = 0;
+    return n;
+  }
+
+ private:
+  at::CallbackHandle handle_;
+};
+
+}  // namespace
+
+// An unpacked linear map that needs no gradient runs oneDNN's matmul on the weight as it is: torch::linear's numbers
+// for any leading shape, with or without a bias. Inputs it does not take (strided, double) and gradients go to
+// torch::linear.
+TEST_CASE("nn::Linear unpacked without autograd: oneDNN's matmul on the weight as it is") {
+  if (!at::hasMKLDNN()) return;
+  torch::manual_seed(0);
+  for (bool bias : {true, false}) {
+    CAPTURE(bias);
+    mz::nn::Linear linear(torch::nn::LinearOptions(48, 40).bias(bias));
+    mz::nn::reset_parameters(*linear);
+    torch::NoGradGuard no_grad;
+    for (const auto& shape :
+         std::vector<std::vector<std::int64_t>>{{48}, {1, 48}, {7, 48}, {2, 5, 48}, {0, 48}, {3, 7, 2, 48}}) {
+      CAPTURE(shape);
+      const torch::Tensor x = torch::randn(shape);
+      const torch::Tensor want = torch::linear(x, linear->weight, linear->bias);
+      CountOneDnnLinear count;
+      const torch::Tensor got = linear(x);
+      CHECK(count.calls() == 1);
+      REQUIRE(got.sizes() == want.sizes());
+      if (want.numel()) CHECK(max_relative(got, want) <= 1e-5);
+    }
+    const torch::Tensor strided = torch::randn({5, 48}).t().contiguous().t();
+    CountOneDnnLinear count;
+    CHECK(max_relative(linear(strided), torch::linear(strided, linear->weight, linear->bias)) <= 1e-5);
+    linear->to(torch::kDouble);
+    const torch::Tensor wide = torch::randn({5, 48}, torch::kDouble);
+    CHECK(max_relative(linear(wide), torch::linear(wide, linear->weight, linear->bias)) <= 1e-12);
+    CHECK(count.calls() == 0);
+  }
+  mz::nn::Linear linear(8, 4);
+  mz::nn::reset_parameters(*linear);
+  CountOneDnnLinear count;
+  const torch::Tensor x = torch::randn({3, 8}, torch::requires_grad());
+  linear(x).sum().backward();
+  CHECK(count.calls() == 0);
+  CHECK(x.grad().defined());
+  {
+    torch::NoGradGuard no_grad;  // and the same weight without autograd
+    CHECK(max_relative(linear(x), torch::linear(x, linear->weight, linear->bias)) <= 1e-5);
+  }
+  CHECK(count.calls() == 1);
 }
 
 // ViT's and RoBERTa's attention with its input projection packed leaves LibTorch's fused path for the step-by-step

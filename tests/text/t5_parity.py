@@ -4,8 +4,8 @@
 For each case: build torchtext's T5Model from a T5Conf, randomise every parameter (torchtext leaves the
 q/k/v projections uninitialised), save it (torch.save zip or safetensors), run `mz forward t5_small
 --checkpoint` on token ids (and `decoder_input`), and compare with torchtext's output in eval mode under
-no_grad: the same shape and relative error <= 1e-5 for the encoder output and the decoder output (or the
-LM logits). `mz forward` loads strictly, so the state-dict names and shapes equal torchtext's; the test
+no_grad: the same shape and relative error <= 1e-4 (the project's bound) for the encoder output and the decoder
+output (or the LM logits). `mz forward` loads strictly, so the state-dict names and shapes equal torchtext's; the test
 checks that a missing or an extra key fails the load. One case puts torchtext's RobertaClassificationHead
 over an encoder-only T5 (`{"head": ...}`, which torchtext's T5 does not have).
 Usage: t5_parity.py --mz build/mz --work DIR [--extended|--only-extended]
@@ -22,7 +22,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "oracle"))
 import st  # noqa: E402
 import tt_shim  # noqa: E402
 
-TOLERANCE = 1e-5
+# 1e-4, as for every builder: float32's own rounding on these random weights is above 1e-5 (on the t5_small
+# GENERATION case torchtext's output is 2.3e-5 from the same model in float64, mz's 2.7e-5, since linear maps without
+# autograd run oneDNN's matmul rather than the BLAS's).
+TOLERANCE = 1e-4
 tt_shim.import_torchtext()
 from torchtext.models import RobertaClassificationHead  # noqa: E402
 from torchtext.prototype.models import T5Conf, T5Model  # noqa: E402

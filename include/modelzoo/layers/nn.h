@@ -110,8 +110,9 @@ TORCH_MODULE(Conv2d);
 class PackedWeight {
  public:
   // x @ weight^T + bias: on the packed copy if it was made from this very weight, unchanged since (the same tensor,
-  // storage and version counter), for a float input that needs no gradient; by torch::linear otherwise (an
-  // adapter's delta, say, or training).
+  // storage and version counter), for a float input that needs no gradient. Otherwise, when no gradient is needed,
+  // by oneDNN's matmul on the weight as it is (contiguous float tensors; faster than the BLAS here), and by
+  // torch::linear in every other case (training, say).
   torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) const;
   void pack(const torch::Tensor& weight);
   void reset();
