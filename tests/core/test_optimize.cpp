@@ -273,6 +273,46 @@ double max_relative(const torch::Tensor& got, const torch::Tensor& want) {
   return (got - want).abs().max().item<double>() / std::max(want.abs().max().item<double>(), 1e-12);
 }
 
+// Counts, on this thread while it lives, the calls of the RECORD_FUNCTION scope "mz::onednn::linear".
+class CountOneDnnLinear {
+ public:
+  CountOneDnnLinear()
+      : handle_(at::addThreadLocalCallback(at::RecordFunctionCallback(
+            [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+              if (std::string(fn.name()) == "mz::onednn::linear") ++calls();
+              return nullptr;
+            }))) {
+    calls() = 0;
+  }
+  ~CountOneDnnLinear() { at::removeCallback(handle_); }
+  static int& calls() {
+    static thread_local int n = 0;
+    return n;
+  }
+
+ private:
+  at::CallbackHandle handle_;
+};
+
+// Runs `linear` (48 -> 40) without autograd on inputs of several leading shapes, empty included, and checks
+// torch::linear's numbers; returns how many of the calls ran oneDNN's matmul on the weight as it is.
+int check_shapes(mz::nn::Linear& linear) {
+  torch::NoGradGuard no_grad;
+  int plain_onednn = 0;
+  for (const auto& shape :
+       std::vector<std::vector<std::int64_t>>{{48}, {1, 48}, {7, 48}, {2, 5, 48}, {0, 48}, {3, 7, 2, 48}}) {
+    CAPTURE(shape);
+    const torch::Tensor x = torch::randn(shape);
+    const torch::Tensor want = torch::linear(x, linear->weight, linear->bias);
+    CountOneDnnLinear count;
+    const torch::Tensor got = linear(x);
+    plain_onednn += count.calls();
+    REQUIRE(got.sizes() == want.sizes());
+    if (want.numel()) CHECK(max_relative(got, want) <= 1e-5);
+  }
+  return plain_onednn;
+}
+
 }  // namespace
 
 // nn::PackedWeight runs a linear map through oneDNN on a copy of its weight: it must give torch::linear's numbers,
@@ -287,14 +327,8 @@ TEST_CASE("nn::PackedWeight: torch::linear's outputs, and never a stale copy") {
     for (auto& p : linear->parameters()) p.requires_grad_(false);
     linear->packed.pack(linear->weight);
     REQUIRE(linear->packed);
+    CHECK(check_shapes(linear) == 0);  // the packed copy, every time
     torch::NoGradGuard no_grad;
-    for (const auto& shape : std::vector<std::vector<std::int64_t>>{{48}, {7, 48}, {2, 5, 48}, {0, 48}, {3, 7, 48}}) {
-      CAPTURE(shape);
-      const torch::Tensor x = torch::randn(shape);
-      const torch::Tensor want = torch::linear(x, linear->weight, linear->bias), got = linear(x);
-      REQUIRE(got.sizes() == want.sizes());
-      if (want.numel()) CHECK(max_relative(got, want) <= 1e-5);
-    }
     const torch::Tensor x = torch::randn({5, 48});
     CHECK(max_relative(linear(x.t().contiguous().t()), torch::linear(x, linear->weight, linear->bias)) <= 1e-5);
     // A changed weight: the copy is not used.
@@ -347,31 +381,6 @@ TEST_CASE("nn::PackedWeight: torch::linear's outputs, and never a stale copy") {
   CHECK(max_relative(want_w, linear->weight.grad()) <= 1e-5);
 }
 
-namespace {
-
-// Counts, on this thread while it lives, the calls of the RECORD_FUNCTION scope "mz::onednn::linear".
-class CountOneDnnLinear {
- public:
-  CountOneDnnLinear()
-      : handle_(at::addThreadLocalCallback(at::RecordFunctionCallback(
-            [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
-              if (std::string(fn.name()) == "mz::onednn::linear") ++calls();
-              return nullptr;
-            }))) {
-    calls() = 0;
-  }
-  ~CountOneDnnLinear() { at::removeCallback(handle_); }
-  static int& calls() {
-    static thread_local int n = 0;
-    return n;
-  }
-
- private:
-  at::CallbackHandle handle_;
-};
-
-}  // namespace
-
 // An unpacked linear map that needs no gradient runs oneDNN's matmul on the weight as it is: torch::linear's numbers
 // for any leading shape, with or without a bias. Inputs it does not take (strided, double) and gradients go to
 // torch::linear.
@@ -382,18 +391,8 @@ TEST_CASE("nn::Linear unpacked without autograd: oneDNN's matmul on the weight a
     CAPTURE(bias);
     mz::nn::Linear linear(torch::nn::LinearOptions(48, 40).bias(bias));
     mz::nn::reset_parameters(*linear);
+    CHECK(check_shapes(linear) == 6);
     torch::NoGradGuard no_grad;
-    for (const auto& shape :
-         std::vector<std::vector<std::int64_t>>{{48}, {1, 48}, {7, 48}, {2, 5, 48}, {0, 48}, {3, 7, 2, 48}}) {
-      CAPTURE(shape);
-      const torch::Tensor x = torch::randn(shape);
-      const torch::Tensor want = torch::linear(x, linear->weight, linear->bias);
-      CountOneDnnLinear count;
-      const torch::Tensor got = linear(x);
-      CHECK(count.calls() == 1);
-      REQUIRE(got.sizes() == want.sizes());
-      if (want.numel()) CHECK(max_relative(got, want) <= 1e-5);
-    }
     const torch::Tensor strided = torch::randn({5, 48}).t().contiguous().t();
     CountOneDnnLinear count;
     CHECK(max_relative(linear(strided), torch::linear(strided, linear->weight, linear->bias)) <= 1e-5);
