@@ -1,6 +1,7 @@
 // Blocks shared by several families (torchvision.ops.misc and models._utils): Conv-Norm-Act,
-// Squeeze-and-Excitation, channel rounding and channel shuffle. Written once, here; the families
-// (MobileNet, MNASNet, ShuffleNet, EfficientNet, RegNet, ConvNeXt, LRASPP, ...) configure them.
+// Squeeze-and-Excitation, channel rounding and channel shuffle, MLP, and the transformers' attention.
+// Written once, here; the families (MobileNet, MNASNet, ShuffleNet, EfficientNet, RegNet, ConvNeXt,
+// LRASPP, ViT, Swin, MaxViT, RoBERTa, ...) configure them.
 // Parameters live in mz::nn layers (allocated, not initialised: builders init or load them).
 #pragma once
 
