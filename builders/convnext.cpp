@@ -12,7 +12,7 @@ namespace convnext {
 CNBlockImpl::CNBlockImpl(std::int64_t dim, double stochastic_depth_prob) {
   block = register_module(
       "block",
-      torch::nn::Sequential(
+      ops::SequentialBlock(
           nn::Conv2d(torch::nn::Conv2dOptions(dim, dim, 7).padding(3).groups(dim).bias(true)),
           ops::Permute(std::vector<std::int64_t>{0, 2, 3, 1}),
           nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-6)), nn::Linear(dim, 4 * dim),

@@ -95,7 +95,8 @@ torch::Tensor fused_linear(const torch::Tensor& x, const torch::Tensor& weight, 
 
 }  // namespace
 
-torch::Tensor PackedWeight::linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) const {
+torch::Tensor PackedWeight::linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                                   std::optional<ops::Act> act) const {
   if (detail::TraceProbe* probe = detail::trace_probe()) probe->linear_input(*this, x);
   const bool needs_grad = torch::GradMode::is_enabled() &&
                           (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
@@ -103,14 +104,15 @@ torch::Tensor PackedWeight::linear(const torch::Tensor& x, const torch::Tensor& 
                       weight.storage().unsafeGetStorageImpl() == storage.unsafeGetStorageImpl() &&
                       weight._version() == version && x.scalar_type() == torch::kFloat && x.dim() >= 1 &&
                       !x.is_mkldnn() && !needs_grad;
-  if (usable) return (*packed)(x, bias);
-  return !needs_grad && onednn::linear_takes(x, weight, bias) ? onednn::linear(x, weight, bias)
-                                                               : fused_linear(x, weight, bias);
+  if (usable) return (*packed)(x, bias, act);
+  if (!needs_grad && onednn::linear_takes(x, weight, bias)) return onednn::linear(x, weight, bias, act);
+  const torch::Tensor y = fused_linear(x, weight, bias);
+  return act ? ops::activate(*act, y, /*inplace=*/!needs_grad) : y;
 }
 
-void PackedWeight::pack(const torch::Tensor& weight) {
+void PackedWeight::pack(const torch::Tensor& weight, bool bf16x3) {
   torch::NoGradGuard no_grad;
-  packed = std::make_shared<const onednn::Linear>(weight);
+  packed = std::make_shared<const onednn::Linear>(weight, bf16x3);
   source = weight;
   storage = weight.storage();
   version = weight._version();
@@ -134,6 +136,10 @@ LinearImpl::LinearImpl(torch::nn::LinearOptions o) : options(std::move(o)) {
 
 // An input in oneDNN's blocked layout (see Conv2dImpl::blocked) gives an ordinary output.
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return packed.linear(onednn::dense(x), adapted(weight), bias); }
+
+torch::Tensor LinearImpl::activated(const torch::Tensor& x, ops::Act act) {
+  return packed.linear(onednn::dense(x), adapted(weight), bias, act);
+}
 
 void LinearImpl::reset_parameters() { init::reset_affine(weight, bias); }
 

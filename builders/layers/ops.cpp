@@ -109,6 +109,18 @@ Conv2dNormActivationImpl::Conv2dNormActivationImpl(Conv2dNormActivationOptions o
   if (options.activation_layer()) push_back(Activation(*options.activation_layer(), options.inplace()));
 }
 
+torch::Tensor SequentialBlockImpl::forward(torch::Tensor x) {
+  for (std::size_t i = 0; i < size(); ++i) {
+    auto* linear = dynamic_cast<nn::LinearImpl*>(ptr(i).get());
+    auto* act = linear && i + 1 < size() ? dynamic_cast<ActivationImpl*>(ptr(i + 1).get()) : nullptr;
+    if (act)
+      x = linear->activated(x, act->act), ++i;
+    else
+      x = (begin() + static_cast<std::ptrdiff_t>(i))->forward(std::move(x));
+  }
+  return x;
+}
+
 torch::Tensor Conv2dNormActivationImpl::forward(torch::Tensor x) {
   const bool has_norm = static_cast<bool>(options.norm_layer()), has_act = options.activation_layer().has_value();
   if (size() == static_cast<std::size_t>(1 + has_norm + has_act)) {

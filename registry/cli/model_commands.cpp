@@ -228,7 +228,7 @@ void run_bench(const BenchArgs& a) {
     const OptimizeReport r = optimize_for_inference(*model, x);
     optimized = {{"folded", r.folded}, {"channels_last", r.channels_last}, {"prepacked", r.prepacked},
                  {"blocked", r.blocked}, {"packed_linear", r.packed_linear},
-                 {"max_relative_error", r.max_relative_error}};
+                 {"bf16x3_linear", r.bf16x3_linear}, {"max_relative_error", r.max_relative_error}};
   }
   if (!a.load_only) model->run(x);  // warm-up
   for (std::int64_t i = 0; i < (a.load_only ? 0 : std::max<std::int64_t>(a.repeat, 1)); ++i) {
@@ -262,7 +262,8 @@ void run_bench(const BenchArgs& a) {
   if (a.optimize)
     std::cout << ", optimised (" << optimized["folded"] << " norms folded, " << optimized["prepacked"]
               << " convolutions prepacked, " << optimized["blocked"] << " in oneDNN's layout, "
-              << optimized["packed_linear"] << " linear maps packed)";
+              << optimized["packed_linear"] << " linear maps packed, " << optimized["bf16x3_linear"]
+              << " of them split into bfloat16 parts)";
   std::cout << ", peak RSS " << rss_mb("VmHWM:") << " MB (baseline " << baseline << " MB), " << torch::get_num_threads()
             << " threads, BLAS " << (out["blas"].get<std::string>().empty() ? "none" : out["blas"].get<std::string>())
             << "\n";

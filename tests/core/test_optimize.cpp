@@ -12,6 +12,7 @@
 
 #include <torch/torch.h>
 
+#include "builders/layers/onednn.h"
 #include "modelzoo/modelzoo.h"
 #include "modelzoo/optimize.h"
 #include "tests/support/support.h"
@@ -379,6 +380,90 @@ TEST_CASE("nn::PackedWeight: torch::linear's outputs, and never a stale copy") {
   (torch::linear(x4, linear->weight, linear->bias) * g).sum().backward();
   CHECK(max_relative(want_x, x4.grad()) <= 1e-5);
   CHECK(max_relative(want_w, linear->weight.grad()) <= 1e-5);
+}
+
+// bf16x3 splits each operand into bfloat16 parts and sums three products in float: checked against those three
+// products computed in float64 from parts made by LibTorch's own conversion (so a part dropped, doubled or paired
+// wrongly fails), on any CPU; and against the exact product, 30x closer than one bfloat16 product gets.
+TEST_CASE("nn::PackedWeight split into bfloat16 parts (bf16x3): the three products, on any CPU") {
+  if (!at::hasMKLDNN()) return;
+  torch::manual_seed(0);
+  const auto hi = [](const torch::Tensor& t) { return t.to(torch::kBFloat16).to(torch::kFloat); };
+  const auto lo = [&](const torch::Tensor& t) { return hi(t - hi(t)); };
+  // The split itself, with AVX-512 where the CPU has it and without: the same bits, the parts of LibTorch's rounding.
+  for (std::int64_t in : {1, 16, 50, 771}) {
+    CAPTURE(in);
+    const torch::Tensor x = torch::randn({5, in}) * torch::exp(4 * torch::randn({5, in}));
+    const torch::Tensor split = mz::onednn::split_bf16x3(x), portable = mz::onednn::split_bf16x3(x, true);
+    CHECK(torch::equal(split, portable));
+    CHECK(torch::equal(split.to(torch::kFloat), torch::stack({hi(x), lo(x)})));
+  }
+  for (bool bias : {true, false}) {
+    CAPTURE(bias);
+    mz::nn::Linear linear(torch::nn::LinearOptions(50, 40).bias(bias));  // 50: not a multiple of AVX-512's 16
+    mz::nn::reset_parameters(*linear);
+    for (auto& p : linear->parameters()) p.requires_grad_(false);
+    linear->packed.pack(linear->weight, true);
+    const torch::Tensor w = linear->weight.to(torch::kDouble);
+    const torch::Tensor w_hi = hi(linear->weight).to(torch::kDouble), w_lo = lo(linear->weight).to(torch::kDouble);
+    torch::NoGradGuard no_grad;
+    for (const auto& shape : std::vector<std::vector<std::int64_t>>{{50}, {1, 50}, {7, 50}, {2, 5, 50}, {0, 50}}) {
+      CAPTURE(shape);
+      const torch::Tensor x = torch::randn(shape);
+      const torch::Tensor x_hi = hi(x).to(torch::kDouble), x_lo = lo(x).to(torch::kDouble);
+      const torch::Tensor b = bias ? linear->bias.to(torch::kDouble) : torch::Tensor();
+      const torch::Tensor three = torch::linear(x_hi, w_hi, b) + torch::linear(x_hi, w_lo) + torch::linear(x_lo, w_hi);
+      const torch::Tensor exact = torch::linear(x.to(torch::kDouble), w, b);
+      const torch::Tensor one = torch::linear(x_hi, w_hi, b);
+      const torch::Tensor got = linear(x).to(torch::kDouble);
+      REQUIRE(got.sizes() == exact.sizes());
+      if (!exact.numel()) continue;
+      CHECK(max_relative(got, three) <= 1e-6);
+      CHECK(max_relative(got, exact) <= max_relative(one, exact) / 30);
+    }
+  }
+}
+
+// A Linear followed by an Activation in a SequentialBlock runs as one (the activation in oneDNN's matmul pass where
+// it has the activation): the numbers of the two steps, on every path a linear map takes.
+TEST_CASE("nn::Linear::activated: the activation fused into the matmul, on every path") {
+  if (!at::hasMKLDNN()) return;
+  torch::manual_seed(0);
+  using mz::ops::Act;
+  for (Act act : {Act::GELU, Act::ReLU, Act::SiLU, Act::Hardsigmoid}) {  // Hardsigmoid: no oneDNN kernel, after
+    CAPTURE(mz::ops::act_name(act));
+    mz::nn::Linear linear(50, 40);
+    mz::nn::reset_parameters(*linear);
+    const torch::Tensor x = torch::randn({3, 7, 50});
+    const auto want = [&] { return mz::ops::activate(act, torch::linear(x, linear->weight, linear->bias)); };
+    {
+      torch::NoGradGuard no_grad;
+      for (int packing : {0, 1, 2}) {  // unpacked, packed, packed split into bfloat16 parts
+        CAPTURE(packing);
+        if (packing) linear->packed.pack(linear->weight, packing == 2);
+        CHECK(max_relative(linear->activated(x, act), want()) <= (packing == 2 ? 2e-5 : 1e-5));
+        linear->packed.reset();
+      }
+    }
+    // With autograd: torch::linear then the activation, and the gradients flow.
+    const torch::Tensor xg = x.clone().requires_grad_(true);
+    const torch::Tensor y = linear->activated(xg, act);
+    CHECK(max_relative(y.detach(), want()) <= 1e-5);
+    y.sum().backward();
+    CHECK(xg.grad().defined());
+    CHECK(linear->weight.grad().defined());
+  }
+  // A SequentialBlock fuses a Linear with the Activation after it, and only that: the same numbers as step by step.
+  mz::ops::SequentialBlock block(mz::nn::Linear(16, 32), mz::ops::Activation(Act::GELU), mz::nn::Linear(32, 8),
+                                 mz::ops::Activation(Act::ReLU), torch::nn::Dropout(0.5), mz::ops::Activation(Act::Tanh));
+  for (auto& m : block->modules(false))
+    if (auto* l = dynamic_cast<mz::nn::LinearImpl*>(m.get())) mz::nn::reset_parameters(*l);
+  block->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::randn({5, 16});
+  torch::Tensor want = x;
+  for (auto& m : *block) want = m.forward(want);
+  CHECK(max_relative(block->forward(x), want) <= 1e-5);
 }
 
 // An unpacked linear map that needs no gradient runs oneDNN's matmul on the weight as it is: torch::linear's numbers

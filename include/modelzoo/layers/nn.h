@@ -112,9 +112,12 @@ class PackedWeight {
   // x @ weight^T + bias: on the packed copy if it was made from this very weight, unchanged since (the same tensor,
   // storage and version counter), for a float input that needs no gradient. Otherwise, when no gradient is needed,
   // by oneDNN's matmul on the weight as it is (contiguous float tensors; faster than the BLAS here), and by
-  // torch::linear in every other case (training, say).
-  torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) const;
-  void pack(const torch::Tensor& weight);
+  // torch::linear in every other case (training, say). Then act, if given, in oneDNN's pass where it can.
+  torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                       std::optional<ops::Act> act = std::nullopt) const;
+  // bf16x3: the copy split into bfloat16 parts, for the matrix units of CPUs that have them (onednn::Linear says
+  // how, and how accurate: about 3e-6 relative per map).
+  void pack(const torch::Tensor& weight, bool bf16x3 = false);
   void reset();
   explicit operator bool() const { return packed != nullptr; }
 
@@ -137,6 +140,9 @@ class LinearImpl : public torch::nn::Module, public Resettable, public Adaptable
   explicit LinearImpl(torch::nn::LinearOptions options);
   LinearImpl(std::int64_t in, std::int64_t out) : LinearImpl(torch::nn::LinearOptions(in, out)) {}
   torch::Tensor forward(const torch::Tensor& x);
+  // act(forward(x)), the activation in the matmul's own pass where oneDNN runs it (ops::SequentialBlock calls it for
+  // a Linear followed by an Activation).
+  torch::Tensor activated(const torch::Tensor& x, ops::Act act);
   void reset_parameters() override;
   void pretty_print(std::ostream& stream) const override;
   std::vector<std::pair<torch::Tensor, PackedWeight*>> linear_weights() override { return {{weight, &packed}}; }

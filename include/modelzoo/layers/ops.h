@@ -67,7 +67,8 @@ NormLayer frozen_batch_norm2d(double eps = 1e-5);
 class SequentialBlockImpl : public torch::nn::SequentialImpl {
  public:
   using torch::nn::SequentialImpl::SequentialImpl;
-  torch::Tensor forward(torch::Tensor x) { return torch::nn::SequentialImpl::forward(std::move(x)); }
+  // The Sequential's, but a Linear followed by an Activation runs as one (nn::LinearImpl::activated).
+  torch::Tensor forward(torch::Tensor x);
 };
 TORCH_MODULE(SequentialBlock);
 

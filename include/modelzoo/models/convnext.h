@@ -39,7 +39,7 @@ class CNBlockImpl : public torch::nn::Module {
  public:
   CNBlockImpl(std::int64_t dim, double stochastic_depth_prob);
   torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Sequential block{nullptr};
+  ops::SequentialBlock block{nullptr};
   torch::Tensor layer_scale;  // (dim, 1, 1), uninitialised until init or load
   ops::StochasticDepth stochastic_depth{nullptr};
 };
