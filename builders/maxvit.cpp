@@ -114,9 +114,9 @@ PartitionAttentionLayerImpl::PartitionAttentionLayerImpl(std::int64_t in_channel
                             RelativePositionalMultiHeadAttention(in_channels, head_dim, partition_size * partition_size),
                             torch::nn::Dropout(attention_dropout)));
   mlp_layer = register_module(
-      "mlp_layer", torch::nn::Sequential(layer_norm(in_channels), nn::Linear(in_channels, in_channels * mlp_ratio),
-                                         ops::Activation(ops::Act::GELU), nn::Linear(in_channels * mlp_ratio, in_channels),
-                                         torch::nn::Dropout(mlp_dropout)));
+      "mlp_layer", ops::SequentialBlock(layer_norm(in_channels), nn::Linear(in_channels, in_channels * mlp_ratio),
+                                        ops::Activation(ops::Act::GELU), nn::Linear(in_channels * mlp_ratio, in_channels),
+                                        torch::nn::Dropout(mlp_dropout)));
   stochastic_dropout = register_module("stochastic_dropout", ops::StochasticDepth(p_stochastic_dropout, "row"));
 }
 

@@ -70,7 +70,8 @@ class PartitionAttentionLayerImpl : public torch::nn::Module {
   std::int64_t n_heads, head_dim, n_partitions, p, g;
   bool grid;
   std::vector<std::int64_t> grid_size;
-  torch::nn::Sequential attn_layer{nullptr}, mlp_layer{nullptr};
+  torch::nn::Sequential attn_layer{nullptr};
+  ops::SequentialBlock mlp_layer{nullptr};
   ops::StochasticDepth stochastic_dropout{nullptr};
 };
 TORCH_MODULE(PartitionAttentionLayer);
