@@ -74,9 +74,10 @@ class Convolution {
 // With bf16x3, on CPUs with bfloat16 matrix units (Intel AMX), each float operand is split into bfloat16 parts, a
 // high one and the rounding remainder, and x·w is x_hi·w_hi + x_hi·w_lo + x_lo·w_hi: three bfloat16 matmuls that
 // accumulate in the float output. What it drops (x_lo·w_lo, and the remainders' own rounding) is about 2^-17 of
-// each term: about 3e-6 relative per map against float64, where float gives 3e-7. On ViT's and ConvNeXt's shapes on
-// a 2-core AMX Xeon: 1.4-2x float's speed, the input's split included. It runs on any CPU oneDNN runs bfloat16 on,
-// but pays off only with the matrix units (bfloat16_matrix_units()). The parts take the float weight's memory.
+// each term: about 3e-6 relative per map against float64, where float gives 3e-7. On ViT's shapes on a 2-core AMX
+// Xeon: 1.1-1.8x float's speed timed alone (the input's split included), 0.9-1.4x with weights not in the core's
+// cache, as in a model at batch 1. It runs on any CPU oneDNN runs bfloat16 on, but pays off only with the matrix
+// units (bfloat16_matrix_units()). The parts take the float weight's memory.
 class Linear {
  public:
   // weight: [out_features, in_features] float. Not copied if contiguous: the first call reorders it, so it must not

@@ -34,7 +34,7 @@
 //   has, where the BLAS LibTorch calls may not (Debian's OpenBLAS 0.3.21 runs its AVX2 kernels on AVX-512
 //   AMD CPUs: half the speed). The copies cost the linear weights' memory once more. On CPUs with bfloat16 matrix
 //   units (Intel AMX), each map is also timed split into bfloat16 parts (bf16x3: x_hi·w_hi + x_hi·w_lo + x_lo·w_hi,
-//   three bfloat16 matmuls accumulated in the float output; onednn::Linear), and kept so where faster: 1.4-2x
+//   three bfloat16 matmuls accumulated in the float output; onednn::Linear), and kept so where faster: 1.1-1.8x
 //   float's speed on ViT's maps, at about 3e-6 relative error per map instead of float's 3e-7 (the parts take the
 //   same memory as a float copy). The split maps stay split only if the example's outputs stay within the
 //   tolerance and the whole forward runs faster that way than with them in float. Pass bf16x3 = false for float products
