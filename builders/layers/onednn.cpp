@@ -448,9 +448,9 @@ std::shared_ptr<const Linear::Plan> Linear::plan(std::int64_t rows, bool bias, s
           return t;
         }
     // [out, in] row-major is [in, out] column-major.
+    const ideep::dims dims{in_features_, out_features_};
     const ideep::tensor source = from ? (i == 0 ? from->weights : from->low)
-                                      : ideep::tensor({{in_features_, out_features_}, type, dnnl::memory::format_tag::ba},
-                                                      weight_[i].data_ptr());
+                                      : ideep::tensor({dims, type, dnnl::memory::format_tag::ba}, weight_[i].data_ptr());
     ideep::tensor t = source.reorder_if_differ_in(desc);
     if (t.get_data_handle() == source.get_data_handle()) p->owner = from ? from->owner : weight_;
     return t;

@@ -30,16 +30,17 @@
 // - runs the linear maps (Linear layers, ViT's and RoBERTa's attention input projections, Swin's window
 //   attention projections, T5's query, key and value maps, the masked-LM head's tied projection) through
 //   oneDNN's matmul on weights packed once into its layout (nn::PackedWeight), each where that is faster,
-//   timed alone on an input of the shape it had in the example: oneDNN uses every vector instruction the CPU
+//   timed alone on an input of the shape it had in the example (with its weight out of the core's cache, as in
+//   the model's forward, where other layers run in between): oneDNN uses every vector instruction the CPU
 //   has, where the BLAS LibTorch calls may not (Debian's OpenBLAS 0.3.21 runs its AVX2 kernels on AVX-512
 //   AMD CPUs: half the speed). The copies cost the linear weights' memory once more. On CPUs with bfloat16 matrix
 //   units (Intel AMX), each map is also timed split into bfloat16 parts (bf16x3: x_hi·w_hi + x_hi·w_lo + x_lo·w_hi,
 //   three bfloat16 matmuls accumulated in the float output; onednn::Linear), and kept so where faster: 1.1-1.8x
 //   float's speed on ViT's maps, at about 3e-6 relative error per map instead of float's 3e-7 (the parts take the
 //   same memory as a float copy). The split maps stay split only if the example's outputs stay within the
-//   tolerance and the whole forward runs faster that way than with them in float. Pass bf16x3 = false for float products
-//   throughout. A Linear followed by an activation in a Sequential block (ViT's, Swin's and MaxViT's MLPs,
-//   ConvNeXt's blocks) applies it in the matmul's last pass (a oneDNN post-op), with or without optimising;
+//   tolerance and the whole forward runs faster that way than with them in float. Pass bf16x3 = false for float
+//   products throughout. A Linear followed by an activation in a Sequential block (ViT's, Swin's and MaxViT's
+//   MLPs, ConvNeXt's blocks) applies it in the matmul's last pass (a oneDNN post-op), with or without optimising;
 // - turns autograd off for every parameter.
 // The model is changed in place and is for eval use only: training it afterwards, or saving its
 // state dict as a checkpoint of the original architecture, is wrong. The example's outputs before and
@@ -65,7 +66,7 @@ struct OptimizeOptions {
   bool channels_last = true;
   bool prepack = true;  // when oneDNN is available and it measures faster on the example (below)
   bool blocked_layout = true;  // with prepack: activations in oneDNN's layout too, where faster (below)
-  bool bf16x3 = true;          // with prepack, on CPUs with bfloat16 matrix units: split linear maps, where faster (below)
+  bool bf16x3 = true;  // with prepack, on CPUs with bfloat16 matrix units: split linear maps, where faster (below)
   double tolerance = 1e-4;
 };
 

@@ -455,7 +455,8 @@ TEST_CASE("nn::Linear::activated: the activation fused into the matmul, on every
   }
   // A SequentialBlock fuses a Linear with the Activation after it, and only that: the same numbers as step by step.
   mz::ops::SequentialBlock block(mz::nn::Linear(16, 32), mz::ops::Activation(Act::GELU), mz::nn::Linear(32, 8),
-                                 mz::ops::Activation(Act::ReLU), torch::nn::Dropout(0.5), mz::ops::Activation(Act::Tanh));
+                                 mz::ops::Activation(Act::ReLU), torch::nn::Dropout(0.5),
+                                 mz::ops::Activation(Act::Tanh));
   for (auto& m : block->modules(false))
     if (auto* l = dynamic_cast<mz::nn::LinearImpl*>(m.get())) mz::nn::reset_parameters(*l);
   block->eval();
