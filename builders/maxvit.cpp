@@ -90,7 +90,8 @@ torch::Tensor RelativePositionalMultiHeadAttentionImpl::forward(const torch::Ten
   const auto B = x.size(0), G = x.size(1), P = x.size(2), D = x.size(3);
   auto qkv = to_qkv(x).chunk(3, -1);
   const auto heads = [&](const torch::Tensor& t) { return t.reshape({B, G, P, n_heads, head_dim}).permute({0, 1, 3, 2, 4}); };
-  auto out = ops::attention(heads(qkv[0]), heads(qkv[1]) * scale_factor, heads(qkv[2]), get_relative_positional_bias());
+  auto out = ops::attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), get_relative_positional_bias(), 0.0, false,
+                            scale_factor);
   return merge(out.permute({0, 1, 3, 2, 4}).reshape({B, G, P, D}));
 }
 

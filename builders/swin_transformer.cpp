@@ -76,17 +76,18 @@ torch::Tensor shifted_window_attention(const torch::Tensor& input, const torch::
   }
   auto qkv = linear(qkv_packed, x, qkv_weight, bias).reshape({B, num_windows, n, 3, num_heads, head_dim}).permute({3, 0, 1, 4, 2, 5});
   auto q = qkv[0], k = qkv[1], v = qkv[2];  // (B, nW, heads, N, head_dim)
+  double scale = 1.0;
   if (logit_scale.defined()) {
     // Cosine attention with a learnt, clamped temperature (Swin V2).
     q = torch::nn::functional::normalize(q, torch::nn::functional::NormalizeFuncOptions().dim(-1)) *
         logit_scale.clamp_max(std::log(100.0)).exp();
     k = torch::nn::functional::normalize(k, torch::nn::functional::NormalizeFuncOptions().dim(-1));
   } else {
-    q = q * std::pow(static_cast<double>(head_dim), -0.5);
+    scale = std::pow(static_cast<double>(head_dim), -0.5);
   }
   auto attn_bias = relative_position_bias;  // (1, heads, N, N)
   if (shifted) attn_bias = attn_bias + shifted_window_mask(pad_h, pad_w, ws, shift, x.options()).unsqueeze(1);
-  auto out = ops::attention(q, k, v, attn_bias, attention_dropout, training);  // (B, nW, heads, N, head_dim)
+  auto out = ops::attention(q, k, v, attn_bias, attention_dropout, training, scale);  // (B, nW, heads, N, head_dim)
   x = out.transpose(2, 3).reshape({B * num_windows, n, C});
   x = linear(proj_packed, x, proj_weight, proj_bias);
   if (training && dropout > 0.0) x = torch::dropout(x, dropout, true);

@@ -108,7 +108,7 @@ dnnl::matmul::primitive_desc matmul_desc(std::int64_t rows, const dnnl::memory::
               : dnnl::matmul::primitive_desc({src, weights, dst}, attr, engine);
 }
 
-// Runs a matmul of matmul_desc on `in` (contiguous, rows x in) into y (contiguous, rows x out).
+// Runs a matmul of matmul_desc (or any matmul) on `in` into y, each laid out as the primitive's descriptions say.
 void run_matmul(const dnnl::matmul::primitive_desc& pd, const dnnl::matmul& primitive, const torch::Tensor& in,
                 const dnnl::memory& weights, const torch::Tensor& bias, torch::Tensor& y) {
   const auto& engine = ideep::engine::cpu_engine();
@@ -148,6 +148,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void split_row_a
 
 // The activation if oneDNN can apply it in a matmul's pass (eltwise() has it), else none: the caller applies it after.
 std::optional<ops::Act> fusable(std::optional<ops::Act> act) { return act && eltwise(*act) ? act : std::nullopt; }
+
+// A float tensor on the CPU in the ordinary layout (any strides), and its oneDNN description.
+bool strided_float(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kFloat && t.layout() == torch::kStrided && t.device().is_cpu() && !t.is_nested() &&
+         !t.is_mkldnn();
+}
+dnnl::memory::desc strided_desc(const torch::Tensor& t) {
+  return {t.sizes().vec(), dnnl::memory::data_type::f32, t.strides().vec()};
+}
 
 // An empty tensor of x's shape with its last dimension `out`.
 torch::Tensor linear_output(const torch::Tensor& x, std::int64_t out) {
@@ -517,10 +526,7 @@ bool bfloat16_matrix_units() {
 }
 
 bool linear_takes(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  const auto plain_float = [](const torch::Tensor& t) {
-    return t.scalar_type() == torch::kFloat && t.layout() == torch::kStrided && t.device().is_cpu() && !t.is_nested() &&
-           t.is_contiguous();
-  };
+  const auto plain_float = [](const torch::Tensor& t) { return strided_float(t) && t.is_contiguous(); };
   static const bool available = at::hasMKLDNN();
   return available && plain_float(x) && x.dim() >= 1 && plain_float(weight) && weight.dim() == 2 &&
          weight.numel() > 0 && x.size(-1) == weight.size(1) &&
@@ -541,6 +547,68 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
   const dnnl::matmul::primitive_desc pd = matmul_desc(rows, weights, bias.defined(), false, fused);
   run_matmul(pd, dnnl::matmul(pd), x, dnnl::memory(weights, ideep::engine::cpu_engine(), weight.data_ptr()), bias, y);
   return act && !fused ? ops::activate(*act, y, true) : y;
+}
+
+bool attention_takes(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& bias) {
+  static const bool available = at::hasMKLDNN();
+  const std::int64_t d = q.dim();
+  if (!available || !strided_float(q) || !strided_float(k) || !strided_float(v) || d < 2 || d > DNNL_MAX_NDIMS ||
+      k.dim() != d || v.dim() != d || q.numel() == 0 || k.numel() == 0 || v.numel() == 0)
+    return false;
+  const auto leading = q.sizes().slice(0, d - 2);
+  if (k.sizes().slice(0, d - 2) != leading || v.sizes().slice(0, d - 2) != leading || k.size(-1) != q.size(-1) ||
+      v.size(-2) != k.size(-2))
+    return false;
+  if (!bias.defined()) return true;
+  if (!strided_float(bias) || bias.dim() > d) return false;
+  std::vector<std::int64_t> scores = q.sizes().vec();
+  scores.back() = k.size(-2);
+  for (std::int64_t i = 1; i <= bias.dim(); ++i)
+    if (bias.size(-i) != 1 && bias.size(-i) != scores[d - i]) return false;
+  return true;
+}
+
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& bias, double scale) {
+  TORCH_CHECK(attention_takes(q, k, v, bias), "mz::onednn::attention takes float tensors q [..., N, D], k [..., M, D], "
+              "v [..., M, Dv] with the same leading dimensions, and a bias that broadcasts to [..., N, M]");
+  RECORD_FUNCTION("mz::onednn::attention", std::vector<c10::IValue>());
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const std::int64_t d = q.dim(), m = k.size(-2);
+  std::vector<std::int64_t> shape = q.sizes().vec();
+  shape.back() = m;
+  torch::Tensor scores = torch::empty(shape, q.options());
+  shape.back() = v.size(-1);
+  if (d >= 3) std::swap(shape[d - 3], shape[d - 2]);
+  torch::Tensor out = torch::empty(shape, q.options());
+  if (d >= 3) out = out.transpose(-3, -2);
+  const torch::Tensor kt = k.transpose(-2, -1);
+  const auto& engine = ideep::engine::cpu_engine();
+  dnnl::primitive_attr plain, scaled;
+  plain.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  scaled.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (scale != 1.0) scaled.set_output_scales(0, {static_cast<float>(scale)});
+  const dnnl::memory::desc rows({scores.numel() / m, m}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::ab);
+  dnnl::matmul::primitive_desc qk, pv;
+  dnnl::softmax_forward::primitive_desc softmax;
+  try {
+    qk = dnnl::matmul::primitive_desc({strided_desc(q), strided_desc(kt), strided_desc(scores)}, scaled, engine);
+    pv = dnnl::matmul::primitive_desc({strided_desc(scores), strided_desc(v), strided_desc(out)}, plain, engine);
+    softmax = dnnl::softmax_forward::primitive_desc(
+        dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, rows, 1), plain, engine);
+  } catch (const dnnl::error&) {
+    return {};  // strides oneDNN does not take (zero ones, of expanded tensors)
+  }
+  if (reference_kernel(qk) || reference_kernel(pv) || reference_kernel(softmax)) return {};
+  run_matmul(qk, dnnl::matmul(qk), q, dnnl::memory(qk.weights_desc(), engine, kt.data_ptr()), {}, scores);
+  if (bias.defined()) scores.add_(bias);
+  const dnnl::memory probabilities(rows, engine, scores.data_ptr());
+  ideep::tensor scratchpad(softmax.scratchpad_desc());
+  dnnl::softmax_forward(softmax).execute(ideep::stream::default_stream(), {{DNNL_ARG_SRC, probabilities},
+                                                                          {DNNL_ARG_DST, probabilities},
+                                                                          {DNNL_ARG_SCRATCHPAD, scratchpad}});
+  run_matmul(pv, dnnl::matmul(pv), scores, dnnl::memory(pv.weights_desc(), engine, v.data_ptr()), {}, out);
+  return out;
 }
 
 void accept_blocked_inputs() {

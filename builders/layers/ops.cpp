@@ -173,8 +173,14 @@ MLPImpl::MLPImpl(MLPOptions o) : options(std::move(o)) {
 }
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        const torch::Tensor& bias, double dropout, bool training) {
-  auto scores = torch::matmul(q, k.transpose(-2, -1));
+                        const torch::Tensor& bias, double dropout, bool training, double scale) {
+  const bool differentiable = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() ||
+                                                                v.requires_grad() || (bias.defined() && bias.requires_grad()));
+  if (!(training && dropout > 0.0) && !differentiable && onednn::attention_takes(q, k, v, bias)) {
+    torch::Tensor out = onednn::attention(q, k, v, bias, scale);
+    if (out.defined()) return out;
+  }
+  auto scores = torch::matmul(scale == 1.0 ? q : q * scale, k.transpose(-2, -1));
   if (bias.defined()) scores = scores + bias;
   scores = torch::softmax(scores, -1);
   if (training && dropout > 0.0) scores = torch::dropout(scores, dropout, /*train=*/true);
@@ -213,7 +219,7 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   if (key_padding_mask.defined())
     bias = torch::zeros({b, 1, 1, t}, x.options())
                .masked_fill_(key_padding_mask.view({b, 1, 1, t}), -std::numeric_limits<float>::infinity());
-  auto out = attention(qkv[0] / std::sqrt(static_cast<double>(head_dim)), qkv[1], qkv[2], bias, dropout, is_training());
+  auto out = attention(qkv[0], qkv[1], qkv[2], bias, dropout, is_training(), 1.0 / std::sqrt(static_cast<double>(head_dim)));
   return out_proj(out.transpose(1, 2).reshape({b, t, embed_dim}));
 }
 

@@ -501,6 +501,71 @@ TEST_CASE("nn::Linear unpacked without autograd: oneDNN's matmul on the weight a
   CHECK(count.calls() == 1);
 }
 
+// The attention product through oneDNN: softmax(scale · q @ k^T + bias) @ v in float64 on strided views of one
+// projection (as ViT's, Swin's and MaxViT's heads are), with biases that broadcast, padded keys at -inf, more keys
+// than queries; the heads' join free. The steps where oneDNN does not apply: a gradient wanted, dropout in training.
+TEST_CASE("ops::attention through oneDNN: the float64 numbers on strided views, and the steps where it does not apply") {
+  if (!at::hasMKLDNN()) return;
+  torch::manual_seed(0);
+  const auto reference = [](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                            const torch::Tensor& bias, double scale) {
+    auto scores = torch::matmul(q.to(torch::kDouble), k.to(torch::kDouble).transpose(-2, -1)) * scale;
+    if (bias.defined()) scores = scores + bias.to(torch::kDouble);
+    return torch::matmul(torch::softmax(scores, -1), v.to(torch::kDouble)).to(torch::kFloat);
+  };
+  // [B, T, 3, heads, head_dim] -> q, k, v [B, heads, T, head_dim]; 5-d: [B, windows, T, 3, heads, head_dim].
+  const torch::Tensor qkv4 = torch::randn({2, 7, 3 * 4 * 8}).view({2, 7, 3, 4, 8}).permute({2, 0, 3, 1, 4});
+  const torch::Tensor qkv5 = torch::randn({2, 3, 6, 3 * 2 * 8}).view({2, 3, 6, 3, 2, 8}).permute({3, 0, 1, 4, 2, 5});
+  const torch::Tensor pad = torch::zeros({2, 1, 1, 7}).masked_fill_(torch::arange(7).view({1, 1, 1, 7}) >=
+                                                                        torch::tensor({5, 7}).view({2, 1, 1, 1}),
+                                                                    -std::numeric_limits<float>::infinity());
+  const torch::Tensor keys = torch::randn({2, 4, 11, 8}), values = torch::randn({2, 4, 11, 5});
+  struct Attention {
+    torch::Tensor q, k, v, bias;
+    double scale;
+  };
+  const std::vector<Attention> cases = {
+      {qkv4[0], qkv4[1], qkv4[2], {}, 1 / std::sqrt(8.0)},
+      {qkv4[0], qkv4[1], qkv4[2], pad, 0.5},
+      {qkv4[0], qkv4[1], qkv4[2], torch::randn({1, 4, 7, 7}), 1.0},
+      {qkv5[0], qkv5[1], qkv5[2], torch::randn({3, 1, 6, 6}), 0.3},
+      {qkv4[0], keys, values, torch::randn({11}), 0.25},  // cross-attention: 11 keys for 7 queries, Dv 5
+  };
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    CAPTURE(i);
+    const Attention& c = cases[i];
+    REQUIRE(mz::onednn::attention_takes(c.q, c.k, c.v, c.bias));
+    const torch::Tensor got = mz::onednn::attention(c.q, c.k, c.v, c.bias, c.scale);
+    REQUIRE(got.defined());
+    const torch::Tensor want = reference(c.q, c.k, c.v, c.bias, c.scale);
+    CHECK(got.sizes() == want.sizes());
+    CHECK(max_relative(got, want) <= 1e-5);
+    CHECK(got.transpose(-3, -2).is_contiguous());  // heads next to head_dim: joining them is a view
+    torch::NoGradGuard no_grad;
+    CHECK(max_relative(mz::ops::attention(c.q, c.k, c.v, c.bias, 0.1, false, c.scale), want) <= 1e-5);
+  }
+  // Shapes it does not take; an expanded (zero-stride) key, which oneDNN's matmul refuses: the steps give the numbers.
+  CHECK_FALSE(mz::onednn::attention_takes(qkv4[0], keys, values.narrow(2, 0, 10), {}));
+  CHECK_FALSE(mz::onednn::attention_takes(qkv4[0], qkv4[1], qkv4[2], torch::randn({3, 7, 7})));
+  CHECK_FALSE(mz::onednn::attention_takes(qkv4[0].to(torch::kDouble), qkv4[1], qkv4[2], {}));
+  const torch::Tensor expanded = torch::randn({1, 1, 7, 8}).expand({2, 4, 7, 8});
+  {
+    torch::NoGradGuard no_grad;
+    CHECK(max_relative(mz::ops::attention(qkv4[0], expanded, qkv4[2], pad, 0.0, false, 0.5),
+                       reference(qkv4[0], expanded, qkv4[2], pad, 0.5)) <= 1e-5);
+  }
+  // A gradient wanted: the steps, with autograd.
+  const torch::Tensor q = qkv4[0].detach().clone().requires_grad_();
+  const torch::Tensor out = mz::ops::attention(q, qkv4[1], qkv4[2], pad, 0.0, false, 0.5);
+  CHECK(max_relative(out.detach(), reference(q.detach(), qkv4[1], qkv4[2], pad, 0.5)) <= 1e-5);
+  out.sum().backward();
+  CHECK(q.grad().defined());
+  // Dropout in training: the steps, whose dropout zeroes some weights (the product then differs).
+  torch::NoGradGuard no_grad;
+  CHECK(max_relative(mz::ops::attention(qkv4[0], qkv4[1], qkv4[2], {}, 0.5, true, 1.0),
+                     reference(qkv4[0], qkv4[1], qkv4[2], {}, 1.0)) > 1e-3);
+}
+
 // ViT's and RoBERTa's attention with its input projection packed leaves LibTorch's fused path for the step-by-step
 // one: the same numbers, with padded keys too.
 TEST_CASE("ops::SelfAttention with a packed input projection") {

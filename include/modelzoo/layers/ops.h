@@ -204,19 +204,22 @@ class MLPImpl : public SequentialBlockImpl {
 };
 TORCH_MODULE(MLP);
 
-// The attention product of the transformer families (ViT, Swin, MaxViT): softmax(q @ k^T + bias) @ v
-// over the last two dimensions (q, k, v: [..., N, head_dim]; bias, if defined, broadcasts to
-// [..., N, N]). Callers scale q or k (or normalise them, Swin V2) first. Dropout on the attention
-// weights applies only when training.
+// The attention product of the transformer families (ViT, Swin, MaxViT, RoBERTa): softmax(scale · q @ k^T + bias) @ v
+// over the last two dimensions (q, k, v: [..., N, head_dim]; bias, if defined, broadcasts to [..., N, N]). Swin V2
+// normalises q and k first. Dropout on the attention weights applies only when training. Where no gradient is
+// wanted and no dropout applies, it runs through oneDNN (onednn::attention: the scale applied to the product, the
+// result laid out as [..., N, heads, head_dim] so that joining the heads is free); otherwise step by step, with q
+// multiplied by scale first.
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        const torch::Tensor& bias = {}, double dropout = 0.0, bool training = false);
+                        const torch::Tensor& bias = {}, double dropout = 0.0, bool training = false,
+                        double scale = 1.0);
 
 // torch.nn.MultiheadAttention(embed_dim, num_heads, dropout, batch_first=True) used for self-attention, without
 // the attention weights: ViT's encoder blocks, RoBERTa's layers. State dict: in_proj_weight, in_proj_bias,
 // out_proj.*. In inference (eval, no gradient) without a padding mask it runs LibTorch's fused kernel, as PyTorch's
 // fast path does, unless mz::optimize_for_inference packed its input projection for oneDNN (or is tracing the model,
-// to see the projection's input). Otherwise step by step, with F.multi_head_attention_forward's arithmetic: q divided
-// by sqrt(head_dim), padded keys at -inf, dropout on the attention weights when training.
+// to see the projection's input). Otherwise through ops::attention, with F.multi_head_attention_forward's arithmetic:
+// scores scaled by 1/sqrt(head_dim), padded keys at -inf, dropout on the attention weights when training.
 class SelfAttentionImpl : public torch::nn::Module, public nn::Adaptable, public nn::PackableLinear {
  public:  // Adaptable: in_proj_weight
   // Throws UsageError unless num_heads divides embed_dim.
