@@ -1,4 +1,5 @@
 #include "modelzoo/layers/nn.h"
+#include "builders/layers/amx.h"
 #include "builders/layers/init.h"
 #include "builders/layers/onednn.h"
 
@@ -100,11 +101,11 @@ torch::Tensor PackedWeight::linear(const torch::Tensor& x, const torch::Tensor& 
   if (detail::TraceProbe* probe = detail::trace_probe()) probe->linear_input(*this, x);
   const bool needs_grad = torch::GradMode::is_enabled() &&
                           (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
-  const bool usable = packed && weight.unsafeGetTensorImpl() == source.unsafeGetTensorImpl() &&
+  const bool usable = (packed || split) && weight.unsafeGetTensorImpl() == source.unsafeGetTensorImpl() &&
                       weight.storage().unsafeGetStorageImpl() == storage.unsafeGetStorageImpl() &&
                       weight._version() == version && x.scalar_type() == torch::kFloat && x.dim() >= 1 &&
                       !x.is_mkldnn() && !needs_grad;
-  if (usable) return (*packed)(x, bias, act);
+  if (usable) return split ? (*split)(x, bias, act) : (*packed)(x, bias, act);
   if (!needs_grad && onednn::linear_takes(x, weight, bias)) return onednn::linear(x, weight, bias, act);
   const torch::Tensor y = fused_linear(x, weight, bias);
   return act ? ops::activate(*act, y, /*inplace=*/!needs_grad) : y;
@@ -112,7 +113,11 @@ torch::Tensor PackedWeight::linear(const torch::Tensor& x, const torch::Tensor& 
 
 void PackedWeight::pack(const torch::Tensor& weight, bool bf16x3) {
   torch::NoGradGuard no_grad;
-  packed = std::make_shared<const onednn::Linear>(weight, bf16x3);
+  reset();
+  if (bf16x3 && amx::available())
+    split = std::make_shared<const amx::Linear>(weight);
+  else
+    packed = std::make_shared<const onednn::Linear>(weight);
   source = weight;
   storage = weight.storage();
   version = weight._version();
@@ -120,6 +125,7 @@ void PackedWeight::pack(const torch::Tensor& weight, bool bf16x3) {
 
 void PackedWeight::reset() {
   packed.reset();
+  split.reset();
   source = torch::Tensor();
   storage = c10::Storage();
 }

@@ -3,10 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
-#include <immintrin.h>
-
 #include <ideep.hpp>
-#include <ATen/Parallel.h>
 #include <ATen/ops/mkldnn_reorder_conv2d_weight.h>
 #include <ATen/record_function.h>
 #include <torch/library.h>
@@ -121,31 +118,6 @@ void run_matmul(const dnnl::matmul::primitive_desc& pd, const dnnl::matmul& prim
   primitive.execute(ideep::stream::default_stream(), args);
 }
 
-// Linear's bf16x3 split of a row of x: hi = bf16(x), lo = bf16(x - hi), both rounded to nearest even.
-void split_row(const float* x, c10::BFloat16* hi, c10::BFloat16* lo, std::int64_t in) {
-  for (std::int64_t j = 0; j < in; ++j) {
-    hi[j] = c10::BFloat16(x[j]);
-    lo[j] = c10::BFloat16(x[j] - static_cast<float>(hi[j]));
-  }
-}
-
-// The same with AVX-512's bfloat16 conversion (also round to nearest even; it flushes denormal floats to zero, below
-// 1.2e-38, where the scalar loop keeps them).
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void split_row_avx512(const float* x,
-                                                                                     c10::BFloat16* hi,
-                                                                                     c10::BFloat16* lo,
-                                                                                     std::int64_t in) {
-  for (std::int64_t j = 0; j < in; j += 16) {
-    const __mmask16 mask = in - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (in - j)) - 1);
-    const __m512 v = _mm512_maskz_loadu_ps(mask, x + j);
-    const __m256i h = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
-    const __m512 h_float = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    const __m256i l = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_sub_ps(v, h_float)));
-    _mm256_mask_storeu_epi16(hi + j, mask, h);
-    _mm256_mask_storeu_epi16(lo + j, mask, l);
-  }
-}
-
 // The activation if oneDNN can apply it in a matmul's pass (eltwise() has it), else none: the caller applies it after.
 std::optional<ops::Act> fusable(std::optional<ops::Act> act) { return act && eltwise(*act) ? act : std::nullopt; }
 
@@ -166,6 +138,16 @@ torch::Tensor linear_output(const torch::Tensor& x, std::int64_t out) {
 }
 
 }  // namespace
+
+torch::Tensor packed_linear_output(const char* who, const torch::Tensor& x, const torch::Tensor& bias,
+                                   std::int64_t in_features, std::int64_t out_features) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat && x.dim() >= 1 && x.size(-1) == in_features && !x.is_mkldnn(), who,
+              " takes an ordinary float input whose last dimension is ", in_features);
+  TORCH_CHECK(!bias.defined() ||
+                  (bias.scalar_type() == torch::kFloat && bias.sizes() == torch::IntArrayRef{out_features}),
+              who, " takes a float bias of ", out_features, " elements");
+  return linear_output(x, out_features);
+}
 
 torch::Tensor dense(const torch::Tensor& x) {
   if (!x.is_mkldnn()) return x;
@@ -410,28 +392,22 @@ void Convolution::check(const torch::Tensor& x, const torch::Tensor& bias) const
               "mz::onednn::Convolution takes a float bias of ", out_channels_, " elements");
 }
 
-// The primitives for one number of rows, with the weight in the layouts they read.
+// The primitive for one number of rows, with the weight in the layout it reads.
 struct Linear::Plan {
   std::int64_t rows;
   bool bias;
-  std::optional<ops::Act> act;  // applied in the last matmul's pass
-  dnnl::matmul::primitive_desc pd;  // x·w + bias; bf16x3: x_hi·w_hi + bias
+  std::optional<ops::Act> act;  // applied in the matmul's pass
+  dnnl::matmul::primitive_desc pd;
   dnnl::matmul primitive;
-  // bf16x3: matmuls that add to the output, x_hi·w_lo then x_lo·w_hi (`last`: that one, with the activation)
-  dnnl::matmul::primitive_desc add_pd, last_pd;
-  dnnl::matmul add, last;
-  // The weight (bf16x3: its high part) in pd's layout; bf16x3: its low and high parts in add_pd's (last_pd's too).
-  // Each shared by the plans that read the same layout.
-  ideep::tensor weights, low, high;
-  torch::Tensor owner;  // the memory of any of them that is the original weight's (no reorder needed)
+  ideep::tensor weights;  // in pd's layout, shared by the plans that read the same layout
+  torch::Tensor owner;  // the original weight, if `weights` is its memory (no reorder needed)
 };
 
-Linear::Linear(const torch::Tensor& weight, bool bf16x3)
-    : out_features_(weight.size(0)), in_features_(weight.size(1)), bf16x3_(bf16x3) {
+Linear::Linear(const torch::Tensor& weight) : out_features_(weight.size(0)), in_features_(weight.size(1)) {
   TORCH_CHECK(weight.dim() == 2 && weight.scalar_type() == torch::kFloat && weight.numel() > 0,
               "mz::onednn::Linear takes a non-empty 2-d float weight");
   at::AutoDispatchBelowADInplaceOrView below_autograd;
-  weight_ = bf16x3_ ? split_bf16x3(weight.detach().contiguous()) : weight.detach().contiguous().unsqueeze(0);
+  weight_ = weight.detach().contiguous();
 }
 
 Linear::~Linear() = default;
@@ -440,89 +416,41 @@ std::shared_ptr<const Linear::Plan> Linear::plan(std::int64_t rows, bool bias, s
   std::lock_guard<std::mutex> lock(mutex_);
   for (const auto& p : plans_)
     if (p->rows == rows && p->bias == bias && p->act == act) return p;
-  const auto type = bf16x3_ ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
-  const dnnl::memory::desc any({in_features_, out_features_}, type, dnnl::memory::format_tag::any);
+  const auto f32 = dnnl::memory::data_type::f32;
   auto p = std::make_shared<Plan>();
   p->rows = rows, p->bias = bias, p->act = act;
-  p->pd = matmul_desc(rows, any, bias, false, bf16x3_ ? std::nullopt : act);
+  p->pd = matmul_desc(rows, dnnl::memory::desc({in_features_, out_features_}, f32, dnnl::memory::format_tag::any),
+                      bias, false, act);
   p->primitive = dnnl::matmul(p->pd);
+  // An earlier plan's copy in this layout, or one reordered from the original (until the first plan holds it) or
+  // from the latest plan's copy.
+  for (const auto& other : plans_)
+    if (other->weights.get_desc() == p->pd.weights_desc()) {
+      p->weights = other->weights, p->owner = other->owner;
+      return keep_recent(plans_, p);
+    }
   const Plan* from = plans_.empty() ? nullptr : plans_.back().get();
-  // Part 0 (the weight, or its high part) or 1 (the low part) in `desc`: an earlier plan's copy in that layout, or
-  // one reordered from the original (until the first plan holds it) or from the latest plan's copy.
-  const auto part = [&](int i, const dnnl::memory::desc& desc) {
-    for (const auto& other : plans_)
-      for (const ideep::tensor& t : i == 0 ? std::vector{other->weights, other->high} : std::vector{other->low})
-        if (!t.is_empty() && t.get_desc() == desc) {
-          if (other->owner.defined()) p->owner = other->owner;
-          return t;
-        }
-    // [out, in] row-major is [in, out] column-major.
-    const ideep::dims dims{in_features_, out_features_};
-    const ideep::tensor source = from ? (i == 0 ? from->weights : from->low)
-                                      : ideep::tensor({dims, type, dnnl::memory::format_tag::ba}, weight_[i].data_ptr());
-    ideep::tensor t = source.reorder_if_differ_in(desc);
-    if (t.get_data_handle() == source.get_data_handle()) p->owner = from ? from->owner : weight_;
-    return t;
-  };
-  p->weights = part(0, p->pd.weights_desc());
-  if (bf16x3_) {
-    p->add_pd = matmul_desc(rows, any, false, true);
-    p->add = dnnl::matmul(p->add_pd);
-    p->last_pd = act ? matmul_desc(rows, any, false, true, act) : p->add_pd;
-    p->last = act ? dnnl::matmul(p->last_pd) : p->add;
-    TORCH_CHECK(p->last_pd.weights_desc() == p->add_pd.weights_desc(),
-                "mz::onednn::Linear: oneDNN wants another layout for the weight with an activation");
-    p->low = part(1, p->add_pd.weights_desc());
-    p->high = part(0, p->add_pd.weights_desc());
-  }
+  // [out, in] row-major is [in, out] column-major.
+  const ideep::tensor source = from ? from->weights
+                                    : ideep::tensor({{in_features_, out_features_}, f32, dnnl::memory::format_tag::ba},
+                                                    weight_.data_ptr());
+  p->weights = source.reorder_if_differ_in(p->pd.weights_desc());
+  if (p->weights.get_data_handle() == source.get_data_handle()) p->owner = from ? from->owner : weight_;
   weight_ = torch::Tensor();  // the plans hold it now, in their layouts
   return keep_recent(plans_, p);
 }
 
 torch::Tensor Linear::operator()(const torch::Tensor& x, const torch::Tensor& bias, std::optional<ops::Act> act) const {
-  TORCH_CHECK(x.scalar_type() == torch::kFloat && x.dim() >= 1 && x.size(-1) == in_features_ && !x.is_mkldnn(),
-              "mz::onednn::Linear takes an ordinary float input whose last dimension is ", in_features_);
-  TORCH_CHECK(!bias.defined() || (bias.scalar_type() == torch::kFloat && bias.sizes() == torch::IntArrayRef{out_features_}),
-              "mz::onednn::Linear takes a float bias of ", out_features_, " elements");
+  torch::Tensor y = packed_linear_output("mz::onednn::Linear", x, bias, in_features_, out_features_);
   RECORD_FUNCTION("mz::onednn::Linear", std::vector<c10::IValue>());
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const torch::Tensor in = x.contiguous(), b = bias.defined() ? bias.contiguous() : bias;
   const std::int64_t rows = in.numel() / in_features_;
-  torch::Tensor y = linear_output(x, out_features_);
   if (rows == 0) return y;
   const std::optional<ops::Act> fused = fusable(act);
   const std::shared_ptr<const Plan> p = plan(rows, b.defined(), fused);
-  if (!bf16x3_) {
-    run_matmul(p->pd, p->primitive, in, p->weights, b, y);
-  } else {
-    const torch::Tensor parts = split_bf16x3(in.view({rows, in_features_}));
-    run_matmul(p->pd, p->primitive, parts[0], p->weights, b, y);
-    run_matmul(p->add_pd, p->add, parts[0], p->low, {}, y);
-    run_matmul(p->last_pd, p->last, parts[1], p->high, {}, y);
-  }
+  run_matmul(p->pd, p->primitive, in, p->weights, b, y);
   return act && !fused ? ops::activate(*act, y, true) : y;
-}
-
-torch::Tensor split_bf16x3(const torch::Tensor& x, bool portable) {
-  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat && x.is_contiguous() && !x.is_mkldnn(),
-              "mz::onednn::split_bf16x3 takes a contiguous float matrix");
-  static const bool avx512 = __builtin_cpu_supports("avx512bf16");
-  const auto row = avx512 && !portable ? split_row_avx512 : split_row;
-  const std::int64_t rows = x.size(0), in = x.size(1);
-  torch::Tensor parts = torch::empty({2, rows, in}, x.options().dtype(torch::kBFloat16));
-  const float* src = x.data_ptr<float>();
-  c10::BFloat16* hi = parts.data_ptr<c10::BFloat16>();
-  c10::BFloat16* lo = hi + rows * in;
-  at::parallel_for(0, rows, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(in, 1)),
-                   [&](std::int64_t begin, std::int64_t end) {
-                     for (std::int64_t r = begin; r < end; ++r) row(src + r * in, hi + r * in, lo + r * in, in);
-                   });
-  return parts;
-}
-
-bool bfloat16_matrix_units() {
-  const auto amx = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_amx);
-  return (static_cast<unsigned>(dnnl::get_effective_cpu_isa()) & amx) == amx;
 }
 
 bool linear_takes(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {

@@ -68,21 +68,12 @@ class Convolution {
 // inputs of any leading shape in the ordinary layout, with the result in the ordinary layout. oneDNN's matmul uses
 // every vector instruction the CPU has, where a BLAS may not: Debian's OpenBLAS 0.3.21 runs its AVX2 (Haswell)
 // kernels on AVX-512 AMD CPUs, at half the speed. It makes the oneDNN primitive once per number of rows (it keeps the
-// last 32). Safe to call from several threads at once.
-//
-//
-// With bf16x3, on CPUs with bfloat16 matrix units (Intel AMX), each float operand is split into bfloat16 parts, a
-// high one and the rounding remainder, and x·w is x_hi·w_hi + x_hi·w_lo + x_lo·w_hi: three bfloat16 matmuls that
-// accumulate in the float output. What it drops (x_lo·w_lo, and the remainders' own rounding) is about 2^-17 of
-// each term: about 3e-6 relative per map against float64, where float gives 3e-7. On ViT's shapes on a 2-core AMX
-// Xeon: 1.1-1.8x float's speed timed alone (the input's split included), 0.9-1.4x with weights not in the core's
-// cache, as in a model at batch 1. It runs on any CPU oneDNN runs bfloat16 on, but pays off only with the matrix
-// units (bfloat16_matrix_units()). The parts take the float weight's memory.
+// last 32). Safe to call from several threads at once. (amx::Linear is the bfloat16 split for AMX CPUs.)
 class Linear {
  public:
   // weight: [out_features, in_features] float. Not copied if contiguous: the first call reorders it, so it must not
   // change before then (nn::PackedWeight makes sure: it calls only while the weight's version is the one packed).
-  explicit Linear(const torch::Tensor& weight, bool bf16x3 = false);
+  explicit Linear(const torch::Tensor& weight);
   ~Linear();
   // bias: [out_features] float, or undefined; act applied to the result, in oneDNN's pass where it has it.
   torch::Tensor operator()(const torch::Tensor& x, const torch::Tensor& bias,
@@ -92,19 +83,16 @@ class Linear {
   struct Plan;
   std::shared_ptr<const Plan> plan(std::int64_t rows, bool bias, std::optional<ops::Act> act) const;
   std::int64_t out_features_, in_features_;
-  bool bf16x3_;
   mutable std::mutex mutex_;
   mutable std::vector<std::shared_ptr<const Plan>> plans_;  // the most recent last
-  mutable torch::Tensor weight_;  // [1, out, in], bf16x3 [2, out, in] (split): until the first plan holds it
+  mutable torch::Tensor weight_;  // until the first plan holds it
 };
 
-// Whether oneDNN runs bfloat16 matmuls on matrix units here (Intel AMX), where Linear's bf16x3 can pay off.
-bool bfloat16_matrix_units();
-
-// Linear's bf16x3 split of a contiguous float matrix x [rows, in]: [2, rows, in] bfloat16, x_hi = bf16(x) then
-// x_lo = bf16(x - x_hi), rounded to nearest even. With AVX-512's bfloat16 conversion where the
-// CPU has it (which flushes denormal floats, below 1.2e-38, to zero), unless `portable`.
-torch::Tensor split_bf16x3(const torch::Tensor& x, bool portable = false);
+// The output of a packed linear map (Linear here, amx::Linear) for x, empty, once the arguments are checked: x an
+// ordinary float tensor whose last dimension is in_features, bias [out_features] float or undefined (`who` names the
+// map in the error).
+torch::Tensor packed_linear_output(const char* who, const torch::Tensor& x, const torch::Tensor& bias,
+                                   std::int64_t in_features, std::int64_t out_features);
 
 // act(x @ weight^T + bias) through oneDNN's matmul on the weight as it is, for inference: x a contiguous float tensor
 // of any leading shape, weight a contiguous [out, in] float matrix, bias [out] float or undefined, act (in the

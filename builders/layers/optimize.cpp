@@ -13,6 +13,7 @@
 
 #include <torch/torch.h>
 
+#include "builders/layers/amx.h"
 #include "builders/layers/onednn.h"
 #include "modelzoo/errors.h"
 #include "modelzoo/layers/nn.h"
@@ -166,7 +167,7 @@ OptimizeReport optimize_for_inference(torch::nn::Module& model, const std::funct
   // faster still.
   std::vector<nn::PackedWeight*> packed_linears;
   std::vector<std::pair<nn::PackedWeight*, torch::Tensor>> split_linears;  // with their weights
-  const bool try_split = options.bf16x3 && options.prepack && at::hasMKLDNN() && onednn::bfloat16_matrix_units();
+  const bool try_split = options.bf16x3 && options.prepack && at::hasMKLDNN() && amx::available();
   if (options.prepack && at::hasMKLDNN()) {
     // Each timed call reads its weight from beyond the cores' own caches, as it will in the model's forward, where
     // other layers run in between: timed from the cache the previous call left it in, a split map of vit_b_16 at

@@ -35,12 +35,13 @@
 //   has, where the BLAS LibTorch calls may not (Debian's OpenBLAS 0.3.21 runs its AVX2 kernels on AVX-512
 //   AMD CPUs: half the speed). The copies cost the linear weights' memory once more. On CPUs with bfloat16 matrix
 //   units (Intel AMX), each map is also timed split into bfloat16 parts (bf16x3: x_hi·w_hi + x_hi·w_lo + x_lo·w_hi,
-//   three bfloat16 matmuls accumulated in the float output; onednn::Linear), and kept so where faster: 1.1-1.8x
-//   float's speed on ViT's maps, at about 3e-6 relative error per map instead of float's 3e-7 (the parts take the
-//   same memory as a float copy). The split maps stay split only if the example's outputs stay within the
-//   tolerance and the whole forward runs faster that way than with them in float. Pass bf16x3 = false for float
-//   products throughout. A Linear followed by an activation in a Sequential block (ViT's, Swin's and MaxViT's
-//   MLPs, ConvNeXt's blocks) applies it in the matmul's last pass (a oneDNN post-op), with or without optimising;
+//   accumulated in float in AMX's tiles by modelzoo's own kernel, amx::Linear), and kept so where faster: on ViT's
+//   and ConvNeXt's maps 1.7-2.5x oneDNN's float speed (1.1x with 96 inputs), at about 3e-6 relative error per map
+//   instead of float's 3e-7 (the parts take the same memory as a float copy). The split maps stay split only if the
+//   example's outputs stay within the tolerance and the whole forward runs faster that way than with them in float.
+//   Pass bf16x3 = false for float products throughout. A Linear followed by an activation in a Sequential block
+//   (ViT's, Swin's and MaxViT's MLPs, ConvNeXt's blocks) applies it in the matmul's pass (a oneDNN post-op; on a
+//   split map, right after it), with or without optimising;
 // - turns autograd off for every parameter.
 // The model is changed in place and is for eval use only: training it afterwards, or saving its
 // state dict as a checkpoint of the original architecture, is wrong. The example's outputs before and

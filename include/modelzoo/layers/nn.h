@@ -27,6 +27,9 @@ namespace mz::onednn {
 class Convolution;  // builders/layers/onednn.h
 class Linear;
 }
+namespace mz::amx {
+class Linear;  // builders/layers/amx.h
+}
 
 namespace mz::nn {
 
@@ -115,14 +118,15 @@ class PackedWeight {
   // torch::linear in every other case (training, say). Then act, if given, in oneDNN's pass where it can.
   torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                        std::optional<ops::Act> act = std::nullopt) const;
-  // bf16x3: the copy split into bfloat16 parts, for the matrix units of CPUs that have them (onednn::Linear says
-  // how, and how accurate: about 3e-6 relative per map).
+  // bf16x3: the copy split into bfloat16 parts for the matrix units of CPUs that have them, Intel AMX's (amx::Linear
+  // says how, and how accurate: about 3e-6 relative per map); a float copy on other CPUs.
   void pack(const torch::Tensor& weight, bool bf16x3 = false);
   void reset();
-  explicit operator bool() const { return packed != nullptr; }
+  explicit operator bool() const { return packed || split; }
 
  private:
   std::shared_ptr<const onednn::Linear> packed;
+  std::shared_ptr<const amx::Linear> split;
   torch::Tensor source;   // the weight packed (kept: its identity is the check)
   c10::Storage storage;   // its storage then
   std::uint32_t version = 0;

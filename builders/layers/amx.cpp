@@ -1,0 +1,197 @@
+#include "builders/layers/amx.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <ATen/Parallel.h>
+#include <ATen/record_function.h>
+
+#include "builders/layers/onednn.h"
+
+namespace mz::amx {
+namespace {
+
+using c10::BFloat16;
+
+constexpr std::int64_t kBlock = 32;  // rows and columns of the output a kernel call makes, and the k of one step
+constexpr std::int64_t kTile = 16 * 32;  // bfloat16 elements of one tile: 16 rows of 64 bytes
+
+std::int64_t round_up(std::int64_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
+
+// A row's split: hi = bf16(x), lo = bf16(x - hi), both rounded to nearest even.
+void split_row(const float* x, BFloat16* hi, BFloat16* lo, std::int64_t in) {
+  for (std::int64_t j = 0; j < in; ++j) {
+    hi[j] = BFloat16(x[j]);
+    lo[j] = BFloat16(x[j] - static_cast<float>(hi[j]));
+  }
+}
+
+// The same with AVX-512's bfloat16 conversion (also round to nearest even; it flushes denormal floats to zero, below
+// 1.2e-38, where the scalar loop keeps them).
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void split_row_avx512(const float* x, BFloat16* hi,
+                                                                                     BFloat16* lo, std::int64_t in) {
+  for (std::int64_t j = 0; j < in; j += 16) {
+    const __mmask16 mask = in - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (in - j)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(mask, x + j);
+    const __m256i h = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
+    const __m512 h_float = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    const __m256i l = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_sub_ps(v, h_float)));
+    _mm256_mask_storeu_epi16(hi + j, mask, h);
+    _mm256_mask_storeu_epi16(lo + j, mask, l);
+  }
+}
+
+// Splits x [rows, in] (contiguous float) into parts [2, rows_out, in_out] (rows_out >= rows, in_out >= in), zero
+// beyond x.
+void split_into(const torch::Tensor& x, BFloat16* parts, std::int64_t rows_out, std::int64_t in_out, bool portable) {
+  static const bool avx512 = __builtin_cpu_supports("avx512bf16");
+  const auto row = avx512 && !portable ? split_row_avx512 : split_row;
+  const std::int64_t rows = x.size(0), in = x.size(1);
+  const float* src = x.data_ptr<float>();
+  BFloat16* lo_part = parts + rows_out * in_out;
+  at::parallel_for(0, rows_out, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(in_out, 1)),
+                   [&](std::int64_t begin, std::int64_t end) {
+                     for (std::int64_t r = begin; r < end; ++r) {
+                       BFloat16 *hi = parts + r * in_out, *lo = lo_part + r * in_out;
+                       const std::int64_t done = r < rows ? in : 0;
+                       if (done) row(src + r * in, hi, lo, in);
+                       std::memset(static_cast<void*>(hi + done), 0, (in_out - done) * sizeof(BFloat16));
+                       std::memset(static_cast<void*>(lo + done), 0, (in_out - done) * sizeof(BFloat16));
+                     }
+                   });
+}
+
+struct alignas(64) TileConfig {
+  std::uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  std::uint16_t colsb[16] = {};
+  std::uint8_t rows[16] = {};
+};
+
+// The output's blocks of tasks [begin, end): task t is columns 32 (t % blocks_n) onwards for the rows of chunk
+// t / blocks_n (`chunk` rows, a multiple of 32). a: [2, rows_a, k] bfloat16 (rows_a and k multiples of 32),
+// b: Linear::tiles_ (k / 32 steps per 16 columns), y: [rows, n] float.
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) void blocks(const BFloat16* a, std::int64_t rows_a,
+                                                                  const BFloat16* b, std::int64_t n_padded,
+                                                                  std::int64_t k, const float* bias, float* y,
+                                                                  std::int64_t rows, std::int64_t n,
+                                                                  std::int64_t chunk, std::int64_t begin,
+                                                                  std::int64_t end) {
+  TileConfig config;
+  for (int i = 0; i < 8; ++i) config.rows[i] = 16, config.colsb[i] = 64;
+  _tile_loadconfig(&config);
+  const std::int64_t steps = k / kBlock, blocks_n = n_padded / kBlock, stride = k * sizeof(BFloat16);
+  const std::int64_t a_lo = rows_a * k, b_lo = n_padded * k;  // offsets of the low parts
+  alignas(64) float c[kBlock][kBlock];
+  for (std::int64_t t = begin; t < end; ++t) {
+    const std::int64_t column = t % blocks_n * kBlock, first = t / blocks_n * chunk;
+    const BFloat16* b0 = b + column / 16 * steps * kTile;  // the tiles of 16 columns each
+    const BFloat16* b1 = b0 + steps * kTile;
+    for (std::int64_t r = first; r < std::min(first + chunk, rows_a); r += kBlock) {
+      // Tiles 0-3: the output block's quarters; 4, 5: its rows' 16 x 32 steps of x (high, then low part); 6, 7: its
+      // columns' 32 x 16 steps of w (low, then high part). Each step: x_hi·w_lo, x_hi·w_hi, x_lo·w_hi.
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      const BFloat16* x = a + r * k;
+      for (std::int64_t s = 0; s < steps; ++s) {
+        _tile_loadd(6, b0 + b_lo + s * kTile, 64);
+        _tile_loadd(7, b1 + b_lo + s * kTile, 64);
+        _tile_loadd(4, x + s * kBlock, stride);
+        _tile_loadd(5, x + 16 * k + s * kBlock, stride);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+        _tile_loadd(6, b0 + s * kTile, 64);
+        _tile_loadd(7, b1 + s * kTile, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+        _tile_loadd(4, x + a_lo + s * kBlock, stride);
+        _tile_loadd(5, x + a_lo + 16 * k + s * kBlock, stride);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      _tile_stored(0, &c[0][0], sizeof(c[0]));
+      _tile_stored(1, &c[0][16], sizeof(c[0]));
+      _tile_stored(2, &c[16][0], sizeof(c[0]));
+      _tile_stored(3, &c[16][16], sizeof(c[0]));
+      // The block's part within the output, plus the bias.
+      const std::int64_t valid_rows = std::min(kBlock, rows - r), cols = std::min(kBlock, n - column);
+      const __mmask16 left = cols >= 16 ? 0xffff : (1u << cols) - 1;
+      const __mmask16 right = cols >= 32 ? 0xffff : cols > 16 ? (1u << (cols - 16)) - 1 : 0;
+      const __m512 bias_left = bias ? _mm512_maskz_loadu_ps(left, bias + column) : _mm512_setzero_ps();
+      const __m512 bias_right = bias ? _mm512_maskz_loadu_ps(right, bias + column + 16) : _mm512_setzero_ps();
+      for (std::int64_t i = 0; i < valid_rows; ++i) {
+        float* out = y + (r + i) * n + column;
+        _mm512_mask_storeu_ps(out, left, _mm512_add_ps(_mm512_load_ps(&c[i][0]), bias_left));
+        _mm512_mask_storeu_ps(out + 16, right, _mm512_add_ps(_mm512_load_ps(&c[i][16]), bias_right));
+      }
+    }
+  }
+  _tile_release();
+}
+
+}  // namespace
+
+bool available() {
+  static const bool yes = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool amx_bf16 = edx & (1u << 22), amx_tile = edx & (1u << 24), avx512f = ebx & (1u << 16);
+    constexpr long kRequestPermission = 0x1023, kTileData = 18;  // ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA
+    return amx_bf16 && amx_tile && avx512f && syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
+  }();
+  return yes;
+}
+
+torch::Tensor split_bf16x3(const torch::Tensor& x, bool portable) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat && x.is_contiguous() && !x.is_mkldnn(),
+              "mz::amx::split_bf16x3 takes a contiguous float matrix");
+  torch::Tensor parts = torch::empty({2, x.size(0), x.size(1)}, x.options().dtype(torch::kBFloat16));
+  split_into(x, parts.data_ptr<BFloat16>(), x.size(0), x.size(1), portable);
+  return parts;
+}
+
+Linear::Linear(const torch::Tensor& weight) : out_features_(weight.size(0)), in_features_(weight.size(1)) {
+  TORCH_CHECK(weight.dim() == 2 && weight.scalar_type() == torch::kFloat && weight.numel() > 0,
+              "mz::amx::Linear takes a non-empty 2-d float weight");
+  TORCH_CHECK(available(), "mz::amx::Linear needs a CPU with AMX's bfloat16 units, which this process may use");
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const std::int64_t n = round_up(out_features_), k = round_up(in_features_);
+  torch::Tensor parts = torch::empty({2, n, k}, weight.options().dtype(torch::kBFloat16));
+  split_into(weight.detach().contiguous(), parts.data_ptr<BFloat16>(), n, k, false);
+  // Each 16 columns' 32 x 16 steps, the k pairs of a step in VNNI order: [part, n / 16, k / 32, 16 (pair), 16, 2].
+  tiles_ = parts.view({2, n / 16, 16, k / kBlock, 16, 2}).permute({0, 1, 3, 4, 2, 5}).contiguous();
+}
+
+torch::Tensor Linear::operator()(const torch::Tensor& x, const torch::Tensor& bias, std::optional<ops::Act> act) const {
+  torch::Tensor y = onednn::packed_linear_output("mz::amx::Linear", x, bias, in_features_, out_features_);
+  RECORD_FUNCTION("mz::amx::Linear", std::vector<c10::IValue>());
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const torch::Tensor in = x.contiguous(), b = bias.defined() ? bias.contiguous() : bias;
+  const std::int64_t rows = in.numel() / in_features_;
+  if (rows == 0) return y;
+  const std::int64_t rows_a = round_up(rows), k = round_up(in_features_), n = round_up(out_features_);
+  torch::Tensor a = torch::empty({2, rows_a, k}, x.options().dtype(torch::kBFloat16));
+  split_into(in.view({rows, in_features_}), a.data_ptr<BFloat16>(), rows_a, k, false);
+  // Rows in chunks whose parts take about 1 MB (a core's cache holds them while it walks the columns).
+  const std::int64_t chunk = std::min(rows_a, std::max(kBlock, (std::int64_t{1} << 20) / (4 * k) / kBlock * kBlock));
+  const std::int64_t blocks_n = n / kBlock, tasks = (rows_a + chunk - 1) / chunk * blocks_n;
+  at::parallel_for(0, tasks, 1, [&](std::int64_t begin, std::int64_t end) {
+    blocks(a.data_ptr<BFloat16>(), rows_a, tiles_.data_ptr<BFloat16>(), n, k,
+           b.defined() ? b.data_ptr<float>() : nullptr, y.data_ptr<float>(), rows, out_features_, chunk, begin, end);
+  });
+  return act ? ops::activate(*act, y, /*inplace=*/true) : y;
+}
+
+}  // namespace mz::amx
