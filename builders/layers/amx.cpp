@@ -66,6 +66,52 @@ void split_into(const torch::Tensor& x, BFloat16* parts, std::int64_t rows_out, 
                    });
 }
 
+// The activations the kernel applies to its output blocks itself; others go after, on the whole output.
+enum class Epilogue { kNone, kReLU, kGELU };
+
+// GCC 12's AVX-512 intrinsics pass an undefined vector as the unused source of their unmasked forms, which
+// -Wuninitialized reports (GCC bug 105593) in the three below that use them.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+// e^x for x <= 0 (to 2e-7 relative): 2^n e^r with |r| <= ln(2) / 2, e^r by its Taylor series to r^7.
+__attribute__((target("avx512f"))) __m512 exp_negative(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.f));  // below, e^x is denormal: 0 in float's normal range
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);  // ln 2 in two parts, the first exact in float
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+  __m512 p = _mm512_set1_ps(1.f / 5040);
+  for (float c : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+  return _mm512_scalef_ps(p, n);
+}
+
+// GELU with erf, x/2 (1 + erf(x / sqrt 2)), erf by Abramowitz and Stegun's 7.1.26 (1.5e-7 absolute; PyTorch's
+// vectorised erf uses the same).
+__attribute__((target("avx512f"))) __m512 gelu(__m512 x) {
+  const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(0.707106781f));
+  const __m512 a = _mm512_abs_ps(z);
+  const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.f), _mm512_fmadd_ps(a, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.f)));
+  __m512 p = _mm512_set1_ps(1.061405429f);
+  for (float c : {-1.453152027f, 1.421413741f, -0.284496736f, 0.254829592f}) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c));
+  p = _mm512_mul_ps(p, t);
+  const __m512 erf_a = _mm512_fnmadd_ps(p, exp_negative(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a)),
+                                        _mm512_set1_ps(1.f));
+  const __mmask16 negative = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
+  const __m512 erf_z = _mm512_mask_sub_ps(erf_a, negative, _mm512_setzero_ps(), erf_a);
+  return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), _mm512_add_ps(erf_z, _mm512_set1_ps(1.f)));
+}
+
+__attribute__((target("avx512f"))) __m512 finish(__m512 v, Epilogue e) {
+  switch (e) {
+    case Epilogue::kReLU: return _mm512_max_ps(v, _mm512_setzero_ps());
+    case Epilogue::kGELU: return gelu(v);
+    case Epilogue::kNone: break;
+  }
+  return v;
+}
+
+#pragma GCC diagnostic pop
+
 struct alignas(64) TileConfig {
   std::uint8_t palette = 1, start_row = 0, reserved[14] = {};
   std::uint16_t colsb[16] = {};
@@ -79,8 +125,8 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void blocks(const BFloat16*
                                                                   const BFloat16* b, std::int64_t n_padded,
                                                                   std::int64_t k, const float* bias, float* y,
                                                                   std::int64_t rows, std::int64_t n,
-                                                                  std::int64_t chunk, std::int64_t begin,
-                                                                  std::int64_t end) {
+                                                                  std::int64_t chunk, Epilogue epilogue,
+                                                                  std::int64_t begin, std::int64_t end) {
   TileConfig config;
   for (int i = 0; i < 8; ++i) config.rows[i] = 16, config.colsb[i] = 64;
   _tile_loadconfig(&config);
@@ -125,7 +171,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void blocks(const BFloat16*
       _tile_stored(1, &c[0][16], sizeof(c[0]));
       _tile_stored(2, &c[16][0], sizeof(c[0]));
       _tile_stored(3, &c[16][16], sizeof(c[0]));
-      // The block's part within the output, plus the bias.
+      // The block's part within the output, plus the bias, then the activation.
       const std::int64_t valid_rows = std::min(kBlock, rows - r), cols = std::min(kBlock, n - column);
       const __mmask16 left = cols >= 16 ? 0xffff : (1u << cols) - 1;
       const __mmask16 right = cols >= 32 ? 0xffff : cols > 16 ? (1u << (cols - 16)) - 1 : 0;
@@ -133,8 +179,8 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void blocks(const BFloat16*
       const __m512 bias_right = bias ? _mm512_maskz_loadu_ps(right, bias + column + 16) : _mm512_setzero_ps();
       for (std::int64_t i = 0; i < valid_rows; ++i) {
         float* out = y + (r + i) * n + column;
-        _mm512_mask_storeu_ps(out, left, _mm512_add_ps(_mm512_load_ps(&c[i][0]), bias_left));
-        _mm512_mask_storeu_ps(out + 16, right, _mm512_add_ps(_mm512_load_ps(&c[i][16]), bias_right));
+        _mm512_mask_storeu_ps(out, left, finish(_mm512_add_ps(_mm512_load_ps(&c[i][0]), bias_left), epilogue));
+        _mm512_mask_storeu_ps(out + 16, right, finish(_mm512_add_ps(_mm512_load_ps(&c[i][16]), bias_right), epilogue));
       }
     }
   }
@@ -187,11 +233,14 @@ torch::Tensor Linear::operator()(const torch::Tensor& x, const torch::Tensor& bi
   // Rows in chunks whose parts take about 1 MB (a core's cache holds them while it walks the columns).
   const std::int64_t chunk = std::min(rows_a, std::max(kBlock, (std::int64_t{1} << 20) / (4 * k) / kBlock * kBlock));
   const std::int64_t blocks_n = n / kBlock, tasks = (rows_a + chunk - 1) / chunk * blocks_n;
+  const Epilogue epilogue = act == ops::Act::ReLU ? Epilogue::kReLU
+                            : act == ops::Act::GELU ? Epilogue::kGELU
+                                                    : Epilogue::kNone;
   at::parallel_for(0, tasks, 1, [&](std::int64_t begin, std::int64_t end) {
-    blocks(a.data_ptr<BFloat16>(), rows_a, tiles_.data_ptr<BFloat16>(), n, k,
-           b.defined() ? b.data_ptr<float>() : nullptr, y.data_ptr<float>(), rows, out_features_, chunk, begin, end);
+    blocks(a.data_ptr<BFloat16>(), rows_a, tiles_.data_ptr<BFloat16>(), n, k, b.defined() ? b.data_ptr<float>() : nullptr,
+           y.data_ptr<float>(), rows, out_features_, chunk, epilogue, begin, end);
   });
-  return act ? ops::activate(*act, y, /*inplace=*/true) : y;
+  return act && epilogue == Epilogue::kNone ? ops::activate(*act, y, /*inplace=*/true) : y;
 }
 
 }  // namespace mz::amx

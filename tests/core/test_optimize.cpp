@@ -437,6 +437,32 @@ TEST_CASE("nn::PackedWeight split into bfloat16 parts (bf16x3): the three produc
   }
 }
 
+// A split map applies ReLU and GELU as its kernel writes each output block (GELU's erf by a polynomial, and e^x, of
+// its own): torch's GELU in float64 of the map's own output, element by element, from -12 to 12 (where erf
+// saturates), near zero and beyond, with and without a bias; within 1e-6 of each value, or 1e-7 of the input (erf's
+// 1.5e-7 absolute error, halved, times x).
+TEST_CASE("nn::PackedWeight split into bfloat16 parts: ReLU and GELU in the kernel's pass") {
+  if (!mz::amx::available()) return;
+  mz::nn::Linear linear(48, 48);
+  torch::NoGradGuard no_grad;
+  linear->weight.copy_(torch::eye(48));
+  linear->packed.pack(linear->weight, true);
+  const torch::Tensor x = torch::cat({torch::linspace(-12, 12, 4044), torch::linspace(-1e-3, 1e-3, 31),
+                                      torch::tensor({0.f, 1e-30f, -1e-30f, 88.f, -88.f})})
+                              .view({-1, 48});  // 85 rows
+  for (float bias : {0.f, 0.5f}) {
+    CAPTURE(bias);
+    linear->bias.fill_(bias);
+    const torch::Tensor y = linear(x).to(torch::kDouble);
+    CHECK(max_relative(y, x.to(torch::kDouble) + bias) <= 1e-5);
+    const auto close = [&](const torch::Tensor& got, const torch::Tensor& want) {
+      return ((got.to(torch::kDouble) - want).abs() <= want.abs() * 1e-6 + y.abs() * 1e-7 + 1e-7).all().item<bool>();
+    };
+    CHECK(close(linear->activated(x, mz::ops::Act::GELU), torch::gelu(y)));
+    CHECK(close(linear->activated(x, mz::ops::Act::ReLU), torch::relu(y)));
+  }
+}
+
 // A Linear followed by an Activation in a SequentialBlock runs as one (the activation in oneDNN's matmul pass where
 // it has the activation): the numbers of the two steps, on every path a linear map takes.
 TEST_CASE("nn::Linear::activated: the activation fused into the matmul, on every path") {
