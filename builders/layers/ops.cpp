@@ -206,8 +206,8 @@ void SelfAttentionImpl::reset_parameters() {
 
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask) {
   TORCH_CHECK(x.dim() == 3, "Expected (batch_size, seq_length, embed_dim) got ", x.sizes());
-  if (!is_training() && !torch::GradMode::is_enabled() && !key_padding_mask.defined() && !in_proj_packed &&
-      !nn::detail::trace_probe())
+  static const bool onednn = at::hasMKLDNN();
+  if (!is_training() && !torch::GradMode::is_enabled() && !key_padding_mask.defined() && !onednn)
     return std::get<0>(at::_native_multi_head_attention(x, x, x, embed_dim, num_heads, adapted(in_proj_weight),
                                                         in_proj_bias, out_proj->adapted(out_proj->weight),
                                                         out_proj->bias, {}, /*need_weights=*/false));
@@ -219,7 +219,8 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   if (key_padding_mask.defined())
     bias = torch::zeros({b, 1, 1, t}, x.options())
                .masked_fill_(key_padding_mask.view({b, 1, 1, t}), -std::numeric_limits<float>::infinity());
-  auto out = attention(qkv[0], qkv[1], qkv[2], bias, dropout, is_training(), 1.0 / std::sqrt(static_cast<double>(head_dim)));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  auto out = attention(qkv[0], qkv[1], qkv[2], bias, dropout, is_training(), scale);
   return out_proj(out.transpose(1, 2).reshape({b, t, embed_dim}));
 }
 

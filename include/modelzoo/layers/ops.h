@@ -216,10 +216,11 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 
 // torch.nn.MultiheadAttention(embed_dim, num_heads, dropout, batch_first=True) used for self-attention, without
 // the attention weights: ViT's encoder blocks, RoBERTa's layers. State dict: in_proj_weight, in_proj_bias,
-// out_proj.*. In inference (eval, no gradient) without a padding mask it runs LibTorch's fused kernel, as PyTorch's
-// fast path does, unless mz::optimize_for_inference packed its input projection for oneDNN (or is tracing the model,
-// to see the projection's input). Otherwise through ops::attention, with F.multi_head_attention_forward's arithmetic:
-// scores scaled by 1/sqrt(head_dim), padded keys at -inf, dropout on the attention weights when training.
+// out_proj.*. Step by step, with F.multi_head_attention_forward's arithmetic: the input projection, ops::attention
+// (scores scaled by 1/sqrt(head_dim), padded keys at -inf, dropout on the attention weights when training), the
+// output projection. In inference, the projections and the attention product run through oneDNN: 0.55 of LibTorch's
+// fused kernel's time (PyTorch's fast path) on ViT-B at batch 1, which it runs instead only where LibTorch has no
+// oneDNN (in inference, without a padding mask).
 class SelfAttentionImpl : public torch::nn::Module, public nn::Adaptable, public nn::PackableLinear {
  public:  // Adaptable: in_proj_weight
   // Throws UsageError unless num_heads divides embed_dim.
