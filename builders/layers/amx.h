@@ -35,8 +35,8 @@ class Linear {
   // weight: [out_features, in_features] float, copied.
   explicit Linear(const torch::Tensor& weight);
   // x: float, any leading shape, last dimension in_features; bias: [out_features] float or undefined; act applied to
-  // each output block as the kernel writes it (ReLU; GELU, whose erf is Abramowitz and Stegun's to 1.5e-7, as in
-  // PyTorch's vectorised GELU) or to the whole output after (the others).
+  // each output block as the kernel writes it (ReLU; GELU, whose erf is Abramowitz and Stegun's, to 1.5e-7) or to
+  // the whole output after (the others).
   torch::Tensor operator()(const torch::Tensor& x, const torch::Tensor& bias,
                            std::optional<ops::Act> act = std::nullopt) const;
 
