@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include <ATen/ops/_native_multi_head_attention.h>
 #include <torch/nn/functional/upsampling.h>
 #include <torch/nn/init.h>
 
