@@ -401,9 +401,10 @@ TEST_CASE("nn::PackedWeight split into bfloat16 parts (bf16x3): the three produc
     CHECK(torch::equal(split, portable));
     CHECK(torch::equal(split.to(torch::kFloat), torch::stack({hi(x), lo(x)})));
   }
-  // in, out: 50 and 40 leave partial blocks (and 50 is not a multiple of AVX-512's 16); 64 and 96 fill them.
+  // in, out: 50 and 40 leave partial blocks (and 50 is not a multiple of AVX-512's 16); 64 and 96 fill them; with
+  // 2100 inputs the kernel takes 200 rows in chunks of 96.
   for (const auto& [in, out, bias] : std::vector<std::tuple<std::int64_t, std::int64_t, bool>>{
-           {50, 40, true}, {50, 40, false}, {64, 96, true}, {96, 33, true}}) {
+           {50, 40, true}, {50, 40, false}, {64, 96, true}, {96, 33, true}, {2100, 40, true}}) {
     CAPTURE(in);
     CAPTURE(out);
     CAPTURE(bias);
@@ -414,8 +415,8 @@ TEST_CASE("nn::PackedWeight split into bfloat16 parts (bf16x3): the three produc
     const torch::Tensor w = linear->weight.to(torch::kDouble);
     const torch::Tensor w_hi = hi(linear->weight).to(torch::kDouble), w_lo = lo(linear->weight).to(torch::kDouble);
     torch::NoGradGuard no_grad;
-    const std::vector<std::vector<std::int64_t>> shapes{{in},    {1, in},  {7, in},       {2, 5, in},
-                                                        {0, in}, {64, in}, {3, 33, in}};
+    const std::vector<std::vector<std::int64_t>> shapes{{in},    {1, in},  {7, in},     {2, 5, in},
+                                                        {0, in}, {64, in}, {3, 33, in}, {2, 100, in}};
     for (const auto& shape : shapes) {
       CAPTURE(shape);
       const torch::Tensor x = torch::randn(shape);
