@@ -477,7 +477,8 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
   return act && !fused ? ops::activate(*act, y, true) : y;
 }
 
-bool attention_takes(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& bias) {
+bool attention_takes(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                     const torch::Tensor& bias) {
   static const bool available = at::hasMKLDNN();
   const std::int64_t d = q.dim();
   if (!available || !strided_float(q) || !strided_float(k) || !strided_float(v) || d < 2 || d > DNNL_MAX_NDIMS ||

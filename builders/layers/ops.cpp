@@ -174,8 +174,9 @@ MLPImpl::MLPImpl(MLPOptions o) : options(std::move(o)) {
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& bias, double dropout, bool training, double scale) {
-  const bool differentiable = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() ||
-                                                                v.requires_grad() || (bias.defined() && bias.requires_grad()));
+  const bool differentiable =
+      torch::GradMode::is_enabled() &&
+      (q.requires_grad() || k.requires_grad() || v.requires_grad() || (bias.defined() && bias.requires_grad()));
   if (!(training && dropout > 0.0) && !differentiable && onednn::attention_takes(q, k, v, bias)) {
     torch::Tensor out = onednn::attention(q, k, v, bias, scale);
     if (out.defined()) return out;

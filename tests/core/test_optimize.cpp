@@ -544,7 +544,7 @@ TEST_CASE("nn::Linear unpacked without autograd: oneDNN's matmul on the weight a
 // The attention product through oneDNN: softmax(scale · q @ k^T + bias) @ v in float64 on strided views of one
 // projection (as ViT's, Swin's and MaxViT's heads are), with biases that broadcast, padded keys at -inf, more keys
 // than queries; the heads' join free. The steps where oneDNN does not apply: a gradient wanted, dropout in training.
-TEST_CASE("ops::attention through oneDNN: the float64 numbers on strided views, and the steps where it does not apply") {
+TEST_CASE("ops::attention through oneDNN: float64's numbers on strided views; the steps where it does not apply") {
   if (!at::hasMKLDNN()) return;
   torch::manual_seed(0);
   const auto reference = [](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
