@@ -7,8 +7,10 @@
 // One kernel does the three products per 32x32 block of the output, with the block's accumulators in four tiles, so
 // the output is written once, and walks all the rows for each 32 columns of the weight while those stay in the
 // core's cache. oneDNN 2.6's matmul, run three times, rereads the weight from memory for each 32 rows: on a 2-core
-// AMX Xeon, with weights out of the cache as in a model's forward, this kernel took 0.6-0.8 of that time on ViT-B's
-// and ConvNeXt's shapes, and 0.45-0.75 of oneDNN's float matmul.
+// AMX Xeon, with weights out of the cache as in a model's forward, this kernel took 0.4-0.7 of that time on ViT-B's
+// and ConvNeXt's shapes, and 0.4-0.6 of oneDNN's float matmul (0.9 of both with ConvNeXt's 96 inputs). With many
+// inputs it gains nothing: at 12,544 (Faster R-CNN's box head) the rows' and the columns' parts do not fit the
+// cache together, and the weight streams from memory for every 32 rows again (157 ms against float's 158).
 #pragma once
 
 #include <cstdint>

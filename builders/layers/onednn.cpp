@@ -504,9 +504,8 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   RECORD_FUNCTION("mz::onednn::attention", std::vector<c10::IValue>());
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const std::int64_t d = q.dim(), m = k.size(-2);
+  torch::Tensor scores = linear_output(q, m);
   std::vector<std::int64_t> shape = q.sizes().vec();
-  shape.back() = m;
-  torch::Tensor scores = torch::empty(shape, q.options());
   shape.back() = v.size(-1);
   if (d >= 3) std::swap(shape[d - 3], shape[d - 2]);
   torch::Tensor out = torch::empty(shape, q.options());

@@ -207,8 +207,8 @@ void SelfAttentionImpl::reset_parameters() {
 
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask) {
   TORCH_CHECK(x.dim() == 3, "Expected (batch_size, seq_length, embed_dim) got ", x.sizes());
-  static const bool onednn = at::hasMKLDNN();
-  if (!is_training() && !torch::GradMode::is_enabled() && !key_padding_mask.defined() && !onednn)
+  static const bool has_onednn = at::hasMKLDNN();
+  if (!is_training() && !torch::GradMode::is_enabled() && !key_padding_mask.defined() && !has_onednn)
     return std::get<0>(at::_native_multi_head_attention(x, x, x, embed_dim, num_heads, adapted(in_proj_weight),
                                                         in_proj_bias, out_proj->adapted(out_proj->weight),
                                                         out_proj->bias, {}, /*need_weights=*/false));

@@ -171,7 +171,8 @@ OptimizeReport optimize_for_inference(torch::nn::Module& model, const std::funct
   if (options.prepack && at::hasMKLDNN()) {
     // Each timed call reads its weight from beyond the cores' own caches, as it will in the model's forward, where
     // other layers run in between: timed from the cache the previous call left it in, a split map of vit_b_16 at
-    // batch 1 took 0.56-0.93 of float's time, 0.69-1.16 otherwise (the 3072 -> 768 map slower than float).
+    // batch 1 took 0.56-0.93 of float's time, 0.69-1.16 otherwise (the 3072 -> 768 map slower than float; measured
+    // with oneDNN's bfloat16 matmuls, before amx::Linear).
     const torch::Tensor scratch = torch::empty({std::int64_t{16} << 20}, torch::kByte);  // 8x a Xeon core's 2 MB L2
     const auto evict = [&] { scratch.fill_(1); };
     nn::for_each<nn::PackableLinear>(model, [&](nn::PackableLinear& layer) {
