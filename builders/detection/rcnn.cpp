@@ -113,16 +113,20 @@ std::vector<Detection> GeneralizedRCNNImpl::forward(const std::vector<torch::Ten
 
 namespace {
 
-// Fixed boxes for GeneralizedRCNN::dense: per image, centred at 1, 1/2, ..., 1/16 of its size, which
-// MultiScaleRoIAlign maps to every level of an 800-pixel image.
-std::vector<torch::Tensor> probe_boxes(const std::vector<ImageSize>& image_sizes) {
+// Fixed boxes for GeneralizedRCNN::dense, `count` per image. They cycle through 1, 1/2, ..., 1/16 of the image's
+// size, which MultiScaleRoIAlign maps to every level of an 800-pixel image, and slide from the top right corner to
+// the bottom left one.
+std::vector<torch::Tensor> probe_boxes(const std::vector<ImageSize>& image_sizes, std::int64_t count) {
   std::vector<torch::Tensor> out;
   for (const auto& size : image_sizes) {
     const double h = static_cast<double>(size[0]), w = static_cast<double>(size[1]);
     std::vector<float> boxes;
-    for (double s = 1; s >= 1.0 / 16; s /= 2)
-      for (double v : {w * (1 - s) / 2, h * (1 - s) / 2, w * (1 + s) / 2, h * (1 + s) / 2})
-        boxes.push_back(static_cast<float>(v));
+    for (std::int64_t i = 0; i < count; ++i) {
+      const double s = 1.0 / static_cast<double>(1 << (i % 5));
+      const double t = static_cast<double>(i) / static_cast<double>(std::max<std::int64_t>(1, count - 1));
+      const double left = w * (1 - s) * (1 - t), top = h * (1 - s) * t;
+      for (double v : {left, top, left + w * s, top + h * s}) boxes.push_back(static_cast<float>(v));
+    }
     out.push_back(torch::tensor(boxes).view({-1, 4}));
   }
   return out;
@@ -139,7 +143,10 @@ TensorDict GeneralizedRCNNImpl::dense(const TensorDict& inputs) {
     out.insert("rpn.objectness." + std::to_string(l), objectness[l]);
     out.insert("rpn.pred_bbox_deltas." + std::to_string(l), deltas[l]);
   }
-  for (const auto& item : roi_heads->dense(maps, probe_boxes(batch.image_sizes), batch.image_sizes))
+  // The box head on as many boxes as the RPN passes on in a forward, so that it runs (and optimize_for_inference
+  // times its maps) at the size it has there; the mask and keypoint heads on the first five, one at each scale.
+  const auto boxes = probe_boxes(batch.image_sizes, rpn->post_nms_top_n());
+  for (const auto& item : roi_heads->dense(maps, boxes, batch.image_sizes, 5))
     out.insert("roi_heads." + item.key(), item.value());
   return out;
 }

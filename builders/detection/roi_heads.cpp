@@ -191,13 +191,17 @@ torch::Tensor RoIHeadsImpl::keypoint_logits(const TensorDict& features, const st
 }
 
 TensorDict RoIHeadsImpl::dense(const TensorDict& features, const std::vector<torch::Tensor>& boxes,
-                               const std::vector<ImageSize>& image_shapes) {
+                               const std::vector<ImageSize>& image_shapes, std::int64_t few) {
   TensorDict out;
   const auto [class_logits, box_regression] = box_logits(features, boxes, image_shapes);
   out.insert("class_logits", class_logits);
   out.insert("box_regression", box_regression);
-  if (has_mask()) out.insert("mask_logits", mask_logits(features, boxes, image_shapes));
-  if (has_keypoint()) out.insert("keypoint_logits", keypoint_logits(features, boxes, image_shapes));
+  // The mask and keypoint branches on each image's first `few` boxes: their convolutions take a box as an image,
+  // and cost as much as the rest of the model for every few dozen.
+  std::vector<torch::Tensor> first;
+  for (const auto& b : boxes) first.push_back(b.slice(0, 0, few));
+  if (has_mask()) out.insert("mask_logits", mask_logits(features, first, image_shapes));
+  if (has_keypoint()) out.insert("keypoint_logits", keypoint_logits(features, first, image_shapes));
   return out;
 }
 

@@ -20,6 +20,7 @@ using c10::BFloat16;
 
 constexpr std::int64_t kBlock = 32;  // rows and columns of the output a kernel call makes, and the k of one step
 constexpr std::int64_t kTile = 16 * 32;  // bfloat16 elements of one tile: 16 rows of 64 bytes
+constexpr std::int64_t kMaxBlockSteps = 32;  // steps of 32 inputs in a block of the inputs, with many of them
 
 std::int64_t round_up(std::int64_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
 
@@ -46,20 +47,19 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void split_row_a
   }
 }
 
-// Splits x [rows, in] (contiguous float) into parts [2, rows_out, in_out] (rows_out >= rows, in_out >= in), zero
-// beyond x.
-void split_into(const torch::Tensor& x, BFloat16* parts, std::int64_t rows_out, std::int64_t in_out, bool portable) {
+// Splits x, `rows` rows of `in` floats, `stride` apart, into parts [2, rows_out, in_out] (rows_out >= rows,
+// in_out >= in), zero beyond x.
+void split_rows(const float* x, std::int64_t stride, std::int64_t rows, std::int64_t in, BFloat16* parts,
+                std::int64_t rows_out, std::int64_t in_out, bool portable) {
   static const bool avx512 = __builtin_cpu_supports("avx512bf16");
   const auto row = avx512 && !portable ? split_row_avx512 : split_row;
-  const std::int64_t rows = x.size(0), in = x.size(1);
-  const float* src = x.data_ptr<float>();
   BFloat16* lo_part = parts + rows_out * in_out;
   at::parallel_for(0, rows_out, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(in_out, 1)),
                    [&](std::int64_t begin, std::int64_t end) {
                      for (std::int64_t r = begin; r < end; ++r) {
                        BFloat16 *hi = parts + r * in_out, *lo = lo_part + r * in_out;
                        const std::int64_t done = r < rows ? in : 0;
-                       if (done) row(src + r * in, hi, lo, in);
+                       if (done) row(x + r * stride, hi, lo, in);
                        std::memset(static_cast<void*>(hi + done), 0, (in_out - done) * sizeof(BFloat16));
                        std::memset(static_cast<void*>(lo + done), 0, (in_out - done) * sizeof(BFloat16));
                      }
@@ -119,34 +119,57 @@ struct alignas(64) TileConfig {
   std::uint8_t rows[16] = {};
 };
 
-// The output's blocks of tasks [begin, end): task t is columns 32 (t % blocks_n) onwards for the rows of chunk
-// t / blocks_n (`chunk` rows, a multiple of 32). a: [2, rows_a, k] bfloat16 (rows_a and k multiples of 32),
-// b: Linear::tiles_ (k / 32 steps per 16 columns), y: [rows, n] float.
-__attribute__((target("amx-tile,amx-bf16,avx512f"))) void blocks(const BFloat16* a, std::int64_t rows_a,
-                                                                  const BFloat16* b, std::int64_t n_padded,
-                                                                  std::int64_t k, const float* bias, float* y,
-                                                                  std::int64_t rows, std::int64_t n,
-                                                                  std::int64_t chunk, Epilogue epilogue,
-                                                                  std::int64_t begin, std::int64_t end) {
+// One call's operands, for the inputs' steps [step_begin, step_end) of 32. a: x's split, [2, a_rows, a_stride]
+// bfloat16 from row a_first_row, column 32 step_begin on; b: Linear::tiles_ (k / 32 steps per 16 columns); y:
+// [rows, n] float; partial: [rows_a, n_padded] float, the sums of the steps before (null when there are none);
+// rows_a: rows rounded up to 32.
+struct Job {
+  const BFloat16* a;
+  std::int64_t a_first_row, a_rows, a_stride, rows_a, k;
+  const BFloat16* b;
+  std::int64_t n_padded;
+  const float* bias;
+  float* y;
+  std::int64_t rows, n;
+  float* partial;
+  std::int64_t chunk;  // rows per task, a multiple of 32
+  Epilogue epilogue;
+  std::int64_t step_begin, step_end;
+};
+
+// The output's blocks of tasks [begin, end) for the input block of job: task t is columns 32 (t % blocks_n) onwards
+// for the rows of chunk t / blocks_n.
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) void blocks(const Job& job, std::int64_t begin, std::int64_t end) {
   TileConfig config;
   for (int i = 0; i < 8; ++i) config.rows[i] = 16, config.colsb[i] = 64;
   _tile_loadconfig(&config);
-  const std::int64_t steps = k / kBlock, blocks_n = n_padded / kBlock, stride = k * sizeof(BFloat16);
-  const std::int64_t a_lo = rows_a * k, b_lo = n_padded * k;  // offsets of the low parts
+  const std::int64_t steps = job.k / kBlock, blocks_n = job.n_padded / kBlock;
+  const std::int64_t k = job.a_stride, stride = k * sizeof(BFloat16);
+  const std::int64_t a_lo = job.a_rows * k, b_lo = job.n_padded * job.k;  // offsets of the low parts
+  const bool first = job.step_begin == 0, last = job.step_end == steps;
+  const std::int64_t partial_stride = job.n_padded * sizeof(float);
   alignas(64) float c[kBlock][kBlock];
   for (std::int64_t t = begin; t < end; ++t) {
-    const std::int64_t column = t % blocks_n * kBlock, first = t / blocks_n * chunk;
-    const BFloat16* b0 = b + column / 16 * steps * kTile;  // the tiles of 16 columns each
+    const std::int64_t column = t % blocks_n * kBlock, first_row = t / blocks_n * job.chunk;
+    const BFloat16* b0 = job.b + column / 16 * steps * kTile;  // the tiles of 16 columns each
     const BFloat16* b1 = b0 + steps * kTile;
-    for (std::int64_t r = first; r < std::min(first + chunk, rows_a); r += kBlock) {
+    for (std::int64_t r = first_row; r < std::min(first_row + job.chunk, job.rows_a); r += kBlock) {
       // Tiles 0-3: the output block's quarters; 4, 5: its rows' 16 x 32 steps of x (high, then low part); 6, 7: its
       // columns' 32 x 16 steps of w (low, then high part). Each step: x_hi·w_lo, x_hi·w_hi, x_lo·w_hi.
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
-      const BFloat16* x = a + r * k;
-      for (std::int64_t s = 0; s < steps; ++s) {
+      float* sums = job.partial ? job.partial + r * job.n_padded + column : nullptr;
+      if (first) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+      } else {
+        _tile_loadd(0, sums, partial_stride);
+        _tile_loadd(1, sums + 16, partial_stride);
+        _tile_loadd(2, sums + 16 * job.n_padded, partial_stride);
+        _tile_loadd(3, sums + 16 * job.n_padded + 16, partial_stride);
+      }
+      const BFloat16* x = job.a + (r - job.a_first_row) * k - job.step_begin * kBlock;
+      for (std::int64_t s = job.step_begin; s < job.step_end; ++s) {
         _tile_loadd(6, b0 + b_lo + s * kTile, 64);
         _tile_loadd(7, b1 + b_lo + s * kTile, 64);
         _tile_loadd(4, x + s * kBlock, stride);
@@ -168,20 +191,29 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void blocks(const BFloat16*
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
       }
+      if (!last) {  // the sums so far, for the next input block
+        _tile_stored(0, sums, partial_stride);
+        _tile_stored(1, sums + 16, partial_stride);
+        _tile_stored(2, sums + 16 * job.n_padded, partial_stride);
+        _tile_stored(3, sums + 16 * job.n_padded + 16, partial_stride);
+        continue;
+      }
       _tile_stored(0, &c[0][0], sizeof(c[0]));
       _tile_stored(1, &c[0][16], sizeof(c[0]));
       _tile_stored(2, &c[16][0], sizeof(c[0]));
       _tile_stored(3, &c[16][16], sizeof(c[0]));
       // The block's part within the output, plus the bias, then the activation.
-      const std::int64_t valid_rows = std::min(kBlock, rows - r), cols = std::min(kBlock, n - column);
+      const std::int64_t valid_rows = std::min(kBlock, job.rows - r), cols = std::min(kBlock, job.n - column);
       const __mmask16 left = cols >= 16 ? 0xffff : (1u << cols) - 1;
       const __mmask16 right = cols >= 32 ? 0xffff : cols > 16 ? (1u << (cols - 16)) - 1 : 0;
+      const float* bias = job.bias;
       const __m512 bias_left = bias ? _mm512_maskz_loadu_ps(left, bias + column) : _mm512_setzero_ps();
       const __m512 bias_right = bias ? _mm512_maskz_loadu_ps(right, bias + column + 16) : _mm512_setzero_ps();
       for (std::int64_t i = 0; i < valid_rows; ++i) {
-        float* out = y + (r + i) * n + column;
-        _mm512_mask_storeu_ps(out, left, finish(_mm512_add_ps(_mm512_load_ps(&c[i][0]), bias_left), epilogue));
-        _mm512_mask_storeu_ps(out + 16, right, finish(_mm512_add_ps(_mm512_load_ps(&c[i][16]), bias_right), epilogue));
+        float* out = job.y + (r + i) * job.n + column;
+        _mm512_mask_storeu_ps(out, left, finish(_mm512_add_ps(_mm512_load_ps(&c[i][0]), bias_left), job.epilogue));
+        _mm512_mask_storeu_ps(out + 16, right,
+                              finish(_mm512_add_ps(_mm512_load_ps(&c[i][16]), bias_right), job.epilogue));
       }
     }
   }
@@ -205,7 +237,8 @@ torch::Tensor split_bf16x3(const torch::Tensor& x, bool portable) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat && x.is_contiguous() && !x.is_mkldnn(),
               "mz::amx::split_bf16x3 takes a contiguous float matrix");
   torch::Tensor parts = torch::empty({2, x.size(0), x.size(1)}, x.options().dtype(torch::kBFloat16));
-  split_into(x, parts.data_ptr<BFloat16>(), x.size(0), x.size(1), portable);
+  split_rows(x.data_ptr<float>(), x.size(1), x.size(0), x.size(1), parts.data_ptr<BFloat16>(), x.size(0), x.size(1),
+             portable);
   return parts;
 }
 
@@ -216,7 +249,8 @@ Linear::Linear(const torch::Tensor& weight) : out_features_(weight.size(0)), in_
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const std::int64_t n = round_up(out_features_), k = round_up(in_features_);
   torch::Tensor parts = torch::empty({2, n, k}, weight.options().dtype(torch::kBFloat16));
-  split_into(weight.detach().contiguous(), parts.data_ptr<BFloat16>(), n, k, false);
+  const torch::Tensor w = weight.detach().contiguous();
+  split_rows(w.data_ptr<float>(), in_features_, out_features_, in_features_, parts.data_ptr<BFloat16>(), n, k, false);
   // Each 16 columns' 32 x 16 steps, the k pairs of a step in VNNI order: [part, n / 16, k / 32, 16 (pair), 16, 2].
   tiles_ = parts.view({2, n / 16, 16, k / kBlock, 16, 2}).permute({0, 1, 3, 4, 2, 5}).contiguous();
 }
@@ -229,18 +263,58 @@ torch::Tensor Linear::operator()(const torch::Tensor& x, const torch::Tensor& bi
   const std::int64_t rows = in.numel() / in_features_;
   if (rows == 0) return y;
   const std::int64_t rows_a = round_up(rows), k = round_up(in_features_), n = round_up(out_features_);
-  torch::Tensor a = torch::empty({2, rows_a, k}, x.options().dtype(torch::kBFloat16));
-  split_into(in.view({rows, in_features_}), a.data_ptr<BFloat16>(), rows_a, k, false);
-  // Rows in chunks whose parts take about 1 MB (a core's cache holds them while it walks the columns).
-  const std::int64_t chunk = std::min(rows_a, std::max(kBlock, (std::int64_t{1} << 20) / (4 * k) / kBlock * kBlock));
-  const std::int64_t blocks_n = n / kBlock, tasks = (rows_a + chunk - 1) / chunk * blocks_n;
+  // The rows in chunks whose split takes about 1 MB: a core's cache holds it while the core walks the columns. With
+  // many inputs, the inputs in blocks of at most kMaxBlockSteps steps, whose chunks are a block's rows.
+  const auto chunk_rows = [&](std::int64_t width) {
+    return std::min(rows_a, std::max(kBlock, (std::int64_t{1} << 20) / (4 * width) / kBlock * kBlock));
+  };
+  const std::int64_t steps = k / kBlock, input_blocks = (steps + kMaxBlockSteps - 1) / kMaxBlockSteps;
+  const std::int64_t block_steps = (steps + input_blocks - 1) / input_blocks, block = block_steps * kBlock;
+  const bool blocked = input_blocks > 1 && chunk_rows(block) < rows_a;  // else x's split fits a core's cache
+  const std::int64_t chunk = chunk_rows(blocked ? block : k);
+  const std::int64_t chunks = (rows_a + chunk - 1) / chunk, blocks_n = n / kBlock;
   const Epilogue epilogue = act == ops::Act::ReLU ? Epilogue::kReLU
                             : act == ops::Act::GELU ? Epilogue::kGELU
                                                     : Epilogue::kNone;
-  const float* bias_data = b.defined() ? b.data_ptr<float>() : nullptr;
-  at::parallel_for(0, tasks, 1, [&](std::int64_t begin, std::int64_t end) {
-    blocks(a.data_ptr<BFloat16>(), rows_a, tiles_.data_ptr<BFloat16>(), n, k, bias_data, y.data_ptr<float>(), rows,
-           out_features_, chunk, epilogue, begin, end);
+  const float* x_data = in.data_ptr<float>();
+  Job job{nullptr, 0, rows_a, k, rows_a, k, tiles_.data_ptr<BFloat16>(), n,
+          b.defined() ? b.data_ptr<float>() : nullptr, y.data_ptr<float>(), rows, out_features_, nullptr, chunk,
+          epilogue, 0, steps};
+  if (!blocked) {  // x split whole, then each task is a chunk's rows by 32 columns
+    torch::Tensor a = torch::empty({2, rows_a, k}, x.options().dtype(torch::kBFloat16));
+    split_rows(x_data, in_features_, rows, in_features_, a.data_ptr<BFloat16>(), rows_a, k, false);
+    job.a = a.data_ptr<BFloat16>();
+    at::parallel_for(0, chunks * blocks_n, 1, [&](std::int64_t begin, std::int64_t end) { blocks(job, begin, end); });
+    return act && epilogue == Epilogue::kNone ? ops::activate(*act, y, /*inplace=*/true) : y;
+  }
+  // Many inputs: each task, a chunk's rows by a group of columns, splits its rows' input blocks one at a time as it
+  // comes to them, and keeps the sums between blocks in `partial`. Enough groups that the cores share the work
+  // evenly.
+  torch::Tensor partial = torch::empty({rows_a, n}, x.options());
+  job.partial = partial.data_ptr<float>();
+  const std::int64_t groups = std::clamp<std::int64_t>(4 * at::get_num_threads() / chunks, 1, blocks_n);
+  at::parallel_for(0, chunks * groups, 1, [&](std::int64_t begin, std::int64_t end) {
+    torch::Tensor split = torch::empty({2, chunk, block}, x.options().dtype(torch::kBFloat16));
+    BFloat16* parts = split.data_ptr<BFloat16>();
+    for (std::int64_t t = begin; t < end; ++t) {
+      const std::int64_t first = t / groups * chunk, group = t % groups;
+      Job task = job;
+      task.a = parts;
+      task.a_first_row = first;
+      task.a_rows = chunk;
+      task.a_stride = block;
+      for (std::int64_t s = 0; s < steps; s += block_steps) {
+        const std::int64_t column = s * kBlock;
+        const std::int64_t valid_rows = std::clamp<std::int64_t>(rows - first, 0, chunk);
+        const std::int64_t valid_inputs = std::clamp<std::int64_t>(in_features_ - column, 0, block);
+        split_rows(x_data + first * in_features_ + column, in_features_, valid_rows, valid_inputs, parts, chunk, block,
+                   false);
+        task.step_begin = s;
+        task.step_end = std::min(steps, s + block_steps);
+        const std::int64_t tasks_begin = first / chunk * blocks_n;
+        blocks(task, tasks_begin + group * blocks_n / groups, tasks_begin + (group + 1) * blocks_n / groups);
+      }
+    }
   });
   return act && epilogue == Epilogue::kNone ? ops::activate(*act, y, /*inplace=*/true) : y;
 }

@@ -8,9 +8,16 @@
 // the output is written once, and walks all the rows for each 32 columns of the weight while those stay in the
 // core's cache. oneDNN 2.6's matmul, run three times, rereads the weight from memory for each 32 rows: on a 2-core
 // AMX Xeon, with weights out of the cache as in a model's forward, this kernel took 0.4-0.7 of that time on ViT-B's
-// and ConvNeXt's shapes, and 0.4-0.6 of oneDNN's float matmul (0.9 of both with ConvNeXt's 96 inputs). With many
-// inputs it gains nothing: at 12,544 (Faster R-CNN's box head) the rows' and the columns' parts do not fit the
-// cache together, and the weight streams from memory for every 32 rows again (157 ms against float's 158).
+// and ConvNeXt's shapes, and 0.4-0.6 of oneDNN's float matmul (0.9 of both with ConvNeXt's 96 inputs).
+//
+// With many inputs (over 1,024) and rows, the rows' and the columns' parts would not fit the cache together: the
+// inputs are then taken in blocks of up to 1,024, each chunk of rows split block by block as the kernel comes to
+// it (no split of the whole x is written), and the sums kept in float between blocks. Faster R-CNN's box head
+// (1000 x 12,544 -> 1024) takes 73-78 ms there, against 160 ms in float at 1 thread; unblocked it took 157.
+//
+// The matrix units are a core's: where the 2 vCPUs are one core's two hyper-threads (that Xeon's VM), the kernel at 2
+// threads takes as long as at 1, where float's matmul takes half, so its lead is smaller at 2 threads (0.75-0.9 of
+// float's time with the weights in the cache, against 0.4-0.5 at 1 thread). optimize_for_inference times both.
 #pragma once
 
 #include <cstdint>

@@ -103,6 +103,9 @@ TEST_CASE("every detector: its dense outputs reach every parameter, and optimize
     CAPTURE(info->name);
     json options = {{"weights_backbone", nullptr}};
     if (info->default_options.contains("min_size")) options["min_size"] = 96, options["max_size"] = 96;
+    // The R-CNNs' box heads run on as many boxes as the RPN passes on (1,000 by default: most of this test's time).
+    const bool rcnn = info->default_options.contains("rpn_post_nms_top_n_test");
+    if (rcnn) options["rpn_post_nms_top_n_test"] = 20;
     torch::manual_seed(0);
     mz::Model model = info->build("", options);
     REQUIRE(model.dense);
@@ -110,7 +113,9 @@ TEST_CASE("every detector: its dense outputs reach every parameter, and optimize
     const mz::TensorDict inputs = info->example_inputs(1, 96);
     for (auto& p : model.module->parameters()) p.requires_grad_(true);
     torch::Tensor loss = torch::zeros({});
-    for (const auto& item : model.dense(inputs)) loss = loss + (item.value() * torch::randn_like(item.value())).sum();
+    const mz::TensorDict dense = model.dense(inputs);
+    if (rcnn) CHECK(dense.at("roi_heads.class_logits").size(0) == 20);
+    for (const auto& item : dense) loss = loss + (item.value() * torch::randn_like(item.value())).sum();
     loss.backward();
     for (const auto& p : model.module->named_parameters()) {
       CAPTURE(p.key());
@@ -401,8 +406,9 @@ TEST_CASE("nn::PackedWeight split into bfloat16 parts (bf16x3): the three produc
     CHECK(torch::equal(split, portable));
     CHECK(torch::equal(split.to(torch::kFloat), torch::stack({hi(x), lo(x)})));
   }
-  // in, out: 50 and 40 leave partial blocks (and 50 is not a multiple of AVX-512's 16); 64 and 96 fill them; with
-  // 2100 inputs the kernel takes 200 rows in chunks of 96.
+  // in, out: 50 and 40 leave partial blocks (and 50 is not a multiple of AVX-512's 16); 64 and 96 fill them. With
+  // 2100 inputs the kernel takes 200 rows in chunks of 96, and 600 rows in three blocks of 704 inputs (the last one
+  // partial), each split as it comes, in chunks of 352 rows, the sums kept between blocks.
   for (const auto& [in, out, bias] : std::vector<std::tuple<std::int64_t, std::int64_t, bool>>{
            {50, 40, true}, {50, 40, false}, {64, 96, true}, {96, 33, true}, {2100, 40, true}}) {
     CAPTURE(in);
@@ -416,7 +422,8 @@ TEST_CASE("nn::PackedWeight split into bfloat16 parts (bf16x3): the three produc
     const torch::Tensor w_hi = hi(linear->weight).to(torch::kDouble), w_lo = lo(linear->weight).to(torch::kDouble);
     torch::NoGradGuard no_grad;
     const std::vector<std::vector<std::int64_t>> shapes{{in},    {1, in},  {7, in},     {2, 5, in},
-                                                        {0, in}, {64, in}, {3, 33, in}, {2, 100, in}};
+                                                        {0, in}, {64, in}, {3, 33, in}, {2, 100, in},
+                                                        {3, 200, in}};
     for (const auto& shape : shapes) {
       CAPTURE(shape);
       const torch::Tensor x = torch::randn(shape);

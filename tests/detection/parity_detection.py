@@ -147,10 +147,18 @@ def stages(model, images):
     return out
 
 
-def probe_boxes(image_sizes):
-    """GeneralizedRCNN::dense's fixed boxes: per image, centred, at 1, 1/2, ..., 1/16 of its size."""
-    return [torch.tensor([[w * (1 - s) / 2, h * (1 - s) / 2, w * (1 + s) / 2, h * (1 + s) / 2]
-                          for s in (1, 1 / 2, 1 / 4, 1 / 8, 1 / 16)], dtype=torch.float32) for h, w in image_sizes]
+def probe_boxes(image_sizes, count):
+    """GeneralizedRCNN::dense's fixed boxes, `count` per image: at 1, 1/2, ..., 1/16 of its size in turn, sliding
+    from the top right corner to the bottom left one."""
+    out = []
+    for h, w in image_sizes:
+        boxes = []
+        for i in range(count):
+            s, t = 1 / 2 ** (i % 5), i / max(1, count - 1)
+            left, top = w * (1 - s) * (1 - t), h * (1 - s) * t
+            boxes.append([left, top, left + w * s, top + h * s])
+        out.append(torch.tensor(boxes, dtype=torch.float64).float().reshape(-1, 4))
+    return out
 
 
 def dense(model, images):
@@ -164,15 +172,17 @@ def dense(model, images):
         logits, deltas = model.rpn.head(list(feats.values()))
         for l, (a, b) in enumerate(zip(logits, deltas)):
             out[f"rpn.objectness.{l}"], out[f"rpn.pred_bbox_deltas.{l}"] = a, b
-        rh, boxes = model.roi_heads, probe_boxes(il.image_sizes)
+        # The box head on as many boxes as the RPN passes on; the mask and keypoint heads on the first five.
+        rh, boxes = model.roi_heads, probe_boxes(il.image_sizes, model.rpn.post_nms_top_n())
         cl, br = rh.box_predictor(rh.box_head(rh.box_roi_pool(feats, boxes, il.image_sizes)))
         out["roi_heads.class_logits"], out["roi_heads.box_regression"] = cl, br
+        few = [b[:5] for b in boxes]
         if rh.has_mask():
-            out["roi_heads.mask_logits"] = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(feats, boxes,
+            out["roi_heads.mask_logits"] = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(feats, few,
                                                                                            il.image_sizes)))
         if rh.keypoint_roi_pool is not None:
             out["roi_heads.keypoint_logits"] = rh.keypoint_predictor(
-                rh.keypoint_head(rh.keypoint_roi_pool(feats, boxes, il.image_sizes)))
+                rh.keypoint_head(rh.keypoint_roi_pool(feats, few, il.image_sizes)))
     return out
 
 

@@ -74,9 +74,9 @@ class GeneralizedRCNNImpl : public torch::nn::Module {
   // Named inputs ("input" or "input.0", ...) -> named detections (mz forward, mz::Model::run).
   TensorDict run(const TensorDict& inputs) { return detections_to_dict(forward(images_from_inputs(inputs))); }
   // The raw outputs before any selection (see mz::Model::dense): the RPN head's "rpn.objectness.<l>" and
-  // "rpn.pred_bbox_deltas.<l>" per level, and the RoI heads' on fixed boxes (centred, at 1, 1/2, ..., 1/16 of
-  // each image): "roi_heads.class_logits", "roi_heads.box_regression", and "roi_heads.mask_logits" or
-  // "roi_heads.keypoint_logits".
+  // "rpn.pred_bbox_deltas.<l>" per level, and the RoI heads' on fixed boxes (at 1, 1/2, ..., 1/16 of each image,
+  // as many as the RPN passes on): "roi_heads.class_logits", "roi_heads.box_regression", and
+  // "roi_heads.mask_logits" or "roi_heads.keypoint_logits" (on the first five).
   TensorDict dense(const TensorDict& inputs);
   static TensorDict example_inputs(std::int64_t batch, std::int64_t size);
   // The backbone's maps ({"0": map} for a backbone that gives one tensor).

@@ -122,9 +122,9 @@ class RoIHeadsImpl : public torch::nn::Module {
   torch::Tensor keypoint_logits(const TensorDict& features, const std::vector<torch::Tensor>& boxes,
                                 const std::vector<ImageSize>& image_shapes);
   // Every branch's raw outputs for the given boxes: "class_logits", "box_regression", and "mask_logits",
-  // "keypoint_logits" where those branches exist (GeneralizedRCNN::dense).
+  // "keypoint_logits" (on each image's first `few` boxes) where those branches exist (GeneralizedRCNN::dense).
   TensorDict dense(const TensorDict& features, const std::vector<torch::Tensor>& boxes,
-                   const std::vector<ImageSize>& image_shapes);
+                   const std::vector<ImageSize>& image_shapes, std::int64_t few);
   std::vector<Detection> postprocess_detections(const torch::Tensor& class_logits, const torch::Tensor& box_regression,
                                                 const std::vector<torch::Tensor>& proposals,
                                                 const std::vector<ImageSize>& image_shapes) const;
