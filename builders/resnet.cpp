@@ -27,8 +27,12 @@ nn::BatchNorm2d norm2d(const ops::NormLayer& norm, std::int64_t features) {
   return nn::BatchNorm2d(bn);
 }
 
+// The downsample branch: torchvision's Sequential(conv1x1, norm), one conv_norm_act when it is that.
 torch::Tensor shortcut(torch::nn::Sequential downsample, torch::Tensor x) {
-  return downsample ? downsample->forward(x) : x;
+  if (!downsample) return x;
+  auto* conv = downsample->size() == 2 ? downsample->ptr(0)->as<nn::Conv2dImpl>() : nullptr;
+  auto* norm = conv ? dynamic_cast<nn::BatchNorm2dImpl*>(downsample->ptr(1).get()) : nullptr;
+  return norm ? ops::conv_norm_act(*conv, norm, x, std::nullopt) : downsample->forward(x);
 }
 
 }  // namespace

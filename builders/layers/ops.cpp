@@ -1,6 +1,9 @@
 // Shared blocks (torchvision.ops.misc, models._utils): see include/modelzoo/layers/ops.h.
 #include "modelzoo/layers/ops.h"
 
+#include <algorithm>
+
+#include <ATen/Parallel.h>
 #include <torch/nn/functional/activation.h>
 
 #include "builders/layers/onednn.h"
@@ -52,6 +55,46 @@ torch::Tensor activate(Act act, const torch::Tensor& x, bool inplace) {
   throw std::logic_error("unknown activation");
 }
 
+namespace {
+
+bool plain_float(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kFloat && !t.is_mkldnn() && t.is_contiguous() && !t.requires_grad();
+}
+
+// In inference, y = y * scale + shift per channel (norm's affine map) + residual, then a ReLU, in one pass over y's
+// memory, which the caller owns: [N, C, ...] contiguous float, no gradient. Where it does not apply (training, a
+// norm without running statistics, gradients, other layouts, the trace of mz::optimize_for_inference, which sees the
+// norms through their forward), false and y untouched.
+bool norm_in_place(torch::Tensor& y, nn::BatchNorm2dImpl& norm, const torch::Tensor& residual, bool relu) {
+  if (norm.is_training() || !norm.running_mean.defined() || nn::detail::trace_probe() || y.dim() < 2 ||
+      !plain_float(y) || (residual.defined() && (!plain_float(residual) || residual.sizes() != y.sizes())))
+    return false;
+  const auto [scale, shift] = norm.scale_shift();
+  if (scale.requires_grad() || shift.requires_grad() || scale.numel() != y.size(1)) return false;
+  const torch::Tensor s = scale.to(torch::kFloat).contiguous(), t = shift.to(torch::kFloat).contiguous();
+  const std::int64_t channels = y.size(1), planes = y.size(0) * channels;
+  const std::int64_t plane = y.numel() / std::max<std::int64_t>(planes, 1);
+  float* out = y.data_ptr<float>();
+  const float* add = residual.defined() ? residual.data_ptr<float>() : nullptr;
+  const float *scales = s.data_ptr<float>(), *shifts = t.data_ptr<float>();
+  at::parallel_for(0, planes, std::max<std::int64_t>(1, 32768 / std::max<std::int64_t>(plane, 1)),
+                   [&](std::int64_t begin, std::int64_t end) {
+                     for (std::int64_t p = begin; p < end; ++p) {
+                       const float a = scales[p % channels], b = shifts[p % channels];
+                       float* v = out + p * plane;
+                       const float* r = add ? add + p * plane : nullptr;
+                       for (std::int64_t i = 0; i < plane; ++i) {
+                         float z = v[i] * a + b;
+                         if (r) z += r[i];
+                         v[i] = relu ? std::max(z, 0.f) : z;  // std::max keeps a NaN, as relu does
+                       }
+                     }
+                   });
+  return true;
+}
+
+}  // namespace
+
 torch::Tensor conv_norm_act(nn::Conv2dImpl& conv, nn::BatchNorm2dImpl* norm, const torch::Tensor& x,
                             std::optional<Act> act, const torch::Tensor& residual) {
   if (!norm || norm->folded) {
@@ -59,6 +102,8 @@ torch::Tensor conv_norm_act(nn::Conv2dImpl& conv, nn::BatchNorm2dImpl* norm, con
     if (y.defined()) return y;
   }
   torch::Tensor y = conv.forward(x);
+  if (norm && !norm->folded && norm_in_place(y, *norm, residual, act == Act::ReLU))
+    return act && act != Act::ReLU ? activate(*act, y, /*inplace=*/true) : y;
   if (norm) y = norm->forward(y);
   if (residual.defined()) y.add_(y.is_mkldnn() ? onednn::blocked(residual) : onednn::dense(residual));
   return act ? activate(*act, y, /*inplace=*/true) : y;

@@ -771,3 +771,56 @@ TEST_CASE("nn::Conv2d prepacked: torch::conv2d's outputs in every layout") {
     }
   }
 }
+
+// In inference, conv_norm_act applies the norm, the residual and a ReLU in place in one pass over the convolution's
+// output: the numbers of the steps (norm's forward, add, activation), for BatchNorm2d and FrozenBatchNorm2d, and the
+// steps themselves where a gradient is wanted.
+TEST_CASE("ops::conv_norm_act: the norm in place in inference, the steps for gradients") {
+  torch::manual_seed(0);
+  using mz::ops::Act;
+  auto conv = mz::nn::Conv2d(torch::nn::Conv2dOptions(6, 5, 3).padding(1).bias(false));
+  conv->reset_parameters();
+  for (const bool frozen : {false, true}) {
+    CAPTURE(frozen);
+    auto norm = frozen ? mz::nn::BatchNorm2d(std::shared_ptr<mz::nn::BatchNorm2dImpl>(
+                             std::make_shared<mz::nn::FrozenBatchNorm2dImpl>(5)))
+                       : mz::nn::BatchNorm2d(5);
+    {
+      torch::NoGradGuard no_grad;
+      norm->running_mean.normal_(0, 0.5);
+      norm->running_var.uniform_(0.5, 2);
+      norm->weight.normal_(1, 0.5);
+      norm->bias.normal_(0, 0.5);
+    }
+    norm->eval();
+    const torch::Tensor x = torch::randn({2, 6, 7, 7}), residual = torch::randn({2, 5, 7, 7});
+    for (const auto act : {std::optional<Act>(), std::optional(Act::ReLU), std::optional(Act::Hardswish)}) {
+      for (const bool with_residual : {false, true}) {
+        const std::string act_name = act ? mz::ops::act_name(*act) : "none";
+        CAPTURE(act_name);
+        CAPTURE(with_residual);
+        const torch::Tensor r = with_residual ? residual : torch::Tensor();
+        torch::Tensor want = norm->forward(conv->forward(x)) + (with_residual ? residual : torch::zeros({}));
+        if (act) want = mz::ops::activate(*act, want);
+        {
+          torch::NoGradGuard no_grad;
+          CHECK(max_relative(mz::ops::conv_norm_act(*conv, norm.get(), x, act, r), want.detach()) <= 1e-6);
+        }
+        const torch::Tensor input = x.clone().requires_grad_(true);  // with autograd: the steps, and a gradient
+        const torch::Tensor got = mz::ops::conv_norm_act(*conv, norm.get(), input, act, r);
+        CHECK(max_relative(got.detach(), want.detach()) <= 1e-6);
+        got.sum().backward();
+        CHECK((input.grad().defined() && input.grad().abs().sum().item<double>() > 0));
+      }
+    }
+  }
+  // The residual is only read, and the input untouched.
+  torch::NoGradGuard no_grad;
+  auto norm = mz::nn::BatchNorm2d(5);
+  norm->eval();
+  const torch::Tensor x = torch::randn({1, 6, 4, 4}), residual = torch::randn({1, 5, 4, 4});
+  const torch::Tensor x_copy = x.clone(), residual_copy = residual.clone();
+  mz::ops::conv_norm_act(*conv, norm.get(), x, Act::ReLU, residual);
+  CHECK(torch::equal(x, x_copy));
+  CHECK(torch::equal(residual, residual_copy));
+}
