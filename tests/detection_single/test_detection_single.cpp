@@ -124,7 +124,11 @@ void check_detections(const std::string& what, const std::vector<mz::Detection>&
       };
       const auto g = order(got[i].labels, got[i].boxes), r = order(labels[i], boxes[i]);
       CHECK(torch::equal(got[i].labels.index({g}), labels[i].index({r})));
-      CHECK((got[i].boxes.index({g}) - boxes[i].index({r})).abs().max().item<double>() <= 1e-3);
+      // Boxes within 1e-5 of their largest coordinate (8e-3 px at 800 px): float32 rounding in another order of
+      // the same operations moves them (mz's eager norms, applied in place in one pass, moved those of
+      // retinanet_resnet50_fpn_v2 by 1.3e-3 px).
+      const double extent = std::max(boxes[i].abs().max().item<double>(), 1.0);
+      CHECK((got[i].boxes.index({g}) - boxes[i].index({r})).abs().max().item<double>() <= 1e-5 * extent);
       CHECK((got[i].scores.index({g}) - scores[i].index({r})).abs().max().item<double>() <= 1e-4);
     }
   }
