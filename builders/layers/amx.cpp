@@ -281,41 +281,41 @@ torch::Tensor Linear::operator()(const torch::Tensor& x, const torch::Tensor& bi
           b.defined() ? b.data_ptr<float>() : nullptr, y.data_ptr<float>(), rows, out_features_, nullptr, chunk,
           epilogue, 0, steps};
   if (!blocked) {  // x split whole, then each task is a chunk's rows by 32 columns
-    torch::Tensor a = torch::empty({2, rows_a, k}, x.options().dtype(torch::kBFloat16));
+    const torch::Tensor a = torch::empty({2, rows_a, k}, x.options().dtype(torch::kBFloat16));
     split_rows(x_data, in_features_, rows, in_features_, a.data_ptr<BFloat16>(), rows_a, k, false);
     job.a = a.data_ptr<BFloat16>();
     at::parallel_for(0, chunks * blocks_n, 1, [&](std::int64_t begin, std::int64_t end) { blocks(job, begin, end); });
-    return act && epilogue == Epilogue::kNone ? ops::activate(*act, y, /*inplace=*/true) : y;
-  }
-  // Many inputs: each task, a chunk's rows by a group of columns, splits its rows' input blocks one at a time as it
-  // comes to them, and keeps the sums between blocks in `partial`. Enough groups that the cores share the work
-  // evenly.
-  torch::Tensor partial = torch::empty({rows_a, n}, x.options());
-  job.partial = partial.data_ptr<float>();
-  const std::int64_t groups = std::clamp<std::int64_t>(4 * at::get_num_threads() / chunks, 1, blocks_n);
-  at::parallel_for(0, chunks * groups, 1, [&](std::int64_t begin, std::int64_t end) {
-    torch::Tensor split = torch::empty({2, chunk, block}, x.options().dtype(torch::kBFloat16));
-    BFloat16* parts = split.data_ptr<BFloat16>();
-    for (std::int64_t t = begin; t < end; ++t) {
-      const std::int64_t first = t / groups * chunk, group = t % groups;
-      Job task = job;
-      task.a = parts;
-      task.a_first_row = first;
-      task.a_rows = chunk;
-      task.a_stride = block;
-      for (std::int64_t s = 0; s < steps; s += block_steps) {
-        const std::int64_t column = s * kBlock;
+  } else {
+    // Many inputs: each task, a chunk's rows by a group of columns, splits its rows' input blocks one at a time as
+    // it comes to them, and keeps the sums between blocks in `partial`. Enough groups that the cores share the work
+    // evenly.
+    const torch::Tensor partial = torch::empty({rows_a, n}, x.options());
+    job.partial = partial.data_ptr<float>();
+    const std::int64_t groups = std::clamp<std::int64_t>(4 * at::get_num_threads() / chunks, 1, blocks_n);
+    at::parallel_for(0, chunks * groups, 1, [&](std::int64_t begin, std::int64_t end) {
+      torch::Tensor split = torch::empty({2, chunk, block}, x.options().dtype(torch::kBFloat16));
+      BFloat16* parts = split.data_ptr<BFloat16>();
+      for (std::int64_t t = begin; t < end; ++t) {
+        const std::int64_t first = t / groups * chunk, group = t % groups;
         const std::int64_t valid_rows = std::clamp<std::int64_t>(rows - first, 0, chunk);
-        const std::int64_t valid_inputs = std::clamp<std::int64_t>(in_features_ - column, 0, block);
-        split_rows(x_data + first * in_features_ + column, in_features_, valid_rows, valid_inputs, parts, chunk, block,
-                   false);
-        task.step_begin = s;
-        task.step_end = std::min(steps, s + block_steps);
-        const std::int64_t tasks_begin = first / chunk * blocks_n;
-        blocks(task, tasks_begin + group * blocks_n / groups, tasks_begin + (group + 1) * blocks_n / groups);
+        const std::int64_t tasks_begin = t / groups * blocks_n;  // the chunk's first task in blocks()'s numbering
+        Job task = job;
+        task.a = parts;
+        task.a_first_row = first;
+        task.a_rows = chunk;
+        task.a_stride = block;
+        for (std::int64_t s = 0; s < steps; s += block_steps) {
+          const std::int64_t column = s * kBlock;
+          const std::int64_t valid_inputs = std::clamp<std::int64_t>(in_features_ - column, 0, block);
+          split_rows(x_data + first * in_features_ + column, in_features_, valid_rows, valid_inputs, parts, chunk,
+                     block, false);
+          task.step_begin = s;
+          task.step_end = std::min(steps, s + block_steps);
+          blocks(task, tasks_begin + group * blocks_n / groups, tasks_begin + (group + 1) * blocks_n / groups);
+        }
       }
-    }
-  });
+    });
+  }
   return act && epilogue == Epilogue::kNone ? ops::activate(*act, y, /*inplace=*/true) : y;
 }
 
